@@ -1,0 +1,86 @@
+"""The base image every build starts from: find it, load it, pull it, or make it.
+
+Builds never depend on Docker Hub. In order: the image is already there; a
+configured ``docker save`` tarball is loaded; a registry pull is tried; a
+Debian base is made locally with ``debootstrap --variant=minbase`` and
+``docker import``ed. The local base carries Python with ``venv`` and the CA
+certificates, so builds from it need only the package index.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+
+import docker.errors
+
+from binderlite.dockerutil import docker_client, local_image_exists
+from binderlite.errors import BaseImageMissingError
+from binderlite.settings import Settings
+
+DEBIAN_SUITE = "bookworm"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "less", "unzip", "gettext-base")
+
+
+def ensure_base_image(settings: Settings, log: Callable[[str], None] = print) -> str:
+    """Make sure ``settings.base_image`` exists on the daemon; return how it got there."""
+    client = docker_client(settings)
+    name = settings.base_image
+    if local_image_exists(client, name):
+        return "present"
+    if settings.base_image_tarball:
+        log(f"Loading base image from {settings.base_image_tarball}")
+        with open(settings.base_image_tarball, "rb") as fh:
+            client.images.load(fh.read())
+        if local_image_exists(client, name):
+            return "loaded"
+        raise BaseImageMissingError(
+            f"{settings.base_image_tarball} did not contain {name}; "
+            "check the tarball with `docker load -i` and the base_image setting."
+        )
+    log(f"Pulling base image {name}")
+    try:
+        client.images.pull(name)
+        return "pulled"
+    except docker.errors.DockerException as exc:
+        log(f"Could not pull {name} ({exc.__class__.__name__}); building a Debian base locally")
+    build_debian_base(name, log)
+    return "built"
+
+
+def build_debian_base(name: str, log: Callable[[str], None] = print) -> None:
+    """debootstrap a minimal Debian with Python into a folder and import it as ``name``."""
+    if shutil.which("debootstrap") is None:
+        raise BaseImageMissingError(
+            "debootstrap is not installed, so the base image cannot be made locally: "
+            "apt-get install debootstrap, or set base_image_tarball."
+        )
+    with tempfile.TemporaryDirectory(prefix="binderlite-base-") as root:
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(BASE_PACKAGES)}",
+            DEBIAN_SUITE,
+            root,
+            DEBIAN_MIRROR,
+        ]
+        log("Running " + " ".join(cmd))
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-10:] + proc.stderr.splitlines()[-10:])
+            raise BaseImageMissingError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
+        subprocess.run(["rm", "-rf", f"{root}/var/cache/apt/archives", f"{root}/var/lib/apt/lists"])
+        log(f"Importing {root} as {name}")
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(
+            ["docker", "import", "--change", "CMD [\"/bin/bash\"]", "-", name],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+        )
+        tar.wait()
+        if imp.returncode != 0:
+            raise BaseImageMissingError(f"docker import failed: {imp.stderr.strip()}")

@@ -1,0 +1,102 @@
+"""Run repo2docker for one build and print its progress as JSON event lines.
+
+This runs as its own process (``python -m binderlite.builder``) in its own
+process group, so the build worker can stop it, buildx and all, on timeout.
+Only the content provider the link needs is enabled: repo2docker's default
+list downloads a Dataverse host list from the internet before trying git.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+from repo2docker import contentproviders
+from repo2docker.app import Repo2Docker
+
+from binderlite.buildpacks import buildpack_classes
+from binderlite.settings import Settings, settings_from_json
+
+CONTENT_PROVIDERS = {
+    "git": contentproviders.Git,
+    "local": contentproviders.Local,
+    "zenodo": contentproviders.Zenodo,
+    "figshare": contentproviders.Figshare,
+    "dataverse": contentproviders.Dataverse,
+    "hydroshare": contentproviders.Hydroshare,
+    "ckan": contentproviders.CKAN,
+}
+NB_USER = "jovyan"
+NB_UID = 1000
+PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+class EventLineHandler(logging.Handler):
+    """repo2docker log records → one JSON event per line on stdout."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        ev = {"message": record.getMessage()}
+        phase = getattr(record, "phase", None)
+        if phase:
+            ev["phase"] = str(phase.value if hasattr(phase, "value") else phase)
+        sys.stdout.write(json.dumps(ev) + "\n")
+        sys.stdout.flush()
+
+
+def proxy_build_args(settings: Settings) -> dict[str, str]:
+    """Proxy settings as Docker's predefined build args (never stored in the image)."""
+    values = {
+        "HTTP_PROXY": settings.http_proxy or os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy", ""),
+        "HTTPS_PROXY": settings.https_proxy or os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy", ""),
+        "NO_PROXY": settings.no_proxy or os.environ.get("NO_PROXY") or os.environ.get("no_proxy", ""),
+    }
+    args = {}
+    for key, value in values.items():
+        if value:
+            args[key] = value
+            args[key.lower()] = value
+    return args
+
+
+def run_repo2docker(settings: Settings, repo: str, ref: str | None, content_provider: str, image: str) -> None:
+    """Build ``image`` from ``repo`` at ``ref``; raises on failure."""
+    r2d = Repo2Docker()
+    r2d.repo = repo
+    r2d.ref = ref
+    r2d.output_image_spec = image
+    r2d.json_logs = True
+    r2d.user_id = NB_UID
+    r2d.user_name = NB_USER
+    r2d.base_image = settings.base_image
+    r2d.buildpacks = buildpack_classes(settings)
+    r2d.content_providers = [CONTENT_PROVIDERS[content_provider]]
+    r2d.extra_build_args = proxy_build_args(settings)
+    r2d.run = False
+    r2d.push = False
+    r2d.cleanup_checkout = True
+    r2d.initialize()
+    r2d_log = logging.getLogger("repo2docker")
+    r2d_log.handlers = [EventLineHandler()]
+    r2d_log.propagate = False
+    sys.excepthook = sys.__excepthook__
+    r2d.build()
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``python -m binderlite.builder <repo> <ref> <content provider> <image>``."""
+    settings = settings_from_json(os.environ["BINDERLITE_SETTINGS_JSON"])
+    repo, ref, provider, image = argv
+    try:
+        run_repo2docker(settings, repo, ref or None, provider, image)
+    except SystemExit as exc:
+        return int(exc.code or 1)
+    except Exception as exc:  # every failure becomes a failed event, never a traceback
+        sys.stdout.write(json.dumps({"phase": "failed", "message": f"{exc.__class__.__name__}: {exc}\n"}) + "\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

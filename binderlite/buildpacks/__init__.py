@@ -1,0 +1,43 @@
+"""Which repo2docker build packs a build uses, configured from settings."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
+
+from binderlite.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
+from binderlite.settings import Settings
+
+
+def build_options(settings: Settings) -> BuildOptions:
+    """BuildOptions from settings: CA bundle, package index, tooling versions."""
+    hub_spec = settings.jupyterhub_spec or f"jupyterhub=={importlib.metadata.version('jupyterhub')}"
+    index_env = []
+    if settings.package_index_url:
+        index_env += [("PIP_INDEX_URL", settings.package_index_url), ("UV_DEFAULT_INDEX", settings.package_index_url)]
+    if settings.extra_index_url:
+        index_env += [("PIP_EXTRA_INDEX_URL", settings.extra_index_url), ("UV_INDEX", settings.extra_index_url)]
+    if settings.trusted_host:
+        index_env += [("PIP_TRUSTED_HOST", settings.trusted_host), ("UV_INSECURE_HOST", settings.trusted_host)]
+    return BuildOptions(
+        ca_bundle=str(Path(settings.ca_bundle).resolve()),
+        generated_dir=str(settings.build_work_dir / "generated"),
+        tooling_specs=(settings.jupyterlab_spec, hub_spec),
+        index_env=tuple(index_env),
+    )
+
+
+def buildpack_classes(settings: Settings) -> list[type]:
+    """The ordered build pack list for ``Repo2Docker.buildpacks``."""
+    if settings.build_packs == "repo2docker":
+        from repo2docker.app import Repo2Docker
+
+        return list(Repo2Docker.buildpacks.default_value)
+    configured = type(
+        "BinderlitePythonBuildPack",
+        (BinderlitePythonBuildPack,),
+        {"options": build_options(settings)},
+    )
+    return [LegacyBinderDockerBuildPack, DockerBuildPack, configured]

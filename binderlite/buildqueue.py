@@ -1,0 +1,237 @@
+"""The build queue: one build per image, a concurrency limit, state that outlives processes.
+
+Builds are rows in SQLite (``<state>/binderlite.sqlite``) and their logs are
+JSON-lines files (``<state>/builds/<id>.jsonl``). Asking for an image that is
+already queued or building attaches to that build. ``dispatch()`` starts
+queued builds while fewer than ``build_concurrency`` run; each runs in a
+detached worker process (``binderlite.buildworker``), so a caller that goes
+away — a closed tab, a restarted web worker — does not stop it. A build whose
+worker died is marked failed the next time anyone looks, never left stuck.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from binderlite.events import TERMINAL_PHASES, Event, EventLog, event
+from binderlite.settings import Settings, settings_to_json
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS builds (
+    id TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    repo_url TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    content_provider TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    message TEXT
+);
+CREATE INDEX IF NOT EXISTS builds_image_state ON builds (image, state);
+"""
+ACTIVE = ("queued", "running")
+DISPATCH_GRACE = 30.0
+
+
+@dataclass
+class Build:
+    id: str
+    image: str
+    repo_url: str
+    ref: str
+    content_provider: str
+    state: str
+    pid: int | None
+    created: float
+    started: float | None
+    finished: float | None
+    message: str | None
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True if a process with this pid exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1].split(" ", 1)[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+class BuildQueue:
+    """Builds on disk; safe to use from many processes at once."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.ensure_dirs()
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.settings.db_path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def log(self, build_id: str) -> EventLog:
+        return EventLog(self.settings.build_logs_dir / f"{build_id}.jsonl")
+
+    def get(self, build_id: str) -> Build | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
+        return Build(**dict(row)) if row else None
+
+    def request(self, image: str, repo_url: str, ref: str, content_provider: str) -> tuple[Build, bool]:
+        """The active build of ``image``, or a new queued one; and whether it is new."""
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT * FROM builds WHERE image = ? AND state IN ('queued', 'running') ORDER BY created LIMIT 1",
+                (image,),
+            ).fetchone()
+            if row:
+                db.execute("COMMIT")
+                return Build(**dict(row)), False
+            build_id = uuid.uuid4().hex[:16]
+            db.execute(
+                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+                (build_id, image, repo_url, ref, content_provider, time.time()),
+            )
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        self.log(build_id).append(event("waiting", "Waiting for build to start...\n"))
+        return self.get(build_id), True
+
+    def queue_position(self, build: Build) -> int:
+        """1-based position among queued builds (0 when not queued)."""
+        if build.state != "queued":
+            return 0
+        with self._db() as db:
+            (ahead,) = db.execute(
+                "SELECT COUNT(*) FROM builds WHERE state = 'queued' AND created <= ? AND id != ?",
+                (build.created, build.id),
+            ).fetchone()
+        return ahead + 1
+
+    def finish(self, build_id: str, state: str, message: str) -> None:
+        """Record the outcome of a build (called by its worker)."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE builds SET state = ?, finished = ?, message = ? WHERE id = ? AND state IN ('queued', 'running')",
+                (state, time.time(), message, build_id),
+            )
+
+    def reap(self) -> list[str]:
+        """Mark running builds whose worker is gone as failed; return their ids."""
+        reaped = []
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM builds WHERE state = 'running'").fetchall()
+        for row in rows:
+            build = Build(**dict(row))
+            starting = build.pid is None and time.time() - (build.started or 0) < DISPATCH_GRACE
+            if starting or pid_alive(build.pid):
+                continue
+            message = "Build failed: the build process stopped unexpectedly (was binderlite restarted?).\n"
+            with self._db() as db:
+                cur = db.execute(
+                    "UPDATE builds SET state = 'failed', finished = ?, message = ? WHERE id = ? AND state = 'running'",
+                    (time.time(), message, build.id),
+                )
+            if cur.rowcount:
+                self.log(build.id).append(event("failed", message))
+                reaped.append(build.id)
+        return reaped
+
+    def dispatch(self) -> list[str]:
+        """Start queued builds while there is room; return the ids started."""
+        self.reap()
+        claimed = []
+        db = self._db()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            (running,) = db.execute("SELECT COUNT(*) FROM builds WHERE state = 'running'").fetchone()
+            room = self.settings.build_concurrency - running
+            if room > 0:
+                rows = db.execute(
+                    "SELECT id FROM builds WHERE state = 'queued' ORDER BY created LIMIT ?", (room,)
+                ).fetchall()
+                for row in rows:
+                    db.execute(
+                        "UPDATE builds SET state = 'running', started = ? WHERE id = ?",
+                        (time.time(), row["id"]),
+                    )
+                    claimed.append(row["id"])
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        for build_id in claimed:
+            self._start_worker(build_id)
+        return claimed
+
+    def _start_worker(self, build_id: str) -> None:
+        env = dict(os.environ, BINDERLITE_SETTINGS_JSON=settings_to_json(self.settings))
+        out = open(self.settings.build_logs_dir / f"{build_id}.worker.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "binderlite.buildworker", build_id],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(Path(__file__).resolve().parent.parent),
+            start_new_session=True,
+        )
+        out.close()
+        with self._db() as db:
+            db.execute("UPDATE builds SET pid = ? WHERE id = ?", (proc.pid, build_id))
+
+    def follow(self, build_id: str, poll: float = 0.5, idle_every: float = 20.0) -> Iterator[Event | None]:
+        """Yield the build's events from the start until it ends; ``None`` when idle for ``idle_every`` s."""
+        log = self.log(build_id)
+        offset, last_sent, last_position = 0, time.monotonic(), None
+        while True:
+            events, offset = log.read_from(offset)
+            for ev in events:
+                last_sent = time.monotonic()
+                yield ev
+                if ev.get("phase") in TERMINAL_PHASES:
+                    return
+            build = self.get(build_id)
+            if build is None:
+                yield event("failed", f"Build {build_id} does not exist.\n")
+                return
+            if build.state == "queued":
+                self.dispatch()
+                position = self.queue_position(build)
+                if position != last_position and position:
+                    last_position = position
+                    last_sent = time.monotonic()
+                    yield event("waiting", f"Build queued: position {position} in the queue.\n", queue_position=position)
+            elif build.state == "running":
+                self.reap()
+            elif not events:
+                final, offset = log.read_from(offset)
+                if not any(ev.get("phase") in TERMINAL_PHASES for ev in final):
+                    yield from final
+                    yield event("failed", build.message or "Build ended without a result.\n")
+                    return
+                yield from final
+                return
+            if time.monotonic() - last_sent >= idle_every:
+                last_sent = time.monotonic()
+                yield None
+            time.sleep(poll)

@@ -1,0 +1,131 @@
+"""One build, supervised: run the builder process, enforce the timeout, push, record.
+
+Started detached by the build queue (``python -m binderlite.buildworker <id>``).
+It appends every event to the build's log, stops the builder's whole process
+group when ``build_timeout`` passes, pushes the image to the registry, writes
+the final ``built``/``failed`` event and then lets the next queued build start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+from binderlite.buildqueue import BuildQueue
+from binderlite.dockerutil import docker_client
+from binderlite.errors import BinderliteError
+from binderlite.events import EventLog, event
+from binderlite.registry import push_image, split_image
+from binderlite.settings import Settings, settings_from_json
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_builder(settings: Settings, build, log: EventLog) -> tuple[bool, str]:
+    """Run repo2docker in its own process group; (succeeded, failure message)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "binderlite.builder", build.repo_url, build.ref, build.content_provider, build.image],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
+    deadline = time.monotonic() + settings.build_timeout
+    failure = ""
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    buffer = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            _stop_group(proc)
+            return False, f"Build timed out after {settings.build_timeout} s and was stopped.\n"
+        if not selector.select(timeout=min(remaining, 5)):
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            ev = _parse_line(raw)
+            if ev.get("phase") == "failed":
+                failure = ev.get("message", "")
+                ev["phase"] = "building"
+            log.append(ev)
+    proc.wait()
+    if buffer:
+        log.append(_parse_line(buffer))
+    if proc.returncode != 0:
+        return False, failure or f"repo2docker exited with code {proc.returncode}.\n"
+    return True, ""
+
+
+def _parse_line(raw: bytes) -> dict:
+    text = raw.decode("utf-8", "replace")
+    try:
+        ev = json.loads(text)
+        if isinstance(ev, dict) and "message" in ev:
+            return ev
+    except ValueError:
+        pass
+    return {"phase": "unknown", "message": text + "\n"}
+
+
+def push(settings: Settings, image: str, log: EventLog) -> None:
+    """Push to the configured registry; a registry problem is a warning, not a failed build."""
+    if not settings.registry or split_image(image)[0] != settings.registry:
+        return
+    log.append(event("pushing", f"Pushing image to {settings.registry}\n"))
+    try:
+        push_image(docker_client(settings), image, lambda msg: log.append(event("pushing", msg)))
+    except (RuntimeError, BinderliteError, OSError) as exc:
+        log.append(event(None, f"Warning: could not push {image} to {settings.registry}: {exc}; the image stays local.\n"))
+    except Exception as exc:  # docker SDK errors: APIError, connection errors
+        log.append(event(None, f"Warning: could not push {image} to {settings.registry}: {exc.__class__.__name__}: {exc}\n"))
+
+
+def main(build_id: str) -> int:
+    settings = settings_from_json(os.environ["BINDERLITE_SETTINGS_JSON"])
+    queue = BuildQueue(settings)
+    build = queue.get(build_id)
+    log = queue.log(build_id)
+    try:
+        ok, failure = run_builder(settings, build, log)
+        if ok:
+            push(settings, build.image, log)
+            queue.finish(build_id, "succeeded", "Built image, launching...\n")
+            log.append(event("built", "Built image, launching...\n", imageName=build.image))
+        else:
+            tail = log.tail_text(settings.build_log_tail)
+            message = f"Build failed: {failure.strip()}\n--- last lines of the build log ---\n{tail}\n"
+            queue.finish(build_id, "failed", message)
+            log.append(event("failed", message))
+    except Exception as exc:  # the worker must always leave a result behind
+        message = f"Build failed: {exc.__class__.__name__}: {exc}\n"
+        queue.finish(build_id, "failed", message)
+        log.append(event("failed", message))
+    finally:
+        queue.dispatch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

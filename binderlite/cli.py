@@ -1,0 +1,92 @@
+"""The ``binderlite`` command line: thin commands over the library modules."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.parse
+
+import click
+
+from binderlite.errors import BinderliteError
+from binderlite.settings import Settings, load_settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def fail(message: str) -> None:
+    """A user error: ``Error: …`` on stderr and exit code 1."""
+    raise click.ClickException(message)
+
+
+@click.group()
+@click.option("--config", envvar="BINDERLITE_CONFIG", default=None, help="TOML config file.")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """binderlite: BinderHub without Kubernetes."""
+    try:
+        ctx.obj = {"settings": load_settings(config)}
+    except BinderliteError as exc:
+        fail(exc.message)
+
+
+def resolve_link(link: str, ref: str, settings: Settings):
+    """A ResolvedRepo for a /v2/ link path, a git URL or (if allowed) a local directory."""
+    from binderlite.localrepo import resolve_local_dir
+    from binderlite.providers import GitProvider, parse_link
+
+    if os.path.isdir(link):
+        return resolve_local_dir(link, settings)
+    if "://" in link or link.startswith("git@"):
+        spec = urllib.parse.quote(link, safe="") + "/" + urllib.parse.quote(ref, safe="")
+        return GitProvider(spec, settings).resolve()
+    return parse_link(link, settings).resolve()
+
+
+@main.command()
+@click.argument("link")
+@click.option("--ref", default="HEAD", show_default=True, help="Ref to build when LINK is a git URL.")
+@click.pass_context
+def build(ctx: click.Context, link: str, ref: str) -> None:
+    """Build the image for LINK (gh/org/repo/ref, git/<escaped url>/<ref>, a git URL or a directory).
+
+    The build log streams to stderr; the image name is the last line of stdout.
+    """
+    from binderlite.pipeline import build_events
+
+    settings = _settings(ctx)
+    try:
+        resolved = resolve_link(link, ref, settings)
+    except BinderliteError as exc:
+        fail(exc.message)
+    final = None
+    for ev in build_events(settings, resolved):
+        if ev is None:
+            continue
+        click.echo(ev.get("message", ""), nl=False, err=True)
+        if ev.get("phase") in ("built", "failed"):
+            final = ev
+    if final is None or final["phase"] == "failed":
+        message = (final or {}).get("message", "build ended without a result").strip().splitlines()
+        fail(message[0] if message else "build failed")
+    click.echo(final["imageName"])
+
+
+@main.command("base-image")
+@click.pass_context
+def base_image(ctx: click.Context) -> None:
+    """Make sure the base image exists (pull, load a tarball, or debootstrap it)."""
+    from binderlite.baseimage import ensure_base_image
+
+    settings = _settings(ctx)
+    try:
+        how = ensure_base_image(settings, log=lambda msg: click.echo(msg, err=True))
+    except BinderliteError as exc:
+        fail(exc.message)
+    click.echo(f"{settings.base_image} ({how})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Providers for data archives: a DOI or dataset link → a record version.
+
+zenodo, figshare, dataverse, hydroshare and ckan links follow BinderHub's
+spec formats, build slugs and resolved refs. binderlite only resolves the
+record's current version here (a few small JSON requests); the content
+itself is fetched by repo2docker's content provider of the same name, which
+receives ``ResolvedRepo.repo_url`` as BinderHub passes it.
+
+DOIs are looked up with doi.org's handle API (as repo2docker does), so no
+redirect chain is followed to hosts nobody checked; every other host —
+a dataset URL the user gave, or the host a DOI points to — passes
+``check_repo_url`` before it is contacted, and so does every redirect.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from datetime import UTC, datetime
+from typing import Any
+
+import escapism
+import requests
+
+from binderlite.errors import RefNotFoundError, SpecError
+from binderlite.providers import HTTP_TIMEOUT, PROVIDERS, RepoProvider, ResolvedRepo
+from binderlite.settings import Settings
+from binderlite.urlsafety import check_repo_url
+
+DOI_RESOLVER = "https://doi.org/"
+HYDROSHARE_URL = "https://www.hydroshare.org"
+MAX_SPEC_LENGTH = 1024
+MAX_REDIRECTS = 5
+DOI_PATTERN = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/[!-~]+)\Z", re.IGNORECASE)
+HYDROSHARE_ID = re.compile(r"[0-9a-f]{32}")
+FIGSHARE_URL = re.compile(r"(.*)/articles/([^/]+)/([^/]+)/(\d+)(/)?(\d+)?")
+RECORD_ID = re.compile(r"^[\w.\-]+\Z")
+USER_AGENT = "binderlite"
+
+
+def _check_text(spec: str, what: str) -> None:
+    if not spec or len(spec) > MAX_SPEC_LENGTH:
+        raise SpecError(f"{what} must be 1 to {MAX_SPEC_LENGTH} characters long.")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in spec):
+        raise SpecError(f"{what} contains control characters.")
+
+
+def parse_doi(spec: str, provider: str) -> str:
+    """The bare DOI (``10.prefix/suffix``) in ``spec``, or SpecError."""
+    _check_text(spec, f"The {provider} DOI")
+    match = DOI_PATTERN.match(spec)
+    if not match or any(part in (".", "..") for part in match.group(1).split("/")):
+        raise SpecError(f"{spec!r} is not a valid {provider} (10.<prefix>/<suffix>, e.g. 10.5281/zenodo.3242074).")
+    return match.group(1)
+
+
+def parse_http_url(text: str, what: str) -> str:
+    """An http(s) URL with a host, or SpecError (safety is checked before fetching)."""
+    _check_text(text, what)
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or " " in text:
+        raise SpecError(f"{what} must be an http(s) URL, not {text!r}.")
+    return text
+
+
+def _verify(settings: Settings) -> str | bool:
+    return settings.ca_bundle if settings.ca_bundle and os.path.isfile(settings.ca_bundle) else True
+
+
+def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests.Response:
+    """GET ``url`` (checked unless ``trusted``), following only checked redirects.
+
+    Any network error or HTTP error status becomes RefNotFoundError.
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        if not trusted:
+            url = check_repo_url(url, settings.allow_local_repos)
+        try:
+            resp = requests.get(
+                url,
+                timeout=HTTP_TIMEOUT,
+                verify=_verify(settings),
+                allow_redirects=False,
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            )
+        except requests.RequestException as exc:
+            reason = (str(exc).splitlines() or [""])[0]
+            raise RefNotFoundError(f"Could not reach {url}: {type(exc).__name__} {reason}".strip()) from None
+        if resp.is_redirect and resp.headers.get("location"):
+            url = urllib.parse.urljoin(url, resp.headers["location"])
+            trusted = False
+            continue
+        if resp.status_code >= 400:
+            raise RefNotFoundError(f"{url} answered HTTP {resp.status_code} {resp.reason or ''}".strip() + ".")
+        return resp
+    raise RefNotFoundError(f"Too many redirects fetching {url}.")
+
+
+def get_json(url: str, settings: Settings, *, trusted: bool = False) -> Any:
+    """The JSON body of ``url`` (see http_get)."""
+    resp = http_get(url, settings, trusted=trusted)
+    try:
+        return resp.json()
+    except ValueError:
+        raise RefNotFoundError(f"{url} did not answer with JSON.") from None
+
+
+def doi_to_url(doi: str, settings: Settings) -> str:
+    """The URL a DOI is registered to, from doi.org's handle API."""
+    quoted = urllib.parse.quote(doi, safe="/")
+    data = get_json(f"{DOI_RESOLVER}api/handles/{quoted}", settings, trusted=True)
+    for value in data.get("values", []) if isinstance(data, dict) else []:
+        if isinstance(value, dict) and value.get("type") == "URL":
+            target = (value.get("data") or {}).get("value")
+            if isinstance(target, str) and target:
+                return target
+    raise RefNotFoundError(f"DOI {doi} does not point to any URL.")
+
+
+def _field(data: Any, *path: str) -> Any:
+    """``data[path[0]][path[1]]…`` or RefNotFoundError naming the missing field."""
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            raise RefNotFoundError(f"The record has no {'.'.join(path)} field.")
+        data = data[key]
+    return data
+
+
+def _epoch(date: str) -> str:
+    """Whole seconds since the epoch of a UTC ISO timestamp, as repo2docker's content ids."""
+    try:
+        parsed = datetime.strptime(date.split(".")[0], "%Y-%m-%dT%H:%M:%S")
+    except (TypeError, ValueError):
+        raise RefNotFoundError(f"The record's modification date {date!r} is not understood.") from None
+    return str(int(parsed.replace(tzinfo=UTC).timestamp()))
+
+
+class DoiRepoProvider(RepoProvider):
+    """Shared shape of a DOI provider: ``spec`` is the DOI, repo2docker gets the spec as is."""
+
+    def __init__(self, spec: str, settings: Settings):
+        super().__init__(spec, settings)
+        self.parse(spec)
+
+    def parse(self, spec: str) -> None:
+        """Check the spec and keep its parts (raise SpecError)."""
+        self.doi = parse_doi(spec, self.display_name)
+
+    def repo_url(self) -> str:
+        return self.spec
+
+    def resolve(self) -> ResolvedRepo:
+        try:
+            return self.resolve_record()
+        except RefNotFoundError as exc:
+            raise RefNotFoundError(f"Could not resolve {self.display_name} {self.spec}: {exc.message}") from None
+
+    def resolve_record(self) -> ResolvedRepo:
+        raise NotImplementedError
+
+    def _resolved(self, record_id: str, resolved_spec: str, ref_url: str, slug: str) -> ResolvedRepo:
+        if not RECORD_ID.match(record_id):
+            raise RefNotFoundError(f"{self.display_name} {self.spec} resolved to an unusable record id {record_id!r}.")
+        return ResolvedRepo(
+            provider=self.name,
+            spec=self.spec,
+            repo_url=self.repo_url(),
+            unresolved_ref="",
+            resolved_ref=record_id,
+            resolved_spec=resolved_spec,
+            ref_url=ref_url,
+            build_slug=slug,
+            content_provider=self.name,
+        )
+
+
+class ZenodoProvider(DoiRepoProvider):
+    """``zenodo/<DOI>``: the DOI's latest record id is the version."""
+
+    name = "zenodo"
+    display_name = "Zenodo DOI"
+
+    def resolve_record(self) -> ResolvedRepo:
+        url = doi_to_url(self.doi, self.settings)
+        record_id = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+        head = self.spec.split("zenodo")[0]
+        resolved_spec = f"{head}zenodo.{record_id}" if "zenodo" in self.spec else self.spec
+        return self._resolved(record_id, resolved_spec, f"{DOI_RESOLVER}{resolved_spec}", f"zenodo-{record_id}")
+
+
+class FigshareProvider(DoiRepoProvider):
+    """``figshare/<DOI>``: article id and version (1 when the DOI has none)."""
+
+    name = "figshare"
+    display_name = "Figshare DOI"
+
+    def resolve_record(self) -> ResolvedRepo:
+        url = doi_to_url(self.doi, self.settings)
+        match = FIGSHARE_URL.match(url)
+        if not match:
+            raise RefNotFoundError(f"DOI {self.doi} points to {url}, which is not a Figshare article.")
+        record_id = f"{match.group(4)}.v{match.group(6) or '1'}"
+        head = self.spec.split("figshare")[0]
+        resolved_spec = f"{head}figshare.{record_id}" if "figshare" in self.spec else self.spec
+        return self._resolved(record_id, resolved_spec, f"{DOI_RESOLVER}{resolved_spec}", f"figshare-{record_id}")
+
+
+class DataverseProvider(DoiRepoProvider):
+    """``dataverse/<DOI or dataset URL>``: dataset id and latest major.minor version."""
+
+    name = "dataverse"
+    display_name = "Dataverse DOI"
+
+    def parse(self, spec: str) -> None:
+        text = urllib.parse.unquote(spec) if spec.lower().startswith(("http%3a", "https%3a")) else spec
+        if text.lower().startswith(("http://", "https://")) and not DOI_PATTERN.match(text):
+            self.doi, self.url = "", parse_http_url(text, "A Dataverse dataset URL")
+        else:
+            self.doi, self.url = parse_doi(text, self.display_name), ""
+
+    def resolve_record(self) -> ResolvedRepo:
+        if self.url:
+            url = check_repo_url(self.url, self.settings.allow_local_repos)
+        else:
+            url = doi_to_url(self.doi, self.settings)
+        api_url = urllib.parse.urlsplit(url)._replace(path="/api/datasets/:persistentId", fragment="").geturl()
+        resp = get_json(api_url, self.settings)
+        if not isinstance(resp, dict) or resp.get("status") != "OK":
+            raise RefNotFoundError(f"Dataverse at {api_url} has no dataset for {self.spec}.")
+        identifier = str(_field(resp, "data", "identifier"))
+        record_id = "{}.v{}.{}".format(
+            _field(resp, "data", "id"),
+            _field(resp, "data", "latestVersion", "versionNumber"),
+            _field(resp, "data", "latestVersion", "versionMinorNumber"),
+        )
+        resolved_spec = f"{_field(resp, 'data', 'authority')}/{identifier}"
+        slug = "dataverse-" + escapism.escape(identifier, escape_char="-").lower()
+        return self._resolved(record_id, resolved_spec, str(_field(resp, "data", "persistentUrl")), slug)
+
+
+class HydroshareProvider(DoiRepoProvider):
+    """``hydroshare/<resource id or URL>``: the resource's last modification time."""
+
+    name = "hydroshare"
+    display_name = "Hydroshare resource"
+
+    def parse(self, spec: str) -> None:
+        text = urllib.parse.unquote(spec)
+        _check_text(text, "The Hydroshare resource")
+        self.url = parse_http_url(text, "A Hydroshare URL") if "://" in text else ""
+        ids = HYDROSHARE_ID.findall(text)
+        if not ids:
+            raise SpecError(f"{spec!r} contains no Hydroshare resource id (32 hexadecimal digits).")
+        self.resource_id = ids[-1]
+
+    def repo_url(self) -> str:
+        return f"{HYDROSHARE_URL}/resource/{self.resource_id}"
+
+    def resolve_record(self) -> ResolvedRepo:
+        if self.url:
+            check_repo_url(self.url, self.settings.allow_local_repos)
+        meta = get_json(f"{HYDROSHARE_URL}/hsapi/resource/{self.resource_id}/scimeta/elements", self.settings)
+        dates = _field(meta, "dates")
+        modified = next((d for d in dates if isinstance(d, dict) and d.get("type") == "modified"), None)
+        if modified is None:
+            raise RefNotFoundError(f"Hydroshare resource {self.resource_id} has no modification date.")
+        record_id = f"{self.resource_id}.v{_epoch(str(_field(modified, 'start_date')))}"
+        url = self.repo_url()
+        return self._resolved(record_id, url, url, f"hydroshare-{record_id}")
+
+
+class CKANProvider(DoiRepoProvider):
+    """``ckan/<url-escaped dataset URL>``: the dataset's (or activity's) modification time."""
+
+    name = "ckan"
+    display_name = "CKAN dataset"
+
+    def parse(self, spec: str) -> None:
+        self.url = parse_http_url(urllib.parse.unquote(spec), "A CKAN dataset URL")
+        parts = urllib.parse.urlsplit(self.url)
+        prefix, sep, rest = parts.path.partition("/dataset/")
+        segments = rest.split("/")
+        self.dataset_id = segments[0]
+        if not sep or not RECORD_ID.match(self.dataset_id) or self.dataset_id in (".", ".."):
+            raise SpecError(f"{self.url!r} is not a CKAN dataset URL (…/dataset/<name>).")
+        self.api_url = parts._replace(path=f"{prefix}/api/3/action/", query="", fragment="").geturl()
+        self.activity_id = ""
+        if "history" in segments and segments.index("history") + 1 < len(segments):
+            self.activity_id = segments[segments.index("history") + 1]
+        elif urllib.parse.parse_qs(parts.query).get("activity_id"):
+            self.activity_id = urllib.parse.parse_qs(parts.query)["activity_id"][0]
+
+    def repo_url(self) -> str:
+        return self.url
+
+    def resolve_record(self) -> ResolvedRepo:
+        check_repo_url(self.url, self.settings.allow_local_repos)
+        if self.activity_id:
+            query = urllib.parse.urlencode({"id": self.activity_id, "include_data": "true"})
+            resp = get_json(f"{self.api_url}activity_show?{query}", self.settings)
+            modified = _field(resp, "result", "data", "package", "metadata_modified")
+        else:
+            query = urllib.parse.urlencode({"id": self.dataset_id})
+            resp = get_json(f"{self.api_url}package_show?{query}", self.settings)
+            modified = _field(resp, "result", "metadata_modified")
+        record_id = f"{self.dataset_id}.v{_epoch(str(modified))}"
+        return self._resolved(record_id, self.spec, self.url, f"ckan-{self.dataset_id}")
+
+
+PROVIDERS.update(
+    {
+        "zenodo": ZenodoProvider,
+        "figshare": FigshareProvider,
+        "dataverse": DataverseProvider,
+        "hydroshare": HydroshareProvider,
+        "ckan": CKANProvider,
+    }
+)

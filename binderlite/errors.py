@@ -1,0 +1,56 @@
+"""binderlite's exception tree; every error carries a user-facing message and an HTTP status.
+
+    BinderliteError (500)
+    ├── ConfigError (500)         a setting is wrong; the message says how to fix it
+    ├── SpecError (400)           malformed link, unknown provider
+    │   └── BannedSpecError (403) the spec matches banned_specs
+    ├── UnsafeURLError (400)      a repository URL that points inside this machine/network
+    ├── RefNotFoundError (404)    the ref does not resolve
+    ├── DockerUnavailableError (503)
+    ├── BaseImageMissingError (503)
+    └── BuildFailedError (500)
+"""
+
+from __future__ import annotations
+
+
+class BinderliteError(Exception):
+    """Base class: ``message`` is shown to users, ``status`` is the HTTP status."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(BinderliteError):
+    status = 500
+
+
+class SpecError(BinderliteError):
+    status = 400
+
+
+class BannedSpecError(SpecError):
+    status = 403
+
+
+class UnsafeURLError(BinderliteError):
+    status = 400
+
+
+class RefNotFoundError(BinderliteError):
+    status = 404
+
+
+class DockerUnavailableError(BinderliteError):
+    status = 503
+
+
+class BaseImageMissingError(BinderliteError):
+    status = 503
+
+
+class BuildFailedError(BinderliteError):
+    status = 500

@@ -1,0 +1,85 @@
+"""Where JupyterHub and its proxy live, and the secrets they share with binderlite.
+
+The hub process (``jupyterhub_config.py``), the proxy and the launcher all ask
+this module, so they always agree on addresses and tokens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+
+from binderlite.settings import Settings
+
+CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"
+
+
+def docker_bridge_gateway(settings: Settings) -> str:
+    """The host's address on Docker's default bridge (what containers reach the host on)."""
+    import docker
+
+    try:
+        if settings.docker_host:
+            client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
+        else:
+            client = docker.from_env(timeout=10)
+        with client:
+            configs = client.networks.get("bridge").attrs["IPAM"]["Config"] or []
+    except docker.errors.DockerException:
+        return DEFAULT_BRIDGE_GATEWAY
+    for config in configs:
+        if config.get("Gateway"):
+            return config["Gateway"]
+        if config.get("Subnet"):
+            # Docker gives the bridge the first address of its subnet.
+            return str(ipaddress.ip_network(config["Subnet"])[1])
+    return DEFAULT_BRIDGE_GATEWAY
+
+
+def hub_ip(settings: Settings) -> str:
+    return settings.hub_ip or docker_bridge_gateway(settings)
+
+
+def hub_url(settings: Settings, ip: str | None = None) -> str:
+    """The hub's own URL, e.g. ``http://172.17.0.1:8081`` (no trailing slash)."""
+    return f"http://{ip or hub_ip(settings)}:{settings.hub_port}"
+
+
+def proxy_api_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.proxy_api_port}"
+
+
+def public_url(settings: Settings) -> str:
+    """Base URL users reach servers on, always ending in ``/``."""
+    url = settings.public_url or f"http://{settings.proxy_ip}:{settings.proxy_port}/"
+    return url if url.endswith("/") else url + "/"
+
+
+def _persistent_secret(path: Path) -> str:
+    """Read a secret from ``path``, creating it (mode 0600) on first use."""
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if value:
+        return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def hub_api_token(settings: Settings) -> str:
+    return settings.hub_api_token or _persistent_secret(settings.hub_dir / "api_token")
+
+
+def proxy_auth_token(settings: Settings) -> str:
+    return settings.proxy_auth_token or _persistent_secret(settings.hub_dir / "proxy_token")

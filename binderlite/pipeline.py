@@ -1,0 +1,65 @@
+"""The build pipeline in one call: resolved link → image, as a stream of events.
+
+This is what the CLI, the SSE API and the launcher read. If the image for
+(repo, commit) exists — on the daemon or in the registry — it is reused;
+otherwise the build queue runs (or attaches to) the one build for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import docker.errors
+
+from binderlite.buildqueue import BuildQueue
+from binderlite.dockerutil import docker_client, local_image_exists
+from binderlite.errors import BinderliteError
+from binderlite.events import Event, event
+from binderlite.providers import ResolvedRepo
+from binderlite.registry import registry_has_image
+from binderlite.settings import Settings
+
+
+def image_for(settings: Settings, resolved: ResolvedRepo) -> str:
+    """The image name for a resolved repo, including the registry host when one is set."""
+    prefix = f"{settings.registry}/{settings.image_prefix}" if settings.registry else settings.image_prefix
+    return resolved.image(prefix)
+
+
+def image_available(settings: Settings, image: str) -> bool:
+    """True if the daemon has ``image``, pulling it from binderlite's registry if only it has it."""
+    client = docker_client(settings)
+    if local_image_exists(client, image):
+        return True
+    if settings.registry and registry_has_image(settings.registry, image):
+        repository, _, tag = image.rpartition(":")
+        try:
+            client.images.pull(repository, tag=tag)
+        except docker.errors.DockerException:
+            return False
+        return True
+    return False
+
+
+def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue | None = None) -> Iterator[Event | None]:
+    """Events of getting the image for ``resolved``; ends with ``built`` or ``failed``.
+
+    ``None`` items mean "nothing new for a while" (the SSE layer sends a keepalive).
+    """
+    for note in resolved.notes:
+        yield event("waiting", note)
+    image = image_for(settings, resolved)
+    try:
+        if image_available(settings, image):
+            yield event("built", "Found built image, launching...\n", imageName=image)
+            return
+        queue = queue or BuildQueue(settings)
+        ref = "" if resolved.content_provider != "git" else resolved.resolved_ref
+        if resolved.content_provider == "local":
+            ref = ""
+        build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider)
+        queue.dispatch()
+    except BinderliteError as exc:
+        yield event("failed", exc.message + "\n")
+        return
+    yield from queue.follow(build.id)

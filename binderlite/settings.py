@@ -1,0 +1,307 @@
+"""The one settings object: defaults ← config file ← ``BINDERLITE_*`` environment.
+
+Every setting is a typed field with help text. The config file is TOML
+(``/etc/binderlite/binderlite.toml``, or the path in ``BINDERLITE_CONFIG``);
+each key may also be given as the environment variable ``BINDERLITE_<KEY>``.
+Every path derives from ``state_dir`` so tests relocate the whole tree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from binderlite.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "/etc/binderlite/binderlite.toml"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All of binderlite's settings; see README for the generated table."""
+
+    state_dir: str = _setting(
+        "/var/lib/binderlite",
+        "Directory holding all state (database, build logs, registry data, hub state).",
+    )
+    image_prefix: str = _setting(
+        "binderlite/",
+        "Prefix of built image names, as BinderHub's image_prefix (e.g. 'r2d-').",
+    )
+    base_image: str = _setting(
+        "binderlite/base:bookworm",
+        "Image every build starts from. Made locally by `binderlite base-image` when it cannot be pulled.",
+    )
+    base_image_tarball: str = _setting(
+        "", "A `docker save` tarball to load as the base image (offline installs)."
+    )
+    build_packs: str = _setting(
+        "binderlite",
+        "'binderlite' (offline-capable, package index only) or 'repo2docker' (stock build packs, need conda-forge).",
+    )
+    allow_local_repos: bool = _setting(
+        False,
+        "Allow file://, local paths and git URLs on loopback/private/link-local addresses. Off by default: such URLs reach internal services.",
+    )
+    build_concurrency: int = _setting(
+        2, "Builds that run at once; further builds wait in a queue."
+    )
+    build_timeout: int = _setting(
+        3600, "Seconds a build may run before it is stopped and marked failed."
+    )
+    build_log_tail: int = _setting(
+        20, "Log lines repeated in the failure message of a failed build."
+    )
+    package_index_url: str = _setting(
+        "", "Python package index used by builds (pip/uv); empty means PyPI."
+    )
+    extra_index_url: str = _setting("", "An extra package index for builds.")
+    trusted_host: str = _setting(
+        "", "Host whose TLS certificate builds do not verify (a plain-HTTP mirror)."
+    )
+    ca_bundle: str = _setting(
+        "/etc/ssl/certs/ca-certificates.crt",
+        "CA bundle given to every build step and image, so TLS works behind an inspecting proxy.",
+    )
+    http_proxy: str = _setting(
+        "", "HTTP proxy for builds (defaults to the HTTP_PROXY environment variable)."
+    )
+    https_proxy: str = _setting(
+        "", "HTTPS proxy for builds (defaults to the HTTPS_PROXY environment variable)."
+    )
+    no_proxy: str = _setting(
+        "", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable)."
+    )
+    jupyterlab_spec: str = _setting(
+        "jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab."
+    )
+    jupyterhub_spec: str = _setting(
+        "",
+        "Requirement for jupyterhub in images; empty means the hub's own version (jupyterhub-singleuser must match the hub).",
+    )
+    registry: str = _setting(
+        "127.0.0.1:5000",
+        "Registry that built images are pushed to (binderlite runs one on this address); empty disables pushing.",
+    )
+    github_api_url: str = _setting("https://api.github.com", "GitHub API base URL.")
+    github_host: str = _setting("https://github.com", "GitHub web host for gh links.")
+    gitlab_host: str = _setting("https://gitlab.com", "GitLab host for gl links.")
+    banned_specs: str = _setting(
+        "", "Comma-separated regular expressions; matching specs may not launch."
+    )
+    docker_host: str = _setting(
+        "", "Docker daemon URL; empty means DOCKER_HOST or the local socket."
+    )
+
+    # ---- launch settings (JupyterHub, DockerSpawner, proxy) -------------
+    hub_ip: str = _setting(
+        "",
+        "Address JupyterHub listens on. Empty (default) means the Docker bridge gateway "
+        "(e.g. 172.17.0.1): containers must reach the hub, and that address is not on the "
+        "public network.",
+    )
+    hub_port: int = _setting(
+        8081, "Port of JupyterHub's own server (default 8081, JupyterHub's usual hub port)."
+    )
+    proxy_ip: str = _setting(
+        "127.0.0.1",
+        "Address configurable-http-proxy serves users on. Default 127.0.0.1: put a TLS "
+        "reverse proxy in front to expose it.",
+    )
+    proxy_port: int = _setting(
+        8000, "Port users' servers are reached on through the proxy (default 8000, as JupyterHub)."
+    )
+    proxy_api_port: int = _setting(
+        8001,
+        "Port of the proxy's REST API, always bound to 127.0.0.1 (default 8001, as JupyterHub).",
+    )
+    public_url: str = _setting(
+        "",
+        "Public base URL of the proxy that launch URLs start with. Empty (default) means "
+        "http://<proxy_ip>:<proxy_port>/; set it when a reverse proxy serves binderlite.",
+    )
+    binder_launch_host: str = _setting(
+        "http://127.0.0.1:8585/",
+        "Public URL of binderlite's web app, given to servers as BINDER_LAUNCH_HOST "
+        "(default: the web app's default address).",
+    )
+    hub_api_token: str = _setting(
+        "",
+        "Token binderlite uses for the JupyterHub API. Empty (default) means one is "
+        "generated once and kept in <state_dir>/hub/api_token, so hub and app agree.",
+    )
+    proxy_auth_token: str = _setting(
+        "",
+        "Token shared by JupyterHub and configurable-http-proxy. Empty (default) means "
+        "one is generated once and kept in <state_dir>/hub/proxy_token.",
+    )
+    memory_limit: str = _setting(
+        "2G",
+        "Memory limit per server, no swap (default 2G: enough for typical notebooks, "
+        "and a few dozen servers fit a 24 GiB machine).",
+    )
+    cpu_limit: str = _setting(
+        "1.0",
+        "CPUs per server, a decimal number (default 1.0: one busy server cannot starve the others).",
+    )
+    pids_limit: int = _setting(
+        1024,
+        "Processes per server (default 1024: far more than JupyterLab needs, stops a fork bomb).",
+    )
+    total_quota: int = _setting(
+        64,
+        "Servers running at once on this machine; 0 means no limit (default 64: what one "
+        "server with 24 GiB holds when most servers are idle).",
+    )
+    per_repo_quota: int = _setting(
+        0,
+        "Servers running at once from one repository; 0 (default) means no limit, since "
+        "a workshop launches one repository for everyone.",
+    )
+    launch_timeout: int = _setting(
+        600, "Seconds a launch may take before it fails (default 600, as BinderHub)."
+    )
+    launch_retries: int = _setting(
+        4,
+        "Attempts to start a server when the hub errors, with backoff from 4 s doubling "
+        "(default 4, as BinderHub).",
+    )
+    spawner_docker_threads: int = _setting(
+        8,
+        "Threads DockerSpawner makes Docker API calls on (default 8; DockerSpawner's own "
+        "default of 1 makes one slow Docker call stall every launch).",
+    )
+
+    # ---- scheduler settings ----------------------------------------------
+
+    # ---- derived paths -------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_path / "binderlite.sqlite"
+
+    @property
+    def build_logs_dir(self) -> Path:
+        return self.state_path / "builds"
+
+    @property
+    def build_work_dir(self) -> Path:
+        return self.state_path / "work"
+
+    @property
+    def registry_dir(self) -> Path:
+        return self.state_path / "registry"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.state_path / "hub"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_path / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_path / "run"
+
+    def ensure_dirs(self) -> None:
+        """Create the state tree."""
+        for path in (self.state_path, self.build_logs_dir, self.build_work_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with some settings replaced (used by the CLI and tests)."""
+        return dataclasses.replace(self, **overrides)
+
+
+def _coerce(name: str, kind: type, raw: Any) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"Setting {name} must be true or false, not {raw!r}.")
+    if kind is int:
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Setting {name} must be a whole number, not {raw!r}.") from None
+    return str(raw)
+
+
+_TYPES = {"str": str, "int": int, "bool": bool}
+
+
+def setting_fields() -> list[dataclasses.Field]:
+    """The settings' fields, in declaration order (for docs and the CLI)."""
+    return list(dataclasses.fields(Settings))
+
+
+def load_settings(
+    config_file: str | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build settings from defaults, then the config file, then the environment."""
+    env = os.environ if environ is None else environ
+    path = config_file or env.get("BINDERLITE_CONFIG") or DEFAULT_CONFIG_FILE
+    values: dict[str, Any] = {}
+    known = {f.name: _TYPES[f.type] for f in setting_fields()}
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Config file {path} could not be read: {exc}") from None
+        for key, raw in data.items():
+            if key not in known:
+                raise ConfigError(
+                    f"Unknown setting {key!r} in {path}; see README for the settings table."
+                )
+            values[key] = _coerce(key, known[key], raw)
+    elif config_file or env.get("BINDERLITE_CONFIG"):
+        raise ConfigError(f"Config file {path} does not exist.")
+    for name, kind in known.items():
+        env_name = f"BINDERLITE_{name.upper()}"
+        if env_name in env:
+            values[name] = _coerce(env_name, kind, env[env_name])
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if settings.build_packs not in ("binderlite", "repo2docker"):
+        raise ConfigError(
+            f"build_packs must be 'binderlite' or 'repo2docker', not {settings.build_packs!r}."
+        )
+    if settings.build_concurrency < 1:
+        raise ConfigError("build_concurrency must be at least 1.")
+    if settings.build_timeout < 1:
+        raise ConfigError("build_timeout must be at least 1 second.")
+
+
+def settings_to_json(settings: Settings) -> str:
+    """Serialize settings for a child process (the build worker)."""
+    import json
+
+    return json.dumps(dataclasses.asdict(settings))
+
+
+def settings_from_json(text: str) -> Settings:
+    """Settings from ``settings_to_json`` output."""
+    import json
+
+    return Settings(**json.loads(text))

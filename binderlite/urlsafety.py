@@ -1,0 +1,95 @@
+"""Which repository URLs binderlite may fetch from.
+
+A link names a URL that this server will contact. Unless ``allow_local_repos``
+is on, URLs that reach inside this machine or its network are refused:
+loopback, link-local (cloud metadata lives at 169.254.169.254), private and
+other non-global addresses, ``file://``, git's ``ext::`` transport and local
+paths. Only http, https, git and ssh are allowed at all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from urllib.parse import urlsplit
+
+from binderlite.errors import UnsafeURLError
+
+ALLOWED_SCHEMES = ("http", "https", "git", "ssh")
+GIT_SCP_PATTERN = re.compile(r"^([\w\-.]+@[\w\-.]+):(?!//)(.+)$")
+
+
+def normalize_git_url(url: str) -> str:
+    """Turn scp-style ``git@host:path`` into ``ssh://git@host/path``; keep others as given."""
+    match = GIT_SCP_PATTERN.match(url)
+    if match:
+        user_host, path = match.groups()
+        return f"ssh://{user_host}/{path}"
+    return url
+
+
+def _is_internal(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not ip.is_global or ip.is_multicast
+
+
+def _resolve(host: str) -> list[str]:
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return sorted({info[4][0] for info in infos})
+
+
+def check_repo_url(url: str, allow_local: bool = False) -> str:
+    """Return the normalized URL if it may be fetched, else raise UnsafeURLError."""
+    url = normalize_git_url(url.strip())
+    lowered = url.lower()
+    if lowered.startswith("ext::") or "::" in lowered.split("/", 1)[0]:
+        raise UnsafeURLError(f"Repository URL {url!r} uses git's ext:: transport, which is never allowed.")
+    if "\n" in url or "\r" in url or "\x00" in url:
+        raise UnsafeURLError("Repository URL contains control characters.")
+    if lowered.startswith("-"):
+        raise UnsafeURLError(f"Repository URL {url!r} looks like a command-line option.")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file" or not scheme:
+        if allow_local:
+            return url
+        raise UnsafeURLError(
+            f"Repository URL {url!r} is a local path or file:// URL; these are refused "
+            "unless the setting allow_local_repos is on."
+        )
+    if scheme not in ALLOWED_SCHEMES:
+        raise UnsafeURLError(
+            f"Repository URL {url!r} uses protocol {scheme!r}; allowed: {', '.join(ALLOWED_SCHEMES)}."
+        )
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise UnsafeURLError(f"Repository URL {url!r} has no host name.")
+    if allow_local:
+        return url
+    addresses = [host] if _is_ip(host) else _resolve(host)
+    if not addresses:
+        raise UnsafeURLError(f"Host {host!r} of repository URL {url!r} does not resolve.")
+    internal = [a for a in addresses if _is_internal(a)]
+    if internal:
+        raise UnsafeURLError(
+            f"Repository URL {url!r} points to an internal address ({internal[0]}); "
+            "loopback, link-local and private addresses are refused unless allow_local_repos is on."
+        )
+    return url
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

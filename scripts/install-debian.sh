@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Install everything binderlite needs on a Debian 12 machine, as root.
+# Idempotent: every step checks before it acts, so re-running is cheap.
+#   bash scripts/install-debian.sh            # system packages + venv
+#   BINDERLITE_WITH_TEST_TOOLS=1 bash ...      # also the browser for tests
+set -euo pipefail
+
+REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PREFIX="${BINDERLITE_INSTALL_PREFIX:-/opt/binderlite}"
+VENV="$PREFIX/venv"
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '==> %s\n' "$*"; }
+
+ensure_apt_packages() {
+    local wanted=(docker.io debootstrap docker-registry git ca-certificates curl python3 python3-venv iptables)
+    if [ "${BINDERLITE_WITH_TEST_TOOLS:-0}" = 1 ]; then
+        wanted+=(chromium chromium-driver)
+    fi
+    command -v npm >/dev/null || wanted+=(nodejs npm)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "Installing Debian packages: ${missing[*]}"
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
+ensure_buildx() {
+    # Debian 12 has no buildx package; trixie's docker-buildx runs on bookworm.
+    if docker buildx version >/dev/null 2>&1; then return; fi
+    log "Installing docker-buildx from Debian trixie (pinned at priority 100)"
+    cat > /etc/apt/sources.list.d/binderlite-trixie.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    cat > /etc/apt/preferences.d/binderlite-trixie <<'PIN'
+Package: *
+Pin: release n=trixie
+Pin-Priority: 100
+PIN
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends -t trixie docker-buildx
+    # A docker client outside /usr/bin (e.g. /usr/local/bin) looks for plugins
+    # in its own places too; link the plugin where every client finds it.
+    mkdir -p /usr/local/lib/docker/cli-plugins
+    ln -sf /usr/libexec/docker/cli-plugins/docker-buildx /usr/local/lib/docker/cli-plugins/docker-buildx
+}
+
+ensure_proxy() {
+    if command -v configurable-http-proxy >/dev/null; then return; fi
+    log "Installing configurable-http-proxy from npm"
+    npm install -g --no-audit --no-fund configurable-http-proxy@4.6.3 >/dev/null
+}
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        log "Creating virtual environment $VENV"
+        mkdir -p "$PREFIX"
+        python3 -m venv "$VENV"
+    fi
+    log "Installing binderlite into $VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -e "$REPO_DIR[test]"
+    ln -sf "$VENV/bin/binderlite" /usr/local/bin/binderlite
+}
+
+ensure_docker_running() {
+    "$REPO_DIR/scripts/start-dockerd.sh"
+}
+
+ensure_apt_packages
+ensure_buildx
+ensure_proxy
+ensure_venv
+ensure_docker_running
+log "Making sure the base image exists"
+"$VENV/bin/binderlite" base-image
+log "binderlite is installed: run 'binderlite up'"

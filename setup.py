@@ -1,0 +1,35 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="binderlite",
+    version="0.1.0",
+    description="BinderHub without Kubernetes: a repository link becomes a running JupyterLab.",
+    packages=find_packages(include=["binderlite", "binderlite.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "jupyter-repo2docker>=2025.1",
+        "jupyterhub>=5,<7",
+        "dockerspawner>=13",
+        "flask>=3",
+        "gunicorn>=22",
+        "gevent>=24",
+        "apscheduler>=3.10,<4",
+        "docker>=7",
+        "escapism>=1.0",
+        "click>=8",
+        "requests>=2.31",
+        "prometheus-client>=0.20",
+        "filelock>=3",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2",
+            "hypothesis>=6",
+            "websocket-client>=1.7",
+            "ruff>=0.5",
+        ]
+    },
+    entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},
+    include_package_data=True,
+)
