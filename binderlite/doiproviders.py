@@ -35,7 +35,7 @@ MAX_REDIRECTS = 5
 DOI_PATTERN = re.compile(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)?(10\.\d{4,9}/[!-~]+)\Z", re.IGNORECASE)
 HYDROSHARE_ID = re.compile(r"[0-9a-f]{32}")
 FIGSHARE_URL = re.compile(r"(.*)/articles/([^/]+)/([^/]+)/(\d+)(/)?(\d+)?")
-RECORD_ID = re.compile(r"^[\w.\-]+\Z")
+RECORD_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")  # also a valid image tag
 USER_AGENT = "binderlite"
 
 
@@ -58,8 +58,12 @@ def parse_doi(spec: str, provider: str) -> str:
 def parse_http_url(text: str, what: str) -> str:
     """An http(s) URL with a host, or SpecError (safety is checked before fetching)."""
     _check_text(text, what)
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or " " in text:
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 (raises ValueError for a malformed port)
+    except ValueError:
+        raise SpecError(f"{what} {text!r} is not a valid URL.") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or " " in text:
         raise SpecError(f"{what} must be an http(s) URL, not {text!r}.")
     return text
 
@@ -136,8 +140,8 @@ def _epoch(date: str) -> str:
     return str(int(parsed.replace(tzinfo=UTC).timestamp()))
 
 
-class DoiRepoProvider(RepoProvider):
-    """Shared shape of a DOI provider: ``spec`` is the DOI, repo2docker gets the spec as is."""
+class RecordProvider(RepoProvider):
+    """Shared shape of an archive provider; by default ``spec`` is a DOI that repo2docker gets as is."""
 
     def __init__(self, spec: str, settings: Settings):
         super().__init__(spec, settings)
@@ -161,7 +165,7 @@ class DoiRepoProvider(RepoProvider):
 
     def _resolved(self, record_id: str, resolved_spec: str, ref_url: str, slug: str) -> ResolvedRepo:
         if not RECORD_ID.match(record_id):
-            raise RefNotFoundError(f"{self.display_name} {self.spec} resolved to an unusable record id {record_id!r}.")
+            raise RefNotFoundError(f"it resolved to an unusable record id {record_id!r}.")
         return ResolvedRepo(
             provider=self.name,
             spec=self.spec,
@@ -175,7 +179,7 @@ class DoiRepoProvider(RepoProvider):
         )
 
 
-class ZenodoProvider(DoiRepoProvider):
+class ZenodoProvider(RecordProvider):
     """``zenodo/<DOI>``: the DOI's latest record id is the version."""
 
     name = "zenodo"
@@ -183,13 +187,13 @@ class ZenodoProvider(DoiRepoProvider):
 
     def resolve_record(self) -> ResolvedRepo:
         url = doi_to_url(self.doi, self.settings)
-        record_id = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+        record_id = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
         head = self.spec.split("zenodo")[0]
         resolved_spec = f"{head}zenodo.{record_id}" if "zenodo" in self.spec else self.spec
         return self._resolved(record_id, resolved_spec, f"{DOI_RESOLVER}{resolved_spec}", f"zenodo-{record_id}")
 
 
-class FigshareProvider(DoiRepoProvider):
+class FigshareProvider(RecordProvider):
     """``figshare/<DOI>``: article id and version (1 when the DOI has none)."""
 
     name = "figshare"
@@ -206,7 +210,7 @@ class FigshareProvider(DoiRepoProvider):
         return self._resolved(record_id, resolved_spec, f"{DOI_RESOLVER}{resolved_spec}", f"figshare-{record_id}")
 
 
-class DataverseProvider(DoiRepoProvider):
+class DataverseProvider(RecordProvider):
     """``dataverse/<DOI or dataset URL>``: dataset id and latest major.minor version."""
 
     name = "dataverse"
@@ -239,7 +243,7 @@ class DataverseProvider(DoiRepoProvider):
         return self._resolved(record_id, resolved_spec, str(_field(resp, "data", "persistentUrl")), slug)
 
 
-class HydroshareProvider(DoiRepoProvider):
+class HydroshareProvider(RecordProvider):
     """``hydroshare/<resource id or URL>``: the resource's last modification time."""
 
     name = "hydroshare"
@@ -270,7 +274,7 @@ class HydroshareProvider(DoiRepoProvider):
         return self._resolved(record_id, url, url, f"hydroshare-{record_id}")
 
 
-class CKANProvider(DoiRepoProvider):
+class CKANProvider(RecordProvider):
     """``ckan/<url-escaped dataset URL>``: the dataset's (or activity's) modification time."""
 
     name = "ckan"
@@ -282,7 +286,7 @@ class CKANProvider(DoiRepoProvider):
         prefix, sep, rest = parts.path.partition("/dataset/")
         segments = rest.split("/")
         self.dataset_id = segments[0]
-        if not sep or not RECORD_ID.match(self.dataset_id) or self.dataset_id in (".", ".."):
+        if not sep or not RECORD_ID.match(self.dataset_id):
             raise SpecError(f"{self.url!r} is not a CKAN dataset URL (…/dataset/<name>).")
         self.api_url = parts._replace(path=f"{prefix}/api/3/action/", query="", fragment="").geturl()
         self.activity_id = ""

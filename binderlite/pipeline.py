@@ -13,7 +13,7 @@ import docker.errors
 
 from binderlite.buildqueue import BuildQueue
 from binderlite.dockerutil import docker_client, local_image_exists
-from binderlite.errors import BinderliteError
+from binderlite.errors import BaseImageMissingError, BinderliteError
 from binderlite.events import Event, event
 from binderlite.providers import ResolvedRepo
 from binderlite.registry import registry_has_image
@@ -53,6 +53,10 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
         if image_available(settings, image):
             yield event("built", "Found built image, launching...\n", imageName=image)
             return
+        if settings.build_packs == "binderlite" and not local_image_exists(docker_client(settings), settings.base_image):
+            raise BaseImageMissingError(
+                f"Base image {settings.base_image} not found on the Docker daemon — run `binderlite base-image` to make it."
+            )
         queue = queue or BuildQueue(settings)
         ref = "" if resolved.content_provider != "git" else resolved.resolved_ref
         if resolved.content_provider == "local":

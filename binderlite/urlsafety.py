@@ -54,7 +54,10 @@ def check_repo_url(url: str, allow_local: bool = False) -> str:
         raise UnsafeURLError("Repository URL contains control characters.")
     if lowered.startswith("-"):
         raise UnsafeURLError(f"Repository URL {url!r} looks like a command-line option.")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise UnsafeURLError(f"Repository URL {url!r} is not a valid URL.") from None
     scheme = parts.scheme.lower()
     if scheme == "file" or not scheme:
         if allow_local:

@@ -128,6 +128,10 @@ def test_valid_specs_parse(cfg, cls, spec):
         ("ckan", "file%3A%2F%2F%2Fdataset%2Fx"),
         ("ckan", "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2F..%2Fx"),
         ("ckan", "https%3A%2F%2Fdemo.ckan.org%2Fdataset%2Fa%0Ab"),
+        ("ckan", "http://[x/dataset/a"),
+        ("ckan", "http://a:99999999/dataset/x"),
+        ("hydroshare", "http://[x/b8f6eae9d89241cf8b5904033460af61"),
+        ("dataverse", "https://[::1/x"),
     ],
 )
 def test_malformed_specs_are_spec_errors(cfg, provider, spec):
@@ -276,6 +280,13 @@ def test_unknown_doi_is_ref_not_found(server, cfg):
     assert err.value.message.startswith("Could not resolve Zenodo DOI 10.5281/zenodo.1:")
     assert "404" in err.value.message
     assert "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("target", ["https://zenodo.org/records/", "https://zenodo.org/records/ü", "https://x/-1"])
+def test_unusable_record_id(server, cfg, target):
+    server.doi("10.5281/zenodo.9", target)
+    with pytest.raises(RefNotFoundError, match="unusable record id"):
+        ZenodoProvider("10.5281/zenodo.9", cfg).resolve()
 
 
 def test_doi_without_url(server, cfg):

@@ -219,7 +219,10 @@ def test_any_text_parses_or_raises_spec_error(strict, provider, spec):
     assert result.spec == spec.rstrip("/")
 
 
-_url_chars = st.sampled_from(list("abc/.:@%-_~?#[]\\ \n\x00") + ["ext::", "..", "%2F", "%00", "%0A", "git@"])
+_url_chars = st.sampled_from(
+    list("abc/.:@%-_~?#[]\\ \n\x00")
+    + ["ext::", "..", "%2F", "%00", "%0A", "git@", "http://", "https%3A%2F%2F", "/dataset/", ":99999999"]
+)
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

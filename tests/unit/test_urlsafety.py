@@ -5,6 +5,8 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from binderlite import urlsafety
 from binderlite.errors import UnsafeURLError
@@ -137,3 +139,20 @@ def test_scp_style_url_is_checked_after_normalization():
 
 def test_surrounding_whitespace_is_stripped():
     assert check_repo_url("  https://8.8.8.8/repo.git \n") == "https://8.8.8.8/repo.git"
+
+
+@pytest.mark.parametrize("url", ["http://[x/repo.git", "https://[::1/repo"])
+def test_malformed_urls(url):
+    with pytest.raises(UnsafeURLError, match="not a valid URL"):
+        check_repo_url(url, allow_local=True)
+
+
+@given(st.text(max_size=200), st.booleans())
+def test_any_text_is_accepted_or_unsafe(url, allow_local):
+    with mock.patch.object(urlsafety, "_resolve", return_value=["8.8.8.8"]):
+        try:
+            result = check_repo_url(url, allow_local)
+        except UnsafeURLError:
+            return
+    assert isinstance(result, str)
+    assert not result.lower().startswith(("ext::", "-"))

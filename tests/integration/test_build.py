@@ -1,0 +1,188 @@
+"""The build pipeline on a real Docker engine with real repo2docker builds.
+
+Fixture repos are served over HTTP on 127.0.0.1; each image is run and
+checked from the inside, the way a user's notebook would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+
+import pytest
+
+from binderlite.buildqueue import BuildQueue
+from binderlite.cli import resolve_link
+from binderlite.pipeline import build_events, image_for
+from binderlite.registry import registry_has_image
+from tests.integration.conftest import binderlite_cli, run_in_image
+
+pytestmark = pytest.mark.integration
+
+
+def build(settings, link):
+    """Run the pipeline for a link; return (final event, all events)."""
+    resolved = resolve_link(link, "HEAD", settings)
+    events = [ev for ev in build_events(settings, resolved) if ev is not None]
+    return events[-1], events
+
+
+def built_image(settings, git_server, fixture):
+    git_server.add_fixture(fixture)
+    final, events = build(settings, git_server.link(fixture))
+    log = "".join(ev.get("message", "") for ev in events)
+    assert final["phase"] == "built", log[-3000:]
+    return final["imageName"], log
+
+
+def test_requirements_repo_builds_runs_as_jovyan_and_executes_notebook(settings, git_server, docker_client):
+    image, _ = built_image(settings, git_server, "requirements")
+    out = run_in_image(
+        docker_client,
+        image,
+        "id -u; id -un; python -c 'import six; print(six.__version__)'; jupyterhub-singleuser --version;"
+        " jupyter nbconvert --to notebook --execute --stdout index.ipynb 2>/dev/null",
+    )
+    lines = out.splitlines()
+    assert lines[0] == "1000" and lines[1] == "jovyan"
+    assert "1.16.0" in lines[2]
+    notebook = json.loads(out[out.index("{"):])
+    outputs = notebook["cells"][0]["outputs"]
+    assert any("six 1.16.0" in "".join(o.get("text", "")) for o in outputs)
+    assert any("".join(o.get("data", {}).get("text/plain", "")) == "2" for o in outputs)
+
+
+def test_image_is_pushed_to_registry(settings, git_server, docker_client):
+    image, _ = built_image(settings, git_server, "requirements")
+    assert image.startswith(settings.registry + "/")
+    assert registry_has_image(settings.registry, image)
+
+
+def test_apt_postbuild_and_start(settings, git_server, docker_client):
+    image, _ = built_image(settings, git_server, "apt-postbuild")
+    out = run_in_image(docker_client, image, "command -v jq; cat ~/postbuild-marker.txt; echo start=$BINDERLITE_START_RAN")
+    assert "/usr/bin/jq" in out
+    assert "postBuild ran as jovyan" in out
+    assert "start=yes" in out
+
+
+def test_setup_py_package_is_installed(settings, git_server, docker_client):
+    image, _ = built_image(settings, git_server, "setup-py")
+    out = run_in_image(docker_client, image, "cd /tmp && python -c 'import fixturepkg; print(fixturepkg.ANSWER)'")
+    assert out.strip().endswith("42")
+
+
+def test_environment_yml_maps_conda_and_pip(settings, git_server, docker_client):
+    image, log = built_image(settings, git_server, "environment-yml")
+    assert "skipped conda package 'r-base'" in log
+    out = run_in_image(docker_client, image, "python -c 'import six, toolz; print(six.__version__, toolz.__version__)'")
+    assert "1.16" in out and "0.12.1" in out
+
+
+def test_pipfile_lock_is_installed(settings, git_server, docker_client):
+    image, log = built_image(settings, git_server, "pipfile")
+    assert "Pipfile.lock" in log
+    out = run_in_image(docker_client, image, "python -c 'import six; print(six.__version__)'")
+    assert "1.16.0" in out
+
+
+def test_runtime_txt_unavailable_python_warns_and_uses_base_python(settings, git_server, docker_client):
+    image, log = built_image(settings, git_server, "runtime-txt")
+    assert "python3.12 (requested by runtime.txt) is not in the base image" in log
+    out = run_in_image(docker_client, image, "python --version")
+    assert "Python 3.11" in out
+
+
+def test_dockerfile_is_passed_through(settings, git_server, docker_client):
+    image, _ = built_image(settings, git_server, "dockerfile")
+    out = run_in_image(docker_client, image, "cat /srv/marker.txt; id -u")
+    assert "dockerfile-ok" in out and "1000" in out
+
+
+def test_binder_folder_takes_precedence(settings, git_server, docker_client):
+    image, _ = built_image(settings, git_server, "binder-folder")
+    out = run_in_image(docker_client, image, "python -c 'import six; print(six.__version__)'; cat ~/binder-postbuild.txt")
+    assert "1.16.0" in out and "binder postBuild" in out
+
+
+def test_failing_build_reports_reason_and_log_tail_then_next_build_works(settings, git_server, docker_client):
+    git_server.add_fixture("failing")
+    final, _ = build(settings, git_server.link("failing"))
+    assert final["phase"] == "failed"
+    assert "this-package-does-not-exist-binderlite" in final["message"]
+    assert "last lines of the build log" in final["message"]
+    # nothing left behind blocks the next build
+    image, _ = built_image(settings, git_server, "requirements")
+    assert image
+
+
+def test_concurrent_requests_share_one_build_and_rebuild_is_reused(settings, git_server, docker_client):
+    commit = git_server.add_fixture("requirements", "dedup")
+    resolved = resolve_link(git_server.link("dedup"), "HEAD", settings)
+    assert resolved.resolved_ref == commit
+    results = []
+
+    def watch():
+        results.append([ev for ev in build_events(settings, resolved) if ev is not None])
+
+    threads = [threading.Thread(target=watch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=900)
+    assert len(results) == 4
+    assert all(events[-1]["phase"] == "built" for events in results)
+    image = image_for(settings, resolved)
+    queue = BuildQueue(settings)
+    with queue._db() as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM builds WHERE image = ?", (image,)).fetchone()
+    assert count == 1, "four concurrent requests must produce exactly one repo2docker run"
+    # the second build of the same commit reuses the image
+    final, events = build(settings, git_server.link("dedup"))
+    assert final == {"phase": "built", "imageName": image, "message": "Found built image, launching...\n"}
+
+
+def test_cli_build_prints_image_last_and_fails_cleanly(settings, git_server, tmp_path):
+    git_server.add_fixture("requirements", "cli")
+    env = dict(
+        os.environ,
+        BINDERLITE_STATE_DIR=settings.state_dir,
+        BINDERLITE_IMAGE_PREFIX=settings.image_prefix,
+        BINDERLITE_ALLOW_LOCAL_REPOS="true",
+        BINDERLITE_REGISTRY=settings.registry,
+    )
+    ok = subprocess.run([*binderlite_cli(), "build", git_server.url("cli"), "--ref", "main"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.strip().splitlines()[-1].startswith(f"{settings.registry}/{settings.image_prefix}")
+
+    cases = {
+        "nope/org/repo/main": "Unknown provider",
+        git_server.link("does-not-exist"): "Could not",
+        git_server.link("cli", "no-such-branch"): "no-such-branch",
+    }
+    for link, expected in cases.items():
+        bad = subprocess.run([*binderlite_cli(), "build", link], env=env, capture_output=True, text=True)
+        assert bad.returncode == 1, (link, bad.stderr)
+        assert bad.stderr.startswith("Error: ") and expected in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
+
+    refused = subprocess.run(
+        [*binderlite_cli(), "build", git_server.url("cli")], env=dict(env, BINDERLITE_ALLOW_LOCAL_REPOS="false"),
+        capture_output=True, text=True,
+    )
+    assert refused.returncode == 1 and "internal address" in refused.stderr
+
+    no_docker = subprocess.run(
+        [*binderlite_cli(), "build", git_server.url("cli")], env=dict(env, BINDERLITE_DOCKER_HOST="unix:///nonexistent.sock"),
+        capture_output=True, text=True,
+    )
+    assert no_docker.returncode == 1 and "Docker daemon not reachable" in no_docker.stderr
+
+    no_base = subprocess.run(
+        [*binderlite_cli(), "build", git_server.url("cli")],
+        env=dict(env, BINDERLITE_BASE_IMAGE="bltest-missing-base:none", BINDERLITE_IMAGE_PREFIX="bltest-nobase-"),
+        capture_output=True, text=True,
+    )
+    assert no_base.returncode == 1 and "binderlite base-image" in no_base.stderr
