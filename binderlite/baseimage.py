@@ -76,7 +76,7 @@ def build_debian_base(name: str, log: Callable[[str], None] = print) -> None:
         log(f"Importing {root} as {name}")
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(
-            ["docker", "import", "--change", "CMD [\"/bin/bash\"]", "-", name],
+            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", name],
             stdin=tar.stdout,
             capture_output=True,
             text=True,

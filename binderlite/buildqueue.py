@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS builds (
     message TEXT
 );
 CREATE INDEX IF NOT EXISTS builds_image_state ON builds (image, state);
+CREATE TABLE IF NOT EXISTS image_usage (
+    image TEXT PRIMARY KEY,
+    last_used REAL NOT NULL
+);
 """
 ACTIVE = ("queued", "running")
 DISPATCH_GRACE = 30.0
@@ -117,6 +121,25 @@ class BuildQueue:
         self.log(build_id).append(event("waiting", "Waiting for build to start...\n"))
         return self.get(build_id), True
 
+    def touch_image(self, image: str) -> None:
+        """Record that ``image`` was just asked for (image GC removes the least recent first)."""
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO image_usage (image, last_used) VALUES (?, ?) "
+                "ON CONFLICT(image) DO UPDATE SET last_used = excluded.last_used",
+                (image, time.time()),
+            )
+
+    def image_last_used(self) -> dict[str, float]:
+        with self._db() as db:
+            return {row["image"]: row["last_used"] for row in db.execute("SELECT * FROM image_usage")}
+
+    def active_images(self) -> set[str]:
+        """Images queued or being built right now."""
+        with self._db() as db:
+            rows = db.execute("SELECT image FROM builds WHERE state IN ('queued', 'running')").fetchall()
+        return {row["image"] for row in rows}
+
     def queue_position(self, build: Build) -> int:
         """1-based position among queued builds (0 when not queued)."""
         if build.state != "queued":
@@ -132,7 +155,8 @@ class BuildQueue:
         """Record the outcome of a build (called by its worker)."""
         with self._db() as db:
             db.execute(
-                "UPDATE builds SET state = ?, finished = ?, message = ? WHERE id = ? AND state IN ('queued', 'running')",
+                "UPDATE builds SET state = ?, finished = ?, message = ? "
+                "WHERE id = ? AND state IN ('queued', 'running')",
                 (state, time.time(), message, build_id),
             )
 
@@ -220,7 +244,9 @@ class BuildQueue:
                 if position != last_position and position:
                     last_position = position
                     last_sent = time.monotonic()
-                    yield event("waiting", f"Build queued: position {position} in the queue.\n", queue_position=position)
+                    yield event(
+                        "waiting", f"Build queued: position {position} in the queue.\n", queue_position=position
+                    )
             elif build.state == "running":
                 self.reap()
             elif not events:

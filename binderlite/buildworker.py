@@ -97,9 +97,13 @@ def push(settings: Settings, image: str, log: EventLog) -> None:
     try:
         push_image(docker_client(settings), image, lambda msg: log.append(event("pushing", msg)))
     except (RuntimeError, BinderliteError, OSError) as exc:
-        log.append(event(None, f"Warning: could not push {image} to {settings.registry}: {exc}; the image stays local.\n"))
+        log.append(
+            event(None, f"Warning: could not push {image} to {settings.registry}: {exc}; the image stays local.\n")
+        )
     except Exception as exc:  # docker SDK errors: APIError, connection errors
-        log.append(event(None, f"Warning: could not push {image} to {settings.registry}: {exc.__class__.__name__}: {exc}\n"))
+        log.append(
+            event(None, f"Warning: could not push {image} to {settings.registry}: {exc.__class__.__name__}: {exc}\n")
+        )
 
 
 def main(build_id: str) -> int:

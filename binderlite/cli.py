@@ -88,5 +88,91 @@ def base_image(ctx: click.Context) -> None:
     click.echo(f"{settings.base_image} ({how})")
 
 
+@main.command()
+@click.argument("link")
+@click.option("--ref", default="HEAD", show_default=True, help="Ref to launch when LINK is a git URL.")
+@click.pass_context
+def launch(ctx: click.Context, link: str, ref: str) -> None:
+    """Build (if needed) and launch LINK on the running binderlite; print the URL with its token."""
+    from urllib.parse import urlencode
+
+    from binderlite.launcher import launch as launch_server
+    from binderlite.pipeline import build_events
+
+    settings = _settings(ctx)
+    try:
+        resolved = resolve_link(link, ref, settings)
+    except BinderliteError as exc:
+        fail(exc.message)
+    final = None
+    for ev in build_events(settings, resolved):
+        if ev is not None:
+            click.echo(ev.get("message", ""), nl=False, err=True)
+            final = ev
+    if final is None or final.get("phase") != "built":
+        fail(((final or {}).get("message") or "build failed").strip().splitlines()[0])
+    for ev in launch_server(settings, resolved, final["imageName"]):
+        click.echo(ev.get("message", ""), nl=False, err=True)
+        final = ev
+    if final.get("phase") != "ready":
+        fail((final.get("message") or "launch failed").strip())
+    click.echo(f"{final['url']}?{urlencode({'token': final['token']})}")
+
+
+@main.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
+    from binderlite.supervise import run_all
+
+    try:
+        run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
+    except BinderliteError as exc:
+        fail(exc.message)
+
+
+@main.command()
+@click.pass_context
+def scheduler(ctx: click.Context) -> None:
+    """Run the scheduler (idle culling, reconciliation, disk GC); one per install."""
+    import logging
+    import signal
+
+    from binderlite.scheduler import SchedulerLocked, run
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        run(_settings(ctx))
+    except SchedulerLocked as exc:
+        logging.getLogger("binderlite.scheduler").error("%s", exc)
+        fail(str(exc))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only print what would be culled now.")
+@click.pass_context
+def cull(ctx: click.Context, dry_run: bool) -> None:
+    """Cull idle and too-old servers now."""
+    from binderlite.culler import cull as run_cull
+
+    try:
+        decisions = run_cull(_settings(ctx), dry_run=dry_run)
+    except Exception as exc:  # the hub down, a bad token: a message, not a traceback
+        fail(f"could not reach JupyterHub to cull: {exc}")
+    verb = "would cull" if dry_run else "culled"
+    click.echo(f"{verb} {len(decisions)} servers")
+    for d in decisions:
+        click.echo(f"  {d.describe()}")
+
+
+@main.command("settings")
+def settings_table() -> None:
+    """Print the settings table (Markdown), as in the README."""
+    from binderlite.settings import settings_markdown_table
+
+    click.echo(settings_markdown_table(), nl=False)
+
+
 if __name__ == "__main__":
     sys.exit(main())

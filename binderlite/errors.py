@@ -1,14 +1,14 @@
 """binderlite's exception tree; every error carries a user-facing message and an HTTP status.
 
-    BinderliteError (500)
-    ├── ConfigError (500)         a setting is wrong; the message says how to fix it
-    ├── SpecError (400)           malformed link, unknown provider
-    │   └── BannedSpecError (403) the spec matches banned_specs
-    ├── UnsafeURLError (400)      a repository URL that points inside this machine/network
-    ├── RefNotFoundError (404)    the ref does not resolve
-    ├── DockerUnavailableError (503)
-    ├── BaseImageMissingError (503)
-    └── BuildFailedError (500)
+BinderliteError (500)
+├── ConfigError (500)         a setting is wrong; the message says how to fix it
+├── SpecError (400)           malformed link, unknown provider
+│   └── BannedSpecError (403) the spec matches banned_specs
+├── UnsafeURLError (400)      a repository URL that points inside this machine/network
+├── RefNotFoundError (404)    the ref does not resolve
+├── DockerUnavailableError (503)
+├── BaseImageMissingError (503)
+└── BuildFailedError (500)
 """
 
 from __future__ import annotations

@@ -51,11 +51,15 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
     image = image_for(settings, resolved)
     try:
         if image_available(settings, image):
+            (queue or BuildQueue(settings)).touch_image(image)
             yield event("built", "Found built image, launching...\n", imageName=image)
             return
-        if settings.build_packs == "binderlite" and not local_image_exists(docker_client(settings), settings.base_image):
+        if settings.build_packs == "binderlite" and not local_image_exists(
+            docker_client(settings), settings.base_image
+        ):
             raise BaseImageMissingError(
-                f"Base image {settings.base_image} not found on the Docker daemon — run `binderlite base-image` to make it."
+                f"Base image {settings.base_image} not found on the Docker daemon — "
+                "run `binderlite base-image` to make it."
             )
         queue = queue or BuildQueue(settings)
         ref = "" if resolved.content_provider != "git" else resolved.resolved_ref
@@ -66,4 +70,7 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
     except BinderliteError as exc:
         yield event("failed", exc.message + "\n")
         return
-    yield from queue.follow(build.id)
+    for ev in queue.follow(build.id):
+        if ev is not None and ev.get("phase") == "built":
+            queue.touch_image(image)
+        yield ev

@@ -40,52 +40,34 @@ class Settings:
         "binderlite/base:bookworm",
         "Image every build starts from. Made locally by `binderlite base-image` when it cannot be pulled.",
     )
-    base_image_tarball: str = _setting(
-        "", "A `docker save` tarball to load as the base image (offline installs)."
-    )
+    base_image_tarball: str = _setting("", "A `docker save` tarball to load as the base image (offline installs).")
     build_packs: str = _setting(
         "binderlite",
         "'binderlite' (offline-capable, package index only) or 'repo2docker' (stock build packs, need conda-forge).",
     )
     allow_local_repos: bool = _setting(
         False,
-        "Allow file://, local paths and git URLs on loopback/private/link-local addresses. Off by default: such URLs reach internal services.",
+        "Allow file://, local paths and git URLs on loopback/private/link-local addresses. "
+        "Off by default: such URLs reach internal services.",
     )
-    build_concurrency: int = _setting(
-        2, "Builds that run at once; further builds wait in a queue."
-    )
-    build_timeout: int = _setting(
-        3600, "Seconds a build may run before it is stopped and marked failed."
-    )
-    build_log_tail: int = _setting(
-        20, "Log lines repeated in the failure message of a failed build."
-    )
-    package_index_url: str = _setting(
-        "", "Python package index used by builds (pip/uv); empty means PyPI."
-    )
+    build_concurrency: int = _setting(2, "Builds that run at once; further builds wait in a queue.")
+    build_timeout: int = _setting(3600, "Seconds a build may run before it is stopped and marked failed.")
+    build_log_tail: int = _setting(20, "Log lines repeated in the failure message of a failed build.")
+    package_index_url: str = _setting("", "Python package index used by builds (pip/uv); empty means PyPI.")
     extra_index_url: str = _setting("", "An extra package index for builds.")
-    trusted_host: str = _setting(
-        "", "Host whose TLS certificate builds do not verify (a plain-HTTP mirror)."
-    )
+    trusted_host: str = _setting("", "Host whose TLS certificate builds do not verify (a plain-HTTP mirror).")
     ca_bundle: str = _setting(
         "/etc/ssl/certs/ca-certificates.crt",
         "CA bundle given to every build step and image, so TLS works behind an inspecting proxy.",
     )
-    http_proxy: str = _setting(
-        "", "HTTP proxy for builds (defaults to the HTTP_PROXY environment variable)."
-    )
-    https_proxy: str = _setting(
-        "", "HTTPS proxy for builds (defaults to the HTTPS_PROXY environment variable)."
-    )
-    no_proxy: str = _setting(
-        "", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable)."
-    )
-    jupyterlab_spec: str = _setting(
-        "jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab."
-    )
+    http_proxy: str = _setting("", "HTTP proxy for builds (defaults to the HTTP_PROXY environment variable).")
+    https_proxy: str = _setting("", "HTTPS proxy for builds (defaults to the HTTPS_PROXY environment variable).")
+    no_proxy: str = _setting("", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable).")
+    jupyterlab_spec: str = _setting("jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab.")
     jupyterhub_spec: str = _setting(
         "",
-        "Requirement for jupyterhub in images; empty means the hub's own version (jupyterhub-singleuser must match the hub).",
+        "Requirement for jupyterhub in images; empty means the hub's own version "
+        "(jupyterhub-singleuser must match the hub).",
     )
     registry: str = _setting(
         "127.0.0.1:5000",
@@ -94,12 +76,8 @@ class Settings:
     github_api_url: str = _setting("https://api.github.com", "GitHub API base URL.")
     github_host: str = _setting("https://github.com", "GitHub web host for gh links.")
     gitlab_host: str = _setting("https://gitlab.com", "GitLab host for gl links.")
-    banned_specs: str = _setting(
-        "", "Comma-separated regular expressions; matching specs may not launch."
-    )
-    docker_host: str = _setting(
-        "", "Docker daemon URL; empty means DOCKER_HOST or the local socket."
-    )
+    banned_specs: str = _setting("", "Comma-separated regular expressions; matching specs may not launch.")
+    docker_host: str = _setting("", "Docker daemon URL; empty means DOCKER_HOST or the local socket.")
 
     # ---- launch settings (JupyterHub, DockerSpawner, proxy) -------------
     hub_ip: str = _setting(
@@ -108,9 +86,7 @@ class Settings:
         "(e.g. 172.17.0.1): containers must reach the hub, and that address is not on the "
         "public network.",
     )
-    hub_port: int = _setting(
-        8081, "Port of JupyterHub's own server (default 8081, JupyterHub's usual hub port)."
-    )
+    hub_port: int = _setting(8081, "Port of JupyterHub's own server (default 8081, JupyterHub's usual hub port).")
     proxy_ip: str = _setting(
         "127.0.0.1",
         "Address configurable-http-proxy serves users on. Default 127.0.0.1: put a TLS "
@@ -166,21 +142,58 @@ class Settings:
         "Servers running at once from one repository; 0 (default) means no limit, since "
         "a workshop launches one repository for everyone.",
     )
-    launch_timeout: int = _setting(
-        600, "Seconds a launch may take before it fails (default 600, as BinderHub)."
-    )
+    launch_timeout: int = _setting(600, "Seconds a launch may take before it fails (default 600, as BinderHub).")
     launch_retries: int = _setting(
         4,
-        "Attempts to start a server when the hub errors, with backoff from 4 s doubling "
-        "(default 4, as BinderHub).",
+        "Attempts to start a server when the hub errors, with backoff from 4 s doubling (default 4, as BinderHub).",
     )
     spawner_docker_threads: int = _setting(
         8,
         "Threads DockerSpawner makes Docker API calls on (default 8; DockerSpawner's own "
         "default of 1 makes one slow Docker call stall every launch).",
     )
+    web_host: str = _setting(
+        "127.0.0.1",
+        "Address the web app (links, build API, pages) listens on (default 127.0.0.1: put a "
+        "TLS reverse proxy in front to expose it).",
+    )
+    web_port: int = _setting(8585, "Port of the web app (default 8585).")
+    web_workers: int = _setting(
+        2,
+        "gunicorn worker processes of the web app (default 2, one per core here; each gevent "
+        "worker holds hundreds of open event streams).",
+    )
+    stream_keepalive: int = _setting(
+        20,
+        "Seconds of silence after which a build stream sends a `:keepalive` comment "
+        "(default 20: under BinderHub's 25 s, so proxies never cut an idle stream).",
+    )
+    stream_linger: int = _setting(
+        60,
+        "Seconds a build stream stays open after `ready`/`failed` (default 60, as BinderHub: "
+        "browsers would otherwise reconnect and start a second launch).",
+    )
+
+    auth_mode: str = _setting(
+        "anonymous",
+        "'anonymous': a temporary hub user per launch, deleted when its server is culled (Binder mode).",
+    )
 
     # ---- scheduler settings ----------------------------------------------
+    cull_idle_timeout: int = _setting(
+        600, "Seconds without activity after which a server is stopped (default 600, as mybinder.org)."
+    )
+    cull_max_age: int = _setting(
+        21600, "Seconds after which a server is stopped even if active (default 6 hours; 0 disables)."
+    )
+    cull_every: int = _setting(60, "Seconds between idle-culling runs.")
+    reconcile_every: int = _setting(300, "Seconds between reconciliation runs (orphan containers, stale routes).")
+    gc_every: int = _setting(600, "Seconds between disk garbage-collection runs.")
+    disk_high_water: int = _setting(
+        85, "Percent used of Docker's data disk above which binderlite images are removed."
+    )
+    disk_low_water: int = _setting(70, "Percent used that image garbage collection brings the disk down to.")
+    log_retention_days: int = _setting(14, "Days build logs and build work directories are kept.")
 
     # ---- derived paths -------------------------------------------------
     @property
@@ -251,9 +264,7 @@ def setting_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(Settings))
 
 
-def load_settings(
-    config_file: str | None = None, environ: dict[str, str] | None = None
-) -> Settings:
+def load_settings(config_file: str | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Build settings from defaults, then the config file, then the environment."""
     env = os.environ if environ is None else environ
     path = config_file or env.get("BINDERLITE_CONFIG") or DEFAULT_CONFIG_FILE
@@ -267,9 +278,7 @@ def load_settings(
             raise ConfigError(f"Config file {path} could not be read: {exc}") from None
         for key, raw in data.items():
             if key not in known:
-                raise ConfigError(
-                    f"Unknown setting {key!r} in {path}; see README for the settings table."
-                )
+                raise ConfigError(f"Unknown setting {key!r} in {path}; see README for the settings table.")
             values[key] = _coerce(key, known[key], raw)
     elif config_file or env.get("BINDERLITE_CONFIG"):
         raise ConfigError(f"Config file {path} does not exist.")
@@ -284,9 +293,11 @@ def load_settings(
 
 def _validate(settings: Settings) -> None:
     if settings.build_packs not in ("binderlite", "repo2docker"):
-        raise ConfigError(
-            f"build_packs must be 'binderlite' or 'repo2docker', not {settings.build_packs!r}."
-        )
+        raise ConfigError(f"build_packs must be 'binderlite' or 'repo2docker', not {settings.build_packs!r}.")
+    if settings.auth_mode not in ("anonymous",):
+        raise ConfigError(f"auth_mode must be 'anonymous' (the only mode so far), not {settings.auth_mode!r}.")
+    if not 0 < settings.disk_low_water < settings.disk_high_water <= 100:
+        raise ConfigError("disk_low_water must be below disk_high_water, both percentages between 1 and 100.")
     if settings.build_concurrency < 1:
         raise ConfigError("build_concurrency must be at least 1.")
     if settings.build_timeout < 1:
@@ -305,3 +316,12 @@ def settings_from_json(text: str) -> Settings:
     import json
 
     return Settings(**json.loads(text))
+
+
+def settings_markdown_table() -> str:
+    """The README's settings table, generated from the Settings fields."""
+    rows = ["| setting | environment variable | default | meaning |", "|---|---|---|---|"]
+    for f in setting_fields():
+        default = f.default if f.default != "" else "(empty)"
+        rows.append(f"| `{f.name}` | `BINDERLITE_{f.name.upper()}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(rows) + "\n"

@@ -143,8 +143,8 @@ class BinderlitePythonBuildPack(BaseImage):
                     "${NB_USER}",
                     f"{VENV_PIP} -r {target} || "
                     f"(echo 'binderlite: installing converted packages one by one'; "
-                    f"while read -r req; do {VENV_PIP} \"$req\" || "
-                    f"echo \"binderlite: skipped $req: not installable from the package index\"; "
+                    f'while read -r req; do {VENV_PIP} "$req" || '
+                    f'echo "binderlite: skipped $req: not installable from the package index"; '
                     f"done < {target})",
                 )
             )
@@ -171,10 +171,7 @@ class BinderlitePythonBuildPack(BaseImage):
                     "set build_packs = 'repo2docker' for R, Julia or Nix.\n"
                 )
         command, source = self._python_request()
-        context_names = {
-            src: self.generate_build_context_filename(src)[0]
-            for src in self.get_build_script_files()
-        }
+        context_names = {src: self.generate_build_context_filename(src)[0] for src in self.get_build_script_files()}
         generated = [(context_names[src], dst) for src, dst in sorted(self._generated_files().items())]
         return jinja2.Template(TEMPLATE).render(
             base_image=self.base_image,

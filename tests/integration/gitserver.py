@@ -11,7 +11,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "repos"
-GIT = ["git", "-c", "user.name=binderlite tests", "-c", "user.email=tests@binderlite.invalid", "-c", "init.defaultBranch=main"]
+GIT = [
+    "git",
+    "-c",
+    "user.name=binderlite tests",
+    "-c",
+    "user.email=tests@binderlite.invalid",
+    "-c",
+    "init.defaultBranch=main",
+]
 
 
 class QuietHandler(SimpleHTTPRequestHandler):

@@ -48,7 +48,7 @@ def test_requirements_repo_builds_runs_as_jovyan_and_executes_notebook(settings,
     lines = out.splitlines()
     assert lines[0] == "1000" and lines[1] == "jovyan"
     assert "1.16.0" in lines[2]
-    notebook = json.loads(out[out.index("{"):])
+    notebook = json.loads(out[out.index("{") :])
     outputs = notebook["cells"][0]["outputs"]
     assert any("six 1.16.0" in "".join(o.get("text", "")) for o in outputs)
     assert any("".join(o.get("data", {}).get("text/plain", "")) == "2" for o in outputs)
@@ -62,7 +62,9 @@ def test_image_is_pushed_to_registry(settings, git_server, docker_client):
 
 def test_apt_postbuild_and_start(settings, git_server, docker_client):
     image, _ = built_image(settings, git_server, "apt-postbuild")
-    out = run_in_image(docker_client, image, "command -v jq; cat ~/postbuild-marker.txt; echo start=$BINDERLITE_START_RAN")
+    out = run_in_image(
+        docker_client, image, "command -v jq; cat ~/postbuild-marker.txt; echo start=$BINDERLITE_START_RAN"
+    )
     assert "/usr/bin/jq" in out
     assert "postBuild ran as jovyan" in out
     assert "start=yes" in out
@@ -103,7 +105,9 @@ def test_dockerfile_is_passed_through(settings, git_server, docker_client):
 
 def test_binder_folder_takes_precedence(settings, git_server, docker_client):
     image, _ = built_image(settings, git_server, "binder-folder")
-    out = run_in_image(docker_client, image, "python -c 'import six; print(six.__version__)'; cat ~/binder-postbuild.txt")
+    out = run_in_image(
+        docker_client, image, "python -c 'import six; print(six.__version__)'; cat ~/binder-postbuild.txt"
+    )
     assert "1.16.0" in out and "binder postBuild" in out
 
 
@@ -153,7 +157,9 @@ def test_cli_build_prints_image_last_and_fails_cleanly(settings, git_server, tmp
         BINDERLITE_ALLOW_LOCAL_REPOS="true",
         BINDERLITE_REGISTRY=settings.registry,
     )
-    ok = subprocess.run([*binderlite_cli(), "build", git_server.url("cli"), "--ref", "main"], env=env, capture_output=True, text=True)
+    ok = subprocess.run(
+        [*binderlite_cli(), "build", git_server.url("cli"), "--ref", "main"], env=env, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.strip().splitlines()[-1].startswith(f"{settings.registry}/{settings.image_prefix}")
 
@@ -169,20 +175,25 @@ def test_cli_build_prints_image_last_and_fails_cleanly(settings, git_server, tmp
         assert "Traceback" not in bad.stderr
 
     refused = subprocess.run(
-        [*binderlite_cli(), "build", git_server.url("cli")], env=dict(env, BINDERLITE_ALLOW_LOCAL_REPOS="false"),
-        capture_output=True, text=True,
+        [*binderlite_cli(), "build", git_server.url("cli")],
+        env=dict(env, BINDERLITE_ALLOW_LOCAL_REPOS="false"),
+        capture_output=True,
+        text=True,
     )
     assert refused.returncode == 1 and "internal address" in refused.stderr
 
     no_docker = subprocess.run(
-        [*binderlite_cli(), "build", git_server.url("cli")], env=dict(env, BINDERLITE_DOCKER_HOST="unix:///nonexistent.sock"),
-        capture_output=True, text=True,
+        [*binderlite_cli(), "build", git_server.url("cli")],
+        env=dict(env, BINDERLITE_DOCKER_HOST="unix:///nonexistent.sock"),
+        capture_output=True,
+        text=True,
     )
     assert no_docker.returncode == 1 and "Docker daemon not reachable" in no_docker.stderr
 
     no_base = subprocess.run(
         [*binderlite_cli(), "build", git_server.url("cli")],
         env=dict(env, BINDERLITE_BASE_IMAGE="bltest-missing-base:none", BINDERLITE_IMAGE_PREFIX="bltest-nobase-"),
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert no_base.returncode == 1 and "binderlite base-image" in no_base.stderr

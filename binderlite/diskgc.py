@@ -1,0 +1,87 @@
+"""Disk: remove least-recently-launched images above a high-water mark, prune, expire logs.
+
+Only binderlite's images (tagged with the configured prefix) are removed,
+never one a container uses or one queued or being built; least recently
+launched first, until the disk is below the low-water mark.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import docker.errors
+
+from binderlite.buildqueue import BuildQueue
+from binderlite.dockerutil import docker_client
+from binderlite.settings import Settings
+
+log = logging.getLogger("binderlite.diskgc")
+
+
+def disk_percent_used(path: str) -> float:
+    usage = shutil.disk_usage(path)
+    return 100.0 * usage.used / usage.total
+
+
+def _is_ours(tag: str, settings: Settings) -> bool:
+    name = tag.rsplit(":", 1)[0]
+    if settings.registry and name.startswith(settings.registry + "/"):
+        name = name[len(settings.registry) + 1 :]
+    return bool(settings.image_prefix) and name.startswith(settings.image_prefix)
+
+
+def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
+    """Remove binderlite images, least recently launched first, while the disk is above high water."""
+    client = docker_client(settings)
+    root = client.info().get("DockerRootDir", "/var/lib/docker")
+    if disk_percent_used(root) <= settings.disk_high_water:
+        return []
+    queue = queue or BuildQueue(settings)
+    in_use = {c.image.id for c in client.containers.list(all=True) if c.image is not None}
+    building = queue.active_images()
+    last_used = queue.image_last_used()
+    candidates = []
+    for image in client.images.list():
+        tags = [t for t in image.tags if _is_ours(t, settings)]
+        if not tags or image.id in in_use or any(t in building for t in tags):
+            continue
+        used = max((last_used.get(t, 0.0) for t in tags), default=0.0)
+        candidates.append((used, image.attrs.get("Created", ""), tags))
+    removed = []
+    for _, _, tags in sorted(candidates):
+        if disk_percent_used(root) <= settings.disk_low_water:
+            break
+        for tag in tags:
+            try:
+                client.images.remove(tag)
+                removed.append(tag)
+            except docker.errors.APIError as exc:
+                log.warning("could not remove %s: %s", tag, exc)
+    client.images.prune(filters={"dangling": True})
+    client.api.prune_builds()
+    return removed
+
+
+def expire_logs(settings: Settings, now: float | None = None) -> list[Path]:
+    """Delete build logs and build work directories older than the retention period."""
+    cutoff = (now or time.time()) - settings.log_retention_days * 86400
+    expired = []
+    for folder in (settings.build_logs_dir, settings.build_work_dir / "generated"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.stat().st_mtime < cutoff:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                expired.append(path)
+    return expired
+
+
+def collect(settings: Settings) -> dict[str, list]:
+    """One garbage-collection run; logs one line."""
+    removed = gc_images(settings)
+    expired = expire_logs(settings)
+    log.info("disk gc: removed %d images %s, expired %d build logs/work dirs", len(removed), removed, len(expired))
+    return {"images": removed, "logs": [str(p) for p in expired]}

@@ -1,0 +1,98 @@
+"""Reconciliation: make Docker, the hub and the proxy agree after crashes.
+
+binderlite's containers (label ``binderlite.managed``, this install's
+``binderlite.instance``) that the hub no longer knows are removed; hub servers
+whose container is gone are stopped so the hub forgets them; proxy routes to
+servers the hub does not know are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import docker.errors
+import requests
+
+from binderlite import hub
+from binderlite.culler import TIMEOUT, HubAdmin
+from binderlite.dockerutil import docker_client
+from binderlite.settings import Settings
+
+log = logging.getLogger("binderlite.reconcile")
+GRACE_SECONDS = 120
+
+
+def _managed_containers(settings: Settings) -> list:
+    client = docker_client(settings)
+    filters = {"label": ["binderlite.managed=1", f"binderlite.instance={settings.state_dir}"]}
+    return client.containers.list(all=True, filters=filters)
+
+
+def _created_age(container) -> float:
+    created = container.attrs.get("Created", "")
+    try:
+        stamp = time.mktime(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+    except ValueError:
+        return GRACE_SECONDS + 1
+    return time.time() - stamp
+
+
+def reconcile(settings: Settings) -> dict[str, list[str]]:
+    """Fix disagreements; return what was done, by kind, and log one line."""
+    admin = HubAdmin(settings)
+    users = admin.users()
+    known = {(u["name"], name) for u in users for name in (u.get("servers") or {})}
+    ready = {(u["name"], name) for u in users for name, s in (u.get("servers") or {}).items() if s.get("ready")}
+    done: dict[str, list[str]] = {"containers": [], "servers": [], "routes": []}
+
+    containers = _managed_containers(settings)
+    present = set()
+    for c in containers:
+        key = (c.labels.get("binderlite.user", ""), c.labels.get("binderlite.server", ""))
+        if key in known and c.status == "running":
+            present.add(key)
+            continue
+        if key in known or _created_age(c) < GRACE_SECONDS:
+            continue
+        try:
+            c.remove(force=True)
+            done["containers"].append(c.name)
+        except docker.errors.NotFound:
+            pass
+    for user, server in sorted(ready - present):
+        try:
+            admin.stop_server(user, server)
+            done["servers"].append(f"{user}/{server}")
+        except requests.RequestException as exc:
+            log.warning("could not clear server %s/%s: %s", user, server, exc)
+    done["routes"] = _drop_stale_routes(settings, {u for u, _ in known})
+    log.info(
+        "reconciled: removed %d orphan containers %s, cleared %d servers %s, dropped %d routes %s",
+        len(done["containers"]),
+        done["containers"],
+        len(done["servers"]),
+        done["servers"],
+        len(done["routes"]),
+        done["routes"],
+    )
+    return done
+
+
+def _drop_stale_routes(settings: Settings, users: set[str]) -> list[str]:
+    api = hub.proxy_api_url(settings) + "/api/routes"
+    headers = {"Authorization": f"token {hub.proxy_auth_token(settings)}"}
+    try:
+        routes = requests.get(api, headers=headers, timeout=TIMEOUT).json()
+    except (requests.RequestException, ValueError):
+        return []
+    dropped = []
+    for path in routes:
+        parts = path.strip("/").split("/")
+        if len(parts) >= 2 and parts[0] == "user" and parts[1] not in users:
+            try:
+                requests.delete(api + path, headers=headers, timeout=TIMEOUT)
+                dropped.append(path)
+            except requests.RequestException:
+                pass
+    return dropped

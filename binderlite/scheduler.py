@@ -1,0 +1,105 @@
+"""The one scheduler process: culling, reconciliation, disk, on an APScheduler clock.
+
+Exactly one runs per install: it holds an exclusive ``flock`` on
+``<state>/run/scheduler.lock`` for its whole life. A second one started by
+mistake logs who holds the lock and exits without running any job (gunicorn
+workers never start jobs: the web app does not import this module).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from contextlib import contextmanager
+from typing import IO
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from binderlite import culler, diskgc, reconcile
+from binderlite.buildqueue import BuildQueue
+from binderlite.settings import Settings
+
+log = logging.getLogger("binderlite.scheduler")
+
+
+class SchedulerLocked(Exception):
+    """Another scheduler process holds the lock."""
+
+
+def lock_path(settings: Settings):
+    return settings.run_dir / "scheduler.lock"
+
+
+@contextmanager
+def scheduler_lock(settings: Settings):
+    """Hold the scheduler lock, or raise SchedulerLocked naming the holder."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    fh: IO[str] = open(lock_path(settings), "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "unknown"
+        fh.close()
+        raise SchedulerLocked(
+            f"another binderlite scheduler (pid {holder}) holds {lock_path(settings)}; not running jobs"
+        ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def lock_held(settings: Settings) -> bool:
+    """True if some process holds the scheduler lock right now."""
+    path = lock_path(settings)
+    if not path.exists():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def _safely(name: str, job):
+    def run():
+        try:
+            job()
+        except Exception as exc:  # one failed run must not stop the clock
+            log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
+
+    return run
+
+
+def run(settings: Settings) -> None:
+    """Hold the lock and run the jobs until stopped (SIGTERM/SIGINT)."""
+    with scheduler_lock(settings):
+        queue = BuildQueue(settings)
+        jobs = {
+            "cull": (lambda: culler.cull(settings), settings.cull_every),
+            "reconcile": (lambda: (reconcile.reconcile(settings), queue.reap()), settings.reconcile_every),
+            "disk-gc": (lambda: diskgc.collect(settings), settings.gc_every),
+        }
+        _safely("reconcile", jobs["reconcile"][0])()
+        scheduler = BlockingScheduler()
+        for name, (job, every) in jobs.items():
+            scheduler.add_job(_safely(name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True)
+        log.info(
+            "scheduler running: cull every %ss, reconcile every %ss, disk gc every %ss",
+            settings.cull_every,
+            settings.reconcile_every,
+            settings.gc_every,
+        )
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            pass

@@ -1,0 +1,102 @@
+"""``binderlite up``: check what is needed, run every service, stop them all cleanly.
+
+The registry, the proxy, JupyterHub, the web app (gunicorn) and the
+scheduler each run as their own process (see ``services``); this module adds
+the prerequisite checks with actionable messages and the foreground loop that
+stops everything on Ctrl-C or SIGTERM, and stops all if one of them dies.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from binderlite import services
+from binderlite.dockerutil import docker_client, local_image_exists
+from binderlite.errors import BaseImageMissingError, ConfigError
+from binderlite.settings import Settings
+
+WATCH_INTERVAL = 2.0
+
+
+def check_prerequisites(settings: Settings) -> None:
+    """Raise with a message that says how to fix the first thing missing."""
+    client = docker_client(settings)
+    if subprocess.run(["docker", "buildx", "version"], capture_output=True).returncode != 0:
+        raise ConfigError(
+            "docker buildx is not installed; repo2docker needs it. "
+            "Run scripts/install-debian.sh (it installs docker-buildx from Debian trixie)."
+        )
+    if shutil.which("configurable-http-proxy") is None:
+        raise ConfigError("configurable-http-proxy is not on PATH: npm install -g configurable-http-proxy@4")
+    if settings.registry and shutil.which("docker-registry") is None:
+        raise ConfigError("docker-registry is not installed: apt-get install docker-registry (or set registry = '').")
+    if settings.build_packs == "binderlite" and not local_image_exists(client, settings.base_image):
+        raise BaseImageMissingError(f"Base image {settings.base_image} is missing: run `binderlite base-image`.")
+
+
+def web_service(settings: Settings) -> services.Service:
+    """gunicorn serving the Flask app on web_host:web_port."""
+    url = f"http://{settings.web_host}:{settings.web_port}"
+    return services.Service(
+        name="web",
+        argv=[
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:binderlite.web.gunicorn_conf",
+            "binderlite.web.wsgi:app",
+        ],
+        env=services.settings_env(settings),
+        ready=services._http_ok(f"{url}/versions"),
+        describe=url,
+    )
+
+
+def scheduler_service(settings: Settings) -> services.Service:
+    """The one scheduler process (culling, reconciliation, disk)."""
+    from binderlite.scheduler import lock_held, lock_path
+
+    return services.Service(
+        name="scheduler",
+        argv=[sys.executable, "-m", "binderlite.cli", "scheduler"],
+        env=services.settings_env(settings),
+        ready=lambda: lock_held(settings),
+        describe=f"lock {lock_path(settings)}",
+    )
+
+
+def all_services(settings: Settings) -> list[services.Service]:
+    return services.core_services(settings) + [web_service(settings), scheduler_service(settings)]
+
+
+def run_all(settings: Settings, echo: Callable[[str], None] = print) -> None:
+    """Start everything, wait for a signal or a dead service, then stop everything."""
+    settings.ensure_dirs()
+    check_prerequisites(settings)
+    wanted = all_services(settings)
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    services.start_all(settings, wanted)
+    echo(f"binderlite is up: http://{settings.web_host}:{settings.web_port}/ (Ctrl-C stops it)")
+    try:
+        while not stopping:
+            dead = [s.name for s in wanted if services.running_pid(settings, s.name) is None]
+            if dead:
+                echo(f"{', '.join(dead)} stopped unexpectedly (logs in {settings.logs_dir}); stopping binderlite")
+                break
+            time.sleep(WATCH_INTERVAL)
+    finally:
+        echo("Stopping binderlite...")
+        services.stop_all(settings, wanted)
