@@ -28,6 +28,7 @@ setup(
             "hypothesis>=6",
             "websocket-client>=1.7",
             "ruff>=0.5",
+            "selenium>=4.20",
         ]
     },
     entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},

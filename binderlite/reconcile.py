@@ -38,8 +38,11 @@ def _created_age(container) -> float:
     return time.time() - stamp
 
 
-def reconcile(settings: Settings) -> dict[str, list[str]]:
-    """Fix disagreements; return what was done, by kind, and log one line."""
+def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, list[str]]:
+    """Fix disagreements; return what was done, by kind, and log one line.
+
+    Containers younger than ``grace`` seconds are left alone (a spawn may be under way).
+    """
     admin = HubAdmin(settings)
     users = admin.users()
     known = {(u["name"], name) for u in users for name in (u.get("servers") or {})}
@@ -53,7 +56,7 @@ def reconcile(settings: Settings) -> dict[str, list[str]]:
         if key in known and c.status == "running":
             present.add(key)
             continue
-        if key in known or _created_age(c) < GRACE_SECONDS:
+        if key in known or _created_age(c) < grace:
             continue
         try:
             c.remove(force=True)

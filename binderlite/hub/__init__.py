@@ -26,8 +26,10 @@ def docker_bridge_gateway(settings: Settings) -> str:
             client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
         else:
             client = docker.from_env(timeout=10)
-        with client:
+        try:
             configs = client.networks.get("bridge").attrs["IPAM"]["Config"] or []
+        finally:
+            client.close()
     except docker.errors.DockerException:
         return DEFAULT_BRIDGE_GATEWAY
     for config in configs:

@@ -1,0 +1,1 @@
+"""Benchmarks for binderlite (run as modules, e.g. ``python -m benchmarks.build``)."""

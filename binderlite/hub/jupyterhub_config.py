@@ -1,0 +1,68 @@
+"""JupyterHub configuration for binderlite: reads binderlite's settings and applies them.
+
+Run as ``jupyterhub -f <this file>``; the settings come from ``BINDERLITE_CONFIG``
+and ``BINDERLITE_*`` like everywhere else. Anonymous Binder mode: nobody logs
+in; binderlite creates a temporary user per launch through the REST API with
+its service token, and the launch token opens only that user's server.
+"""
+
+from binderlite.hub import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
+from binderlite.hub import public_url as proxy_public_url
+from binderlite.settings import load_settings
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by JupyterHub)
+
+settings = load_settings()
+settings.hub_dir.mkdir(parents=True, exist_ok=True)
+_hub_ip = hub_ip(settings)
+
+# ---- hub state, all under the state prefix
+c.JupyterHub.db_url = f"sqlite:///{settings.hub_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(settings.hub_dir / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(settings.hub_dir / "jupyterhub.pid")
+
+# ---- network: the hub on the Docker bridge (containers call it), never public
+c.JupyterHub.hub_bind_url = hub_url(settings, _hub_ip)
+c.JupyterHub.hub_connect_url = hub_url(settings, _hub_ip)
+c.JupyterHub.bind_url = proxy_public_url(settings)
+
+# ---- the proxy is its own process, so a hub restart keeps users connected
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = proxy_api_url(settings)
+c.ConfigurableHTTPProxy.auth_token = proxy_auth_token(settings)
+c.JupyterHub.cleanup_servers = False
+
+# ---- anonymous Binder mode: users exist only through binderlite's API calls
+c.JupyterHub.authenticator_class = "null"
+c.Authenticator.allow_all = True
+c.JupyterHub.allow_named_servers = True
+# "start server" answers after 2 s (not 10): the launch page shows the spawn progress
+# sooner, and a spawn refused at once (e.g. a foreign image) still answers with its reason
+c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 2}
+c.JupyterHub.services = [{"name": "binderlite", "api_token": hub_api_token(settings)}]
+c.JupyterHub.load_roles = [
+    {
+        "name": "binderlite",
+        "description": "binderlite's launcher and scheduler: temporary users and their servers",
+        "scopes": ["admin:users", "admin:servers", "list:users", "read:hub"],
+        "services": ["binderlite"],
+    }
+]
+
+# ---- spawner
+c.JupyterHub.spawner_class = "binderlite.hub.spawner.BinderSpawner"
+c.Spawner.start_timeout = settings.launch_timeout
+c.Spawner.http_timeout = min(settings.launch_timeout, 300)
+c.DockerSpawner.remove = True
+c.DockerSpawner.pull_policy = "never"
+c.DockerSpawner.host_ip = "127.0.0.1"
+c.DockerSpawner.use_internal_ip = False
+c.DockerSpawner.mem_limit = settings.memory_limit
+c.DockerSpawner.cpu_limit = float(settings.cpu_limit)
+c.DockerSpawner.prefix = "binderlite"
+c.BinderSpawner.instance = settings.state_dir
+c.BinderSpawner.pids_limit = settings.pids_limit
+c.BinderSpawner.docker_threads = settings.spawner_docker_threads
+c.DockerSpawner.client_kwargs = {"timeout": 120}
+if settings.docker_host:
+    c.DockerSpawner.client_kwargs = {"timeout": 120, "base_url": settings.docker_host}

@@ -1,0 +1,115 @@
+"""BinderSpawner: DockerSpawner that starts only images binderlite built, opened by the launch token.
+
+The launcher passes ``user_options`` as BinderHub does (image, token, repo_url,
+binder_*). The image must be on this machine and carry repo2docker's label (a
+name prefix is not enough: the base image shares it); nothing is ever pulled.
+The launch ``token`` becomes a hub API token of the temporary user, scoped to
+this one server, so ``?token=`` in a browser and ``Authorization: token`` both
+open this server and no other.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from docker.errors import APIError
+from dockerspawner import DockerSpawner
+from jupyterhub import orm
+from tornado import web
+from traitlets import Integer, Unicode, default
+
+BUILT_LABEL = "repo2docker.version"
+BINDER_ENV_OPTIONS = (
+    "binder_ref_url",
+    "binder_launch_host",
+    "binder_persistent_request",
+    "binder_request",
+)
+JOVYAN_UID = "1000"
+
+
+class BinderSpawner(DockerSpawner):
+    """One container per launch, from a binderlite-built image, for one token."""
+
+    instance = Unicode("", config=True, help="Names this binderlite install in container labels (its state_dir).")
+    pids_limit = Integer(0, config=True, help="Process limit per container; 0 means none.")
+    docker_threads = Integer(8, config=True, help="Threads for Docker API calls, shared by all spawners.")
+
+    _binder_executor: ThreadPoolExecutor | None = None
+
+    @property
+    def executor(self) -> ThreadPoolExecutor:
+        cls = BinderSpawner
+        if cls._binder_executor is None:
+            cls._binder_executor = ThreadPoolExecutor(self.docker_threads)
+        return cls._binder_executor
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        return ["jupyterhub-singleuser"]
+
+    async def check_allowed(self, image: str) -> str:
+        """Allow only images on this machine that binderlite (repo2docker) built."""
+        try:
+            info = await self.docker("inspect_image", image)
+        except APIError as exc:
+            if exc.response is not None and exc.response.status_code == 404:
+                raise web.HTTPError(
+                    400, f"Image {image} is not on this machine; build it with binderlite first."
+                ) from None
+            raise
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        if BUILT_LABEL not in labels:
+            raise web.HTTPError(
+                400,
+                f"Image {image} was not built by binderlite (no {BUILT_LABEL} label); refusing to start it.",
+            )
+        return image
+
+    def _grant_launch_token(self, token: str) -> None:
+        """Make the launch token a hub token of this user that opens only this server."""
+        existing = orm.APIToken.find(self.user.db, token)
+        if existing is not None:
+            if existing.user_id != self.user.id:
+                raise web.HTTPError(400, "This launch token is already in use.")
+            return
+        server = f"{self.user.name}/{self.name}"
+        try:
+            self.user.new_api_token(
+                token=token,
+                scopes=[f"access:servers!server={server}"],
+                note=f"binder launch token for {server}",
+            )
+        except ValueError as exc:
+            raise web.HTTPError(400, f"Launch token refused: {exc}") from None
+
+    async def start(self):
+        for key in ("image", "token"):
+            if not self.user_options.get(key):
+                raise web.HTTPError(400, f"user_options must include {key!r}")
+        self._grant_launch_token(self.user_options["token"])
+        self.extra_create_kwargs = {
+            "user": JOVYAN_UID,
+            "labels": {
+                "binderlite.managed": "1",
+                "binderlite.instance": self.instance,
+                "binderlite.user": self.user.name,
+                "binderlite.server": self.name,
+            },
+        }
+        host_config = {"memswap_limit": self.mem_limit} if self.mem_limit else {}
+        if self.pids_limit:
+            host_config["pids_limit"] = self.pids_limit
+        self.extra_host_config = host_config
+        return await super().start()
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        # The launch link carries ?token=…; BinderHub's contract needs it to work.
+        env["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] = "1"
+        if "repo_url" in self.user_options:
+            env["BINDER_REPO_URL"] = str(self.user_options["repo_url"])
+        for key in BINDER_ENV_OPTIONS:
+            if key in self.user_options:
+                env[key.upper()] = str(self.user_options[key])
+        return env

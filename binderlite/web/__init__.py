@@ -1,0 +1,76 @@
+"""The web app: BinderHub's links, build API, pages and status endpoints, as one Flask app.
+
+``create_app()`` is the factory gunicorn loads (``binderlite.web.wsgi:app``).
+Each concern is a blueprint in its own module — ``build_api`` (the SSE build
+stream), ``pages`` (landing and launch pages), ``status`` (health, versions,
+badges) — and every error becomes JSON for API paths or a small page for
+browsers, from the one handler here. Settings hang off ``app.extensions``,
+never a module global, so tests make as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from binderlite.errors import BinderliteError
+from binderlite.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+API_PREFIXES = ("/build/", "/api/", "/health", "/versions", "/metrics")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """The Flask app for ``settings`` (default: loaded from config file and environment)."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.extensions["binderlite"] = settings
+    # Stream timings live in app.config so tests can shorten them per app.
+    app.config.setdefault("STREAM_KEEPALIVE", float(min(max(settings.stream_keepalive, 1), 25)))
+    app.config.setdefault("STREAM_LINGER", float(max(settings.stream_linger, 0)))
+
+    from binderlite.web import build_api, pages, status
+
+    app.register_blueprint(build_api.bp)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(status.bp)
+    app.register_error_handler(BinderliteError, _binderlite_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def get_settings() -> Settings:
+    """The settings of the app handling the current request."""
+    return current_app.extensions["binderlite"]
+
+
+def wants_json() -> bool:
+    """API paths and JSON clients get JSON errors; browsers get a page."""
+    if request.path.startswith(API_PREFIXES):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def error_response(message: str, status: int):
+    if wants_json():
+        return jsonify(message=message), status
+    return render_template("error.html", message=message, status=status), status
+
+
+def _binderlite_error(exc: BinderliteError):
+    return error_response(exc.message, exc.status)
+
+
+def _http_error(exc: HTTPException):
+    if exc.code == 404:
+        return error_response(f"No such page: {request.path}. Links look like /v2/<provider>/<spec>.", 404)
+    return error_response(exc.description or exc.name, exc.code or 500)
+
+
+def _unexpected_error(exc: Exception):
+    log.exception("Unexpected error handling %s", request.path)
+    return error_response(f"Unexpected server error ({exc.__class__.__name__}); see the server log.", 500)

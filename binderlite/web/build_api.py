@@ -1,0 +1,183 @@
+"""``GET /build/<provider>/<spec>``: BinderHub's build-and-launch event stream.
+
+The request's work (resolve the link, follow the build pipeline, launch) runs
+in a producer thread — a greenlet under gunicorn's gevent workers — that puts
+events on a queue; the response generator drains it and sends a
+``:keepalive`` comment whenever nothing came for ``STREAM_KEEPALIVE`` seconds,
+however long a single step blocks. A client that goes away only stops the
+producer's reading: the build itself runs in a detached worker and goes on.
+Every error, expected or not, ends the stream with a ``failed`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from binderlite import pipeline, providers
+from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
+from binderlite.settings import Settings
+from binderlite.web import get_settings
+
+log = logging.getLogger(__name__)
+bp = Blueprint("build_api", __name__)
+TERMINAL = ("ready", "failed")
+_DONE = object()
+
+
+def raw_spec(environ: dict, prefix: str) -> tuple[str, str]:
+    """(provider, spec) from the *raw* request path after ``/<prefix>/``, ``%2F`` kept escaped.
+
+    Flask's ``<path:spec>`` is already unescaped, which breaks ``git`` and ``gl``
+    specs, so the path is re-read from ``RAW_URI``/``REQUEST_URI`` (gunicorn,
+    werkzeug) or, failing those, re-quoted from ``PATH_INFO``.
+    """
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+    path = raw.split("?", 1)[0]
+    if "://" in path.split("/", 1)[0]:  # absolute-form request target
+        path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
+    if not path.startswith("/"):
+        path = urllib.parse.quote(
+            (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1"),
+            safe="/:@!$&'()*+,;=-._~",
+        )
+    skip = len([part for part in environ.get("SCRIPT_NAME", "").split("/") if part])
+    parts = path.split("/")[1 + skip :]
+    if parts and parts[0] == prefix:
+        parts = parts[1:]
+    provider = urllib.parse.unquote(parts[0]) if parts else ""
+    spec = "/".join(parts[1:]).rstrip("/")
+    return provider, spec
+
+
+def sse(ev: dict) -> str:
+    return f"data: {json.dumps(ev)}\n\n"
+
+
+def failed(message: str, status: int = 500) -> dict:
+    return {"phase": "failed", "status_code": status, "message": message.rstrip("\n") + "\n"}
+
+
+def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> dict:
+    """A ``failed`` event in BinderHub's wording for a link that cannot be resolved.
+
+    Other errors (malformed spec, unknown provider, a URL refused as unsafe) carry
+    their own message, which names the problem and what is supported.
+    """
+    if isinstance(exc, BannedSpecError):
+        return failed(exc.message, exc.status)
+    if isinstance(exc, RefNotFoundError):
+        return failed(
+            f"Could not resolve ref for {provider}:{spec}. Double check your URL and that the ref exists. "
+            f"{exc.message}",
+            exc.status,
+        )
+    return failed(exc.message, exc.status)
+
+
+def events_for(settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event) -> Iterator[dict]:
+    """The whole request as events: resolve, build (or find) the image, launch; never raises."""
+    try:
+        resolved = providers.get_provider(provider, spec, settings).resolve()
+    except BinderliteError as exc:
+        yield resolve_failure(provider, spec, exc)
+        return
+    image = None
+    stream = pipeline.build_events(settings, resolved)
+    try:
+        for ev in stream:
+            if stop.is_set():
+                return
+            if ev is None:
+                continue
+            if ev.get("phase") == "built":
+                image = ev.get("imageName")
+                if build_only:
+                    ev = {**ev, "message": ev.get("message", "").replace(", launching...", ".")}
+            yield ev
+            if ev.get("phase") in ("built", "failed"):
+                break
+    finally:
+        stream.close()  # stops following the log only; the build worker is detached
+    if image is None or stop.is_set():
+        return
+    if build_only:
+        yield {"phase": "ready", "imageName": image, "message": "Done! Image built\n"}
+        return
+    from binderlite import launcher  # imported here: the launcher needs the hub modules
+
+    launch = launcher.launch(settings, resolved, image)
+    try:
+        for ev in launch:
+            yield ev
+            if stop.is_set() or ev.get("phase") in TERMINAL:
+                return
+    finally:
+        launch.close()
+
+
+def produce(settings: Settings, provider: str, spec: str, build_only: bool, out: queue.Queue, stop: threading.Event):
+    """Thread body: put every event on ``out``, then ``_DONE``; an exception becomes ``failed``."""
+    try:
+        for ev in events_for(settings, provider, spec, build_only, stop):
+            out.put(ev)
+            if ev.get("phase") in TERMINAL:
+                break
+        else:
+            if not stop.is_set():
+                out.put(failed("The build ended without a result; see the server log."))
+    except Exception as exc:  # the stream must end in an event, whatever happened
+        log.exception("Build stream for %s/%s failed", provider, spec)
+        out.put(failed(f"Unexpected error: {exc.__class__.__name__}: {exc}"))
+    finally:
+        out.put(_DONE)
+
+
+def stream(events: queue.Queue, stop: threading.Event, keepalive: float, linger: float) -> Iterator[str]:
+    """SSE text: events as they come, keepalives when idle, then the delayed close."""
+    try:
+        while True:
+            try:
+                item = events.get(timeout=keepalive)
+            except queue.Empty:
+                yield ":keepalive\n\n"
+                continue
+            if item is _DONE:
+                break
+            yield sse(item)
+        # Keep the stream open a while so that browsers do not reconnect (a second launch).
+        end = time.monotonic() + linger
+        while (left := end - time.monotonic()) > 0:
+            time.sleep(min(keepalive, left))
+            if end - time.monotonic() > 0:
+                yield ":keepalive\n\n"
+    finally:
+        stop.set()
+
+
+@bp.get("/build/<provider>/<path:_spec>")
+def build(provider: str, _spec: str):
+    if "text/event-stream" not in request.headers.get("Accept", ""):
+        return jsonify(message="Requests to /build/ must accept text/event-stream (this is an event stream)."), 400
+    provider, spec = raw_spec(request.environ, "build")
+    build_only = request.args.get("build_only", "").lower() == "true"
+    settings = get_settings()
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=produce, args=(settings, provider, spec, build_only, events, stop), daemon=True, name="build-stream"
+    )
+    worker.start()
+    body = stream(events, stop, current_app.config["STREAM_KEEPALIVE"], current_app.config["STREAM_LINGER"])
+    return Response(
+        body,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

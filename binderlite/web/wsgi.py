@@ -1,0 +1,5 @@
+"""The WSGI entry point gunicorn loads: ``gunicorn -c binderlite/web/gunicorn_conf.py binderlite.web.wsgi:app``."""
+
+from binderlite.web import create_app
+
+app = create_app()

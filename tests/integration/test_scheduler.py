@@ -1,0 +1,136 @@
+"""The scheduler on the real stack: idle and max-age culling, busy kernels, reconciliation, one process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+import websocket
+
+from binderlite import culler, reconcile, services
+from binderlite.scheduler import lock_held
+from tests.integration.conftest import TEST_PREFIX, binderlite_cli
+from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
+
+pytestmark = pytest.mark.integration
+
+
+def _user(ready: dict) -> str:
+    return ready["url"].rstrip("/").rsplit("/", 1)[-1]
+
+
+def _hub_user(settings, name: str) -> dict | None:
+    admin = culler.HubAdmin(settings)
+    resp = admin.session.get(f"{admin.api}/users/{name}", timeout=10)
+    return resp.json() if resp.status_code == 200 else None
+
+
+def _start_busy_cell(url: str, token: str, seconds: int):
+    """Start a kernel and send a long-running cell without waiting for it (no browser attached)."""
+    headers = {"Authorization": f"token {token}"}
+    kernel = requests.post(f"{url}api/kernels", headers=headers, json={}, timeout=60).json()
+    ws = websocket.create_connection(
+        url.replace("http://", "ws://", 1) + f"api/kernels/{kernel['id']}/channels",
+        header=[f"Authorization: token {token}"],
+        timeout=30,
+    )
+    ws.send(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": uuid.uuid4().hex,
+                    "username": "t",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": f"import time; time.sleep({seconds})",
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                },
+            }
+        )
+    )
+    ws.close()
+
+
+def test_idle_server_is_culled_and_temporary_user_deleted(hubstack, launch_image):
+    ready = launch_ready(hubstack, launch_image, name="bltest/idle")
+    user = _user(ready)
+    quick = dataclasses.replace(hubstack, cull_idle_timeout=3, cull_max_age=0)
+    time.sleep(6)
+    culled = culler.cull(quick)
+    assert user in [d.user for d in culled]
+    assert _hub_user(hubstack, user) is None
+    assert requests.get(ready["url"] + "api/status", params={"token": ready["token"]}, timeout=10).status_code != 200
+
+
+def test_busy_kernel_is_not_idle_but_max_age_culls_it(hubstack, launch_image):
+    ready = launch_ready(hubstack, launch_image, name="bltest/busy")
+    user = _user(ready)
+    _start_busy_cell(ready["url"], ready["token"], 120)
+    time.sleep(8)
+    quick = dataclasses.replace(hubstack, cull_idle_timeout=3, cull_max_age=0)
+    assert user not in [d.user for d in culler.cull(quick, dry_run=True)], "a busy kernel counts as activity"
+    aged = dataclasses.replace(hubstack, cull_idle_timeout=3600, cull_max_age=5)
+    decisions = culler.cull(aged)
+    assert any(d.user == user and d.reason.startswith("age") for d in decisions)
+    assert _hub_user(hubstack, user) is None
+
+
+def test_orphan_container_removed_and_killed_container_cleared(hubstack, launch_image, docker_client):
+    orphan = docker_client.containers.run(
+        launch_image,
+        ["sleep", "300"],
+        name=f"{TEST_PREFIX}orphan-{uuid.uuid4().hex[:6]}",
+        detach=True,
+        labels={
+            "binderlite.managed": "1",
+            "binderlite.instance": hubstack.state_dir,
+            "binderlite.user": "ghost",
+            "binderlite.server": "",
+        },
+    )
+    ready = launch_ready(hubstack, launch_image, name="bltest/killed")
+    user = _user(ready)
+    victim = docker_client.containers.list(filters={"label": [f"binderlite.user={user}"]})[0]
+    victim.kill()
+    done = reconcile.reconcile(hubstack, grace=0)
+    assert orphan.name in done["containers"]
+    assert any(s.startswith(user) for s in done["servers"]) or not (_hub_user(hubstack, user) or {}).get("servers")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (_hub_user(hubstack, user) or {}).get("servers"):
+        time.sleep(1)
+    assert not (_hub_user(hubstack, user) or {}).get("servers"), "the hub still lists the dead server"
+
+
+def test_second_scheduler_does_not_run_jobs(hubstack):
+    env = services.settings_env(dataclasses.replace(hubstack, cull_every=3600, reconcile_every=3600, gc_every=3600))
+    import os
+
+    env = {**os.environ, **env}
+    first = subprocess.Popen([*binderlite_cli(), "scheduler"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not lock_held(hubstack) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lock_held(hubstack)
+        second = subprocess.run([*binderlite_cli(), "scheduler"], env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert f"another binderlite scheduler (pid {first.pid})" in second.stderr
+        assert first.poll() is None, "the first scheduler keeps running"
+    finally:
+        first.terminate()
+        first.wait(timeout=20)

@@ -1,0 +1,116 @@
+"""`binderlite up` as a user runs it, and a real browser opening a Binder link on it.
+
+Starts the whole appliance (registry, proxy, hub, web app, scheduler) with
+`binderlite up` on test ports, opens `/v2/git/<escaped url>/main` in headless
+Chromium, watches the log and phase, and ends on JupyterLab with the repo's
+files. A screenshot is saved under test-artifacts/. Then SIGTERM stops it all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.conftest import binderlite_cli
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", "HUB_PORT": "18881"}
+WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory, git_server, settings):
+    state = tmp_path_factory.mktemp("bltest-up")
+    env = dict(
+        os.environ,
+        BINDERLITE_STATE_DIR=str(state),
+        BINDERLITE_ALLOW_LOCAL_REPOS="true",
+        BINDERLITE_IMAGE_PREFIX="bltest-up-",
+        BINDERLITE_REGISTRY="127.0.0.1:18850",
+        BINDERLITE_BINDER_LAUNCH_HOST=WEB + "/",
+    )
+    env.update({f"BINDERLITE_{k}": v for k, v in PORTS.items()})
+    log = open(state / "up.log", "wb")
+    proc = subprocess.Popen([*binderlite_cli(), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (state / "up.log").read_text()[-4000:]
+            try:
+                if requests.get(f"{WEB}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("binderlite up did not become healthy:\n" + (state / "up.log").read_text()[-4000:])
+        yield {"state": state, "proc": proc}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print((state / "up.log").read_text()[-3000:])
+
+
+def _browser() -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
+
+
+def test_browser_opens_link_sees_log_and_lands_in_jupyterlab(appliance, git_server):
+    git_server.add_fixture("requirements", "browser")
+    link = f"{WEB}/v2/{git_server.link('browser')}?urlpath=lab/tree/index.ipynb"
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser = _browser()
+    try:
+        browser.get(link)
+        WebDriverWait(browser, 60).until(
+            lambda b: (
+                "Waiting" in b.page_source or "Step" in b.page_source or "#" in b.find_element(By.TAG_NAME, "pre").text
+            )
+        )
+        browser.save_screenshot(str(ARTIFACTS / "launch-page-building.png"))
+        WebDriverWait(browser, 600).until(lambda b: "/user/" in b.current_url)
+        WebDriverWait(browser, 120).until(lambda b: "index.ipynb" in b.page_source and "JupyterLab" in b.title)
+        time.sleep(3)
+        browser.save_screenshot(str(ARTIFACTS / "jupyterlab.png"))
+        assert "/lab/tree/index.ipynb" in browser.current_url
+    finally:
+        browser.quit()
+
+
+def test_up_stops_everything_on_sigterm(appliance):
+    proc = appliance["proc"]
+    pids = [int(p.read_text()) for p in (appliance["state"] / "run").glob("*.pid")]
+    assert len(pids) >= 5, pids
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=90) == 0
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
