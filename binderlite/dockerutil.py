@@ -12,13 +12,13 @@ from binderlite.settings import Settings
 DOCKER_TIMEOUT = 120
 
 
-def docker_client(settings: Settings) -> DockerClient:
+def docker_client(settings: Settings, timeout: int = DOCKER_TIMEOUT) -> DockerClient:
     """A client for the configured daemon, or a clear error if it does not answer."""
     try:
         if settings.docker_host:
-            client = docker.DockerClient(base_url=settings.docker_host, timeout=DOCKER_TIMEOUT)
+            client = docker.DockerClient(base_url=settings.docker_host, timeout=timeout)
         else:
-            client = docker.from_env(timeout=DOCKER_TIMEOUT)
+            client = docker.from_env(timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
         where = settings.docker_host or "the local socket (/var/run/docker.sock)"

@@ -44,7 +44,7 @@ c.JupyterHub.load_roles = [
     {
         "name": "binderlite",
         "description": "binderlite's launcher and scheduler: temporary users and their servers",
-        "scopes": ["admin:users", "admin:servers", "list:users", "read:hub"],
+        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:hub"],
         "services": ["binderlite"],
     }
 ]

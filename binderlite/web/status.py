@@ -20,19 +20,14 @@ CHECK_TIMEOUT = 5
 
 
 def check_docker(settings: Settings) -> bool:
-    import docker
+    from binderlite.dockerutil import docker_client
+    from binderlite.errors import DockerUnavailableError
 
     try:
-        if settings.docker_host:
-            client = docker.DockerClient(base_url=settings.docker_host, timeout=CHECK_TIMEOUT)
-        else:
-            client = docker.from_env(timeout=CHECK_TIMEOUT)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except docker.errors.DockerException:
+        docker_client(settings, timeout=CHECK_TIMEOUT).close()
+    except DockerUnavailableError:
         return False
+    return True
 
 
 def check_hub(settings: Settings) -> bool:
