@@ -19,7 +19,7 @@ setup(
         "click>=8",
         "requests>=2.31",
         "prometheus-client>=0.20",
-        "filelock>=3",
+        "uv>=0.5",
     ],
     extras_require={
         "test": [

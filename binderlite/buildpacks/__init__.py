@@ -6,6 +6,7 @@ import importlib.metadata
 from pathlib import Path
 
 from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
+from uv import find_uv_bin
 
 from binderlite.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
 from binderlite.settings import Settings
@@ -23,6 +24,7 @@ def build_options(settings: Settings) -> BuildOptions:
         index_env += [("PIP_TRUSTED_HOST", settings.trusted_host), ("UV_INSECURE_HOST", settings.trusted_host)]
     return BuildOptions(
         ca_bundle=str(Path(settings.ca_bundle).resolve()),
+        uv_binary=str(Path(find_uv_bin()).resolve()),
         generated_dir=str(settings.build_work_dir / "generated"),
         tooling_specs=(settings.jupyterlab_spec, hub_spec),
         index_env=tuple(index_env),

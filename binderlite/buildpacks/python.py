@@ -26,8 +26,10 @@ from binderlite.buildpacks.template import TEMPLATE
 
 log = logging.getLogger("repo2docker")
 
-VENV_PIP = "${VENV_DIR}/bin/uv pip install --python ${VENV_DIR}/bin/python"
+VENV_PIP = "uv pip install --python ${VENV_DIR}/bin/python"
 GENERATED_IN_IMAGE = "/srv/binderlite"
+UV_CACHE_DIR = "/tmp/binderlite-uv-cache"
+UV_CACHE_MOUNT = f"--mount=type=cache,id=binderlite-uv,target={UV_CACHE_DIR},uid={DEFAULT_NB_UID},gid={DEFAULT_NB_UID}"
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class BuildOptions:
     ca_bundle: str
     generated_dir: str
     tooling_specs: tuple[str, ...]
-    uv_spec: str = "uv"
+    uv_binary: str
     index_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -121,7 +123,10 @@ class BinderlitePythonBuildPack(BaseImage):
     # ---- repo2docker's hooks ------------------------------------------
     @lru_cache
     def get_build_script_files(self) -> dict[str, str]:
-        files = {self.options.ca_bundle: "/usr/local/share/binderlite/ca-certificates.crt"}
+        files = {
+            self.options.ca_bundle: "/usr/local/share/binderlite/ca-certificates.crt",
+            self.options.uv_binary: "/usr/local/bin/uv",
+        }
         files.update(self._generated_files())
         return files
 
@@ -179,7 +184,9 @@ class BinderlitePythonBuildPack(BaseImage):
             index_env=list(self.options.index_env),
             python_command=command,
             python_source=source,
-            uv_spec=self.options.uv_spec,
+            uv_context_path=context_names[self.options.uv_binary],
+            uv_cache_dir=UV_CACHE_DIR,
+            uv_cache_mount=UV_CACHE_MOUNT,
             tooling_specs=" ".join(shell_quote(s) for s in self.options.tooling_specs),
             generated_files=generated,
             uid=build_args.get("NB_UID", DEFAULT_NB_UID),
@@ -199,5 +206,6 @@ def _directives(scripts: list[tuple[str, str]]) -> list[str]:
         if user != last_user:
             lines.append(f"USER {user}")
             last_user = user
-        lines.append(f"RUN {script.strip()}")
+        mount = f"{UV_CACHE_MOUNT} " if "uv pip install" in script else ""
+        lines.append(f"RUN {mount}{script.strip()}")
     return lines

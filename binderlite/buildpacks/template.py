@@ -5,7 +5,9 @@ on the repository comes first (user, CA bundle, the tooling venv with uv,
 JupyterLab and jupyterhub), so every repository shares those layers; then the
 repository's environment files alone (apt.txt, requirements); then the whole
 repository, postBuild and start. A change to a notebook reruns only the
-last steps. No step needs Docker Hub, conda or GitHub: only the base image
+last steps. uv's download cache lives in a BuildKit cache mount: shared by
+every build (a second repository reuses the wheels of the first) and never
+part of an image. No step needs Docker Hub, conda or GitHub: only the base image
 and the package index (apt only when the base lacks Python or apt.txt asks).
 """
 
@@ -26,25 +28,29 @@ ENV USER=${NB_USER} \
     APP_BASE=/srv \
     VENV_DIR=/srv/venv
 
-# Python and venv, only when the base image lacks them (a pulled distribution image).
+# Python and venv only when the base image lacks them (a pulled distribution image);
+# the non-root user every container runs as; the venv on PATH for login shells too
+# (Debian's /etc/profile resets PATH). One step: each RUN costs a layer.
 RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
         apt-get -qq update && \
         apt-get -qq install --yes --no-install-recommends python3 python3-venv ca-certificates > /dev/null && \
         apt-get -qq clean && rm -rf /var/lib/apt/lists/*; \
-    fi
-
-# The non-root user every container runs as.
-RUN if getent group ${NB_UID} > /dev/null; then \
+    fi && \
+    if getent group ${NB_UID} > /dev/null; then \
         groupmod --new-name ${NB_USER} "$(getent group ${NB_UID} | cut -d: -f1)" 2>/dev/null || true; \
     else groupadd --gid ${NB_UID} ${NB_USER}; fi && \
     if id ${NB_UID} > /dev/null 2>&1; then \
         usermod --home /home/${NB_USER} --login ${NB_USER} --move-home "$(id -un ${NB_UID})" 2>/dev/null || true; \
     else useradd --comment "Binder user" --create-home --gid ${NB_UID} --no-log-init \
         --shell /bin/bash --uid ${NB_UID} ${NB_USER}; fi && \
-    install -o ${NB_USER} -g ${NB_USER} -d ${VENV_DIR}
+    install -o ${NB_USER} -g ${NB_USER} -d ${VENV_DIR} && \
+    printf 'export VIRTUAL_ENV=%s\nexport PATH=%s/bin:$HOME/.local/bin:$PATH\n' "${VENV_DIR}" "${VENV_DIR}" \
+        > /etc/profile.d/00-binderlite-venv.sh
 
-# TLS trust for builds and the running image (inspecting proxies, private mirrors).
+# TLS trust for builds and the running image (inspecting proxies, private mirrors),
+# and uv (the binary binderlite itself installed from the package index).
 COPY {{ ca_context_path }} /usr/local/share/binderlite/ca-certificates.crt
+COPY --chmod=0755 {{ uv_context_path }} /usr/local/bin/uv
 ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
     PIP_CERT=/usr/local/share/binderlite/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/usr/local/share/binderlite/ca-certificates.crt \
@@ -52,26 +58,23 @@ ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_LINK_MODE=copy \
+    UV_CACHE_DIR={{ uv_cache_dir }} \
     UV_PYTHON_DOWNLOADS=never
 {% for key, value in index_env -%}
 ENV {{ key }}="{{ value }}"
 {% endfor %}
-# The venv on PATH, for login shells too (Debian's /etc/profile resets PATH).
 ENV VIRTUAL_ENV=${VENV_DIR} \
     PATH=${VENV_DIR}/bin:${PATH}
-RUN printf 'export VIRTUAL_ENV=%s\nexport PATH=%s/bin:$HOME/.local/bin:$PATH\n' "${VENV_DIR}" "${VENV_DIR}" \
-        > /etc/profile.d/00-binderlite-venv.sh
 
-# The tooling venv: uv, JupyterLab and jupyterhub-singleuser (shared by every repository).
+# The tooling venv: pip, JupyterLab and jupyterhub-singleuser (shared by every repository).
 USER ${NB_USER}
-RUN PYTHON_BIN="$(command -v {{ python_command }} || true)"; \
+RUN {{ uv_cache_mount }} PYTHON_BIN="$(command -v {{ python_command }} || true)"; \
     if [ -z "$PYTHON_BIN" ]; then \
         echo "binderlite: WARNING: {{ python_command }} (requested by {{ python_source }}) is not in the base image; using $(python3 --version) instead."; \
         PYTHON_BIN="$(command -v python3)"; \
     fi && \
-    "$PYTHON_BIN" -m venv ${VENV_DIR} && \
-    ${VENV_DIR}/bin/pip install --quiet {{ uv_spec }} && \
-    ${VENV_DIR}/bin/uv pip install --python ${VENV_DIR}/bin/python {{ tooling_specs }}
+    uv venv --quiet --python "$PYTHON_BIN" ${VENV_DIR} && \
+    uv pip install --python ${VENV_DIR}/bin/python pip {{ tooling_specs }}
 
 USER root
 {% for src, dst in generated_files -%}

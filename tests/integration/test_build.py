@@ -52,6 +52,8 @@ def test_requirements_repo_builds_runs_as_jovyan_and_executes_notebook(settings,
     outputs = notebook["cells"][0]["outputs"]
     assert any("six 1.16.0" in "".join(o.get("text", "")) for o in outputs)
     assert any("".join(o.get("data", {}).get("text/plain", "")) == "2" for o in outputs)
+    tools = run_in_image(docker_client, image, "pip --version; uv --version; command -v pip")
+    assert "/srv/venv/" in tools and "uv " in tools, "pip (in the venv) and uv are there for postBuild and users"
 
 
 def test_image_is_pushed_to_registry(settings, git_server, docker_client):

@@ -134,3 +134,23 @@ def test_second_scheduler_does_not_run_jobs(hubstack):
     finally:
         first.terminate()
         first.wait(timeout=20)
+
+
+def test_running_scheduler_culls_an_idle_server_on_schedule(hubstack, launch_image):
+    """The scheduler process, as `binderlite up` starts it, removes an idle server by itself."""
+    import os
+
+    quick = dataclasses.replace(hubstack, cull_every=2, cull_idle_timeout=4, reconcile_every=3600, gc_every=3600)
+    ready = launch_ready(hubstack, launch_image, name="bltest/scheduled")
+    user = _user(ready)
+    env = {**os.environ, **services.settings_env(quick)}
+    scheduler = subprocess.Popen([*binderlite_cli(), "scheduler"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _hub_user(hubstack, user) is not None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _hub_user(hubstack, user) is None, "the idle server was not culled on schedule"
+    finally:
+        scheduler.terminate()
+        _, err = scheduler.communicate(timeout=20)
+    assert "culled 1 servers" in err and user in err, err[-2000:]
