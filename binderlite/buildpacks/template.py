@@ -59,6 +59,7 @@ ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_LINK_MODE=copy \
     UV_CACHE_DIR={{ uv_cache_dir }} \
+    UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never
 {% for key, value in index_env -%}
 ENV {{ key }}="{{ value }}"

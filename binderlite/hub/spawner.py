@@ -10,6 +10,8 @@ open this server and no other.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError
@@ -101,7 +103,32 @@ class BinderSpawner(DockerSpawner):
         if self.pids_limit:
             host_config["pids_limit"] = self.pids_limit
         self.extra_host_config = host_config
-        return await super().start()
+        ip, port = await super().start()
+        await self._wait_for_listen(ip, port)
+        return ip, port
+
+    async def _wait_for_listen(self, ip: str, port: int) -> None:
+        """Return as soon as the server answers HTTP (polled every 50 ms).
+
+        The hub's own readiness check backs off exponentially (up to 5 s between
+        tries), which added about 2 s to every launch; when start() returns only
+        once the server answers, the hub's first check succeeds. A bare TCP
+        connect is not enough: Docker's port proxy accepts before the server does.
+        """
+        request = f"GET {self.server.base_url}api HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection(ip, port)
+                writer.write(request)
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(5), timeout=2)
+                writer.close()
+                if answer.startswith(b"HTTP/"):
+                    return
+            except (TimeoutError, OSError):
+                pass
+            await asyncio.sleep(0.05)
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
