@@ -54,16 +54,24 @@ class HubAdmin:
         resp.raise_for_status()
         return resp.json()
 
-    def server_activity(self, server: dict) -> tuple[datetime | None, bool]:
-        """(last activity the server reports, whether a kernel is executing); (None, False) if unreachable."""
+    def _server_api(self, server: dict, path: str):
         base = hub.public_url(self.settings).rstrip("/") + server["url"]
         try:
-            status = self.session.get(f"{base}api/status", timeout=TIMEOUT).json()
-            kernels = self.session.get(f"{base}api/kernels", timeout=TIMEOUT).json()
+            return self.session.get(f"{base}api/{path}", timeout=TIMEOUT).json()
         except (requests.RequestException, ValueError):
-            return None, False
-        busy = any(k.get("execution_state") == "busy" for k in kernels if isinstance(k, dict))
-        return _parse_time(status.get("last_activity")), busy
+            return None
+
+    def server_last_activity(self, server: dict) -> datetime | None:
+        """The last activity the server itself reports (``/api/status`` does not count as activity)."""
+        status = self._server_api(server, "status")
+        return _parse_time(status.get("last_activity")) if isinstance(status, dict) else None
+
+    def kernel_busy(self, server: dict) -> bool:
+        """True if a kernel is executing. Asking counts as activity, so ask only before culling."""
+        kernels = self._server_api(server, "kernels")
+        return isinstance(kernels, list) and any(
+            isinstance(k, dict) and k.get("execution_state") == "busy" for k in kernels
+        )
 
     def stop_server(self, user: str, server: str) -> None:
         path = f"{self.api}/users/{user}/servers/{server}" if server else f"{self.api}/users/{user}/server"
@@ -92,12 +100,10 @@ def decide(settings: Settings, admin: HubAdmin, now: datetime | None = None) -> 
                 )
                 continue
             hub_activity = _parse_time(server.get("last_activity")) or started
-            server_activity, busy = admin.server_activity(server)
-            if busy:
-                continue
+            server_activity = admin.server_last_activity(server)
             latest = max(t for t in (hub_activity, server_activity, started) if t is not None)
             idle = (now - latest).total_seconds()
-            if idle > settings.cull_idle_timeout:
+            if idle > settings.cull_idle_timeout and not admin.kernel_busy(server):
                 decisions.append(
                     CullDecision(user["name"], name, f"idle {idle:.0f}s > {settings.cull_idle_timeout}s", anonymous)
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 from contextlib import contextmanager
 from typing import IO
 
@@ -70,6 +71,50 @@ def lock_held(settings: Settings) -> bool:
     return False
 
 
+def add_counts(settings: Settings, counts: dict[str, int]) -> None:
+    """Add to the running totals of what the jobs did (read by /metrics and the admin view)."""
+    with sqlite3.connect(settings.db_path, timeout=30) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS scheduler_counts (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        for name, value in counts.items():
+            db.execute(
+                "INSERT INTO scheduler_counts (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, value),
+            )
+
+
+def read_counts(settings: Settings) -> dict[str, int]:
+    """The running totals recorded by ``add_counts``."""
+    try:
+        with sqlite3.connect(settings.db_path, timeout=30) as db:
+            return dict(db.execute("SELECT name, value FROM scheduler_counts").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+
+
+def _cull_job(settings: Settings) -> None:
+    add_counts(settings, {"culled_servers": len(culler.cull(settings))})
+
+
+def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:
+    done = reconcile.reconcile(settings)
+    reaped = queue.reap()
+    add_counts(
+        settings,
+        {
+            "removed_orphan_containers": len(done["containers"]),
+            "cleared_servers": len(done["servers"]),
+            "dropped_routes": len(done["routes"]),
+            "failed_dead_builds": len(reaped),
+        },
+    )
+
+
+def _gc_job(settings: Settings) -> None:
+    done = diskgc.collect(settings)
+    add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
+
+
 def _safely(name: str, job):
     def run():
         try:
@@ -85,9 +130,9 @@ def run(settings: Settings) -> None:
     with scheduler_lock(settings):
         queue = BuildQueue(settings)
         jobs = {
-            "cull": (lambda: culler.cull(settings), settings.cull_every),
-            "reconcile": (lambda: (reconcile.reconcile(settings), queue.reap()), settings.reconcile_every),
-            "disk-gc": (lambda: diskgc.collect(settings), settings.gc_every),
+            "cull": (lambda: _cull_job(settings), settings.cull_every),
+            "reconcile": (lambda: _reconcile_job(settings, queue), settings.reconcile_every),
+            "disk-gc": (lambda: _gc_job(settings), settings.gc_every),
         }
         _safely("reconcile", jobs["reconcile"][0])()
         scheduler = BlockingScheduler()

@@ -13,7 +13,7 @@ import requests
 import websocket
 
 from binderlite import culler, reconcile, services
-from binderlite.scheduler import lock_held
+from binderlite.scheduler import lock_held, read_counts
 from tests.integration.conftest import TEST_PREFIX, binderlite_cli
 from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
 
@@ -149,8 +149,35 @@ def test_running_scheduler_culls_an_idle_server_on_schedule(hubstack, launch_ima
         deadline = time.monotonic() + 60
         while _hub_user(hubstack, user) is not None and time.monotonic() < deadline:
             time.sleep(1)
-        assert _hub_user(hubstack, user) is None, "the idle server was not culled on schedule"
+        culled = _hub_user(hubstack, user) is None
     finally:
         scheduler.terminate()
         _, err = scheduler.communicate(timeout=20)
+    assert culled, "the idle server was not culled on schedule:\n" + err[-3000:]
     assert "culled 1 servers" in err and user in err, err[-2000:]
+    assert read_counts(hubstack).get("culled_servers", 0) >= 1, "the job's counts are kept for /metrics"
+
+
+def test_cull_dry_run_lists_without_culling(hubstack, launch_image):
+    import os
+
+    ready = launch_ready(hubstack, launch_image, name="bltest/dryrun")
+    user = _user(ready)
+    time.sleep(3)
+    env = {**os.environ, **services.settings_env(dataclasses.replace(hubstack, cull_idle_timeout=1))}
+    out = subprocess.run([*binderlite_cli(), "cull", "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "would cull" in out.stdout and user in out.stdout
+    assert _hub_user(hubstack, user) is not None, "a dry run changes nothing"
+
+
+def test_stale_proxy_route_is_dropped(hubstack):
+    from binderlite import hub
+
+    api = hub.proxy_api_url(hubstack) + "/api/routes"
+    headers = {"Authorization": f"token {hub.proxy_auth_token(hubstack)}"}
+    route = "/user/bltest-ghost-route"
+    requests.post(api + route, headers=headers, json={"target": "http://127.0.0.1:9"}, timeout=10).raise_for_status()
+    done = reconcile.reconcile(hubstack, grace=0)
+    assert route in done["routes"]
+    assert route not in requests.get(api, headers=headers, timeout=10).json()

@@ -29,9 +29,8 @@ PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", 
 WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
 
 
-@pytest.fixture(scope="module")
-def appliance(tmp_path_factory, git_server, settings):
-    state = tmp_path_factory.mktemp("bltest-up")
+def appliance_env(state: Path) -> dict:
+    """The environment `binderlite up` and the CLI run with in these tests."""
     env = dict(
         os.environ,
         BINDERLITE_STATE_DIR=str(state),
@@ -41,6 +40,13 @@ def appliance(tmp_path_factory, git_server, settings):
         BINDERLITE_BINDER_LAUNCH_HOST=WEB + "/",
     )
     env.update({f"BINDERLITE_{k}": v for k, v in PORTS.items()})
+    return env
+
+
+@pytest.fixture(scope="module")
+def appliance(tmp_path_factory, git_server, settings):
+    state = tmp_path_factory.mktemp("bltest-up")
+    env = appliance_env(state)
     log = open(state / "up.log", "wb")
     proc = subprocess.Popen([*binderlite_cli(), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -104,6 +110,52 @@ def test_browser_opens_link_sees_log_and_lands_in_jupyterlab(appliance, git_serv
         assert "/lab/tree/index.ipynb" in browser.current_url
     finally:
         browser.quit()
+
+
+def test_cli_launch_prints_a_working_url(appliance, git_server):
+    git_server.add_fixture("requirements", "cli-launch")
+    out = subprocess.run(
+        [*binderlite_cli(), "launch", git_server.url("cli-launch"), "--ref", "main"],
+        env=appliance_env(appliance["state"]),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    url = out.stdout.strip().splitlines()[-1]
+    assert "/user/" in url and "?token=" in url
+    base, token = url.split("?token=")
+    assert requests.get(f"{base}api/status", params={"token": token}, timeout=30).status_code == 200
+
+
+def test_two_simultaneous_launches_of_an_unbuilt_repo_share_one_build(appliance, git_server):
+    import json
+    import sqlite3
+    import threading
+
+    git_server.add_fixture("requirements", "shared-build")
+    link = f"{WEB}/build/{git_server.link('shared-build')}"
+    finals: list[dict] = []
+
+    def launch():
+        with requests.get(link, headers={"Accept": "text/event-stream"}, stream=True, timeout=(5, 600)) as resp:
+            for line in resp.iter_lines(decode_unicode=True):
+                if line and line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    if event.get("phase") in ("ready", "failed"):
+                        finals.append(event)
+                        return
+
+    threads = [threading.Thread(target=launch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=700)
+    assert [e["phase"] for e in finals] == ["ready", "ready"], finals
+    assert finals[0]["url"] != finals[1]["url"], "each launch gets its own server"
+    with sqlite3.connect(appliance["state"] / "binderlite.sqlite") as db:
+        (count,) = db.execute("SELECT COUNT(*) FROM builds WHERE image = ?", (finals[0]["image"],)).fetchone()
+    assert count == 1
 
 
 def test_up_stops_everything_on_sigterm(appliance):
