@@ -223,7 +223,7 @@ class BuildQueue:
         with self._db() as db:
             db.execute("UPDATE builds SET pid = ? WHERE id = ?", (proc.pid, build_id))
 
-    def follow(self, build_id: str, poll: float = 0.5, idle_every: float = 20.0) -> Iterator[Event | None]:
+    def follow(self, build_id: str, poll: float = 0.25, idle_every: float = 20.0) -> Iterator[Event | None]:
         """Yield the build's events from the start until it ends; ``None`` when idle for ``idle_every`` s."""
         log = self.log(build_id)
         offset, last_sent, last_position = 0, time.monotonic(), None

@@ -35,6 +35,7 @@ WORK=""
 T0=$(date +%s)
 declare -a TIMINGS=()
 RESULT=FAIL
+STARTED=0
 
 log() { printf '[fresh %4ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
 timed() { # timed <label> <command...>: run, record seconds
@@ -64,7 +65,12 @@ show_logs() {
 finish() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ "$RESULT" != PASS ]; then show_logs; fi
+    if [ "$RESULT" != PASS ]; then
+        if [ "$STARTED" = 1 ] && ! docker inspect "$MACHINE" >/dev/null 2>&1; then
+            echo "!! $MACHINE was removed from outside this script (e.g. a cleanup of every bltest- container): not a verdict on the install"
+        fi
+        show_logs
+    fi
     if [ "$KEEP" = 1 ]; then
         log "keeping $MACHINE ($IMAGE); remove with: docker rm -f -v $MACHINE; docker rmi $IMAGE"
     else
@@ -126,6 +132,7 @@ start_machine() {
     return 1
 }
 log "booting $MACHINE (systemd)"
+STARTED=1
 timed "boot" start_machine
 
 # 3. Only-for-this-test setup: the outer host's CA bundle (TLS-inspecting proxy)
