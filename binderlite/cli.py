@@ -45,18 +45,10 @@ def resolve_link(link: str, ref: str, settings: Settings):
     return parse_link(link, settings).resolve()
 
 
-@main.command()
-@click.argument("link")
-@click.option("--ref", default="HEAD", show_default=True, help="Ref to build when LINK is a git URL.")
-@click.pass_context
-def build(ctx: click.Context, link: str, ref: str) -> None:
-    """Build the image for LINK (gh/org/repo/ref, git/<escaped url>/<ref>, a git URL or a directory).
-
-    The build log streams to stderr; the image name is the last line of stdout.
-    """
+def build_image(settings: Settings, link: str, ref: str):
+    """Resolve LINK and get its image, streaming the log to stderr; (resolved repo, image name)."""
     from binderlite.pipeline import build_events
 
-    settings = _settings(ctx)
     try:
         resolved = resolve_link(link, ref, settings)
     except BinderliteError as exc:
@@ -71,7 +63,20 @@ def build(ctx: click.Context, link: str, ref: str) -> None:
     if final is None or final["phase"] == "failed":
         message = (final or {}).get("message", "build ended without a result").strip().splitlines()
         fail(message[0] if message else "build failed")
-    click.echo(final["imageName"])
+    return resolved, final["imageName"]
+
+
+@main.command()
+@click.argument("link")
+@click.option("--ref", default="HEAD", show_default=True, help="Ref to build when LINK is a git URL.")
+@click.pass_context
+def build(ctx: click.Context, link: str, ref: str) -> None:
+    """Build the image for LINK (gh/org/repo/ref, git/<escaped url>/<ref>, a git URL or a directory).
+
+    The build log streams to stderr; the image name is the last line of stdout.
+    """
+    _, image = build_image(_settings(ctx), link, ref)
+    click.echo(image)
 
 
 @main.command("base-image")
@@ -97,21 +102,11 @@ def launch(ctx: click.Context, link: str, ref: str) -> None:
     from urllib.parse import urlencode
 
     from binderlite.launcher import launch as launch_server
-    from binderlite.pipeline import build_events
 
     settings = _settings(ctx)
-    try:
-        resolved = resolve_link(link, ref, settings)
-    except BinderliteError as exc:
-        fail(exc.message)
-    final = None
-    for ev in build_events(settings, resolved):
-        if ev is not None:
-            click.echo(ev.get("message", ""), nl=False, err=True)
-            final = ev
-    if final is None or final.get("phase") != "built":
-        fail(((final or {}).get("message") or "build failed").strip().splitlines()[0])
-    for ev in launch_server(settings, resolved, final["imageName"]):
+    resolved, image = build_image(settings, link, ref)
+    final: dict = {}
+    for ev in launch_server(settings, resolved, image):
         click.echo(ev.get("message", ""), nl=False, err=True)
         final = ev
     if final.get("phase") != "ready":

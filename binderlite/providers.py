@@ -113,7 +113,31 @@ def ls_remote(url: str, ref: str) -> str | None:
 
 
 class GitRefMixin:
-    """Resolve a git ref with ls-remote, taking a 40-hex SHA as it is."""
+    """Resolve a git ref with ls-remote (a 40-hex SHA is taken as it is) into a ResolvedRepo.
+
+    Subclasses say what differs: ``resolved_spec``, ``ref_url`` and ``build_slug``
+    (BinderHub's, per provider), and which ref to ask for.
+    """
+
+    retry_head = False
+
+    def ref_to_resolve(self) -> str:
+        return self.unresolved_ref
+
+    def resolve(self) -> ResolvedRepo:
+        url = check_repo_url(self.repo_url(), self.settings.allow_local_repos)
+        sha, notes = self.resolve_git_ref(url, self.ref_to_resolve(), retry_head=self.retry_head)
+        return ResolvedRepo(
+            provider=self.name,
+            spec=self.spec,
+            repo_url=url,
+            unresolved_ref=self.unresolved_ref,
+            resolved_ref=sha,
+            resolved_spec=self.resolved_spec(sha),
+            ref_url=self.ref_url(url, sha),
+            build_slug=self.build_slug(url),
+            notes=notes,
+        )
 
     def resolve_git_ref(self, url: str, ref: str, retry_head: bool = False) -> tuple[str, list[str]]:
         if not ref or ref.startswith("-") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in ref):
@@ -133,6 +157,7 @@ class GitRefMixin:
 class GitHubProvider(GitRefMixin, RepoProvider):
     name = "gh"
     display_name = "GitHub"
+    retry_head = True
 
     def __init__(self, spec: str, settings: Settings):
         super().__init__(spec, settings)
@@ -149,20 +174,14 @@ class GitHubProvider(GitRefMixin, RepoProvider):
     def repo_url(self) -> str:
         return f"{self.settings.github_host.rstrip('/')}/{self.user}/{self.repo}"
 
-    def resolve(self) -> ResolvedRepo:
-        url = check_repo_url(self.repo_url(), self.settings.allow_local_repos)
-        sha, notes = self.resolve_git_ref(url, self.unresolved_ref, retry_head=True)
-        return ResolvedRepo(
-            provider=self.name,
-            spec=self.spec,
-            repo_url=url,
-            unresolved_ref=self.unresolved_ref,
-            resolved_ref=sha,
-            resolved_spec=f"{self.user}/{self.repo}/{sha}",
-            ref_url=f"{url}/tree/{sha}",
-            build_slug=f"{self.user}-{self.repo}",
-            notes=notes,
-        )
+    def resolved_spec(self, sha: str) -> str:
+        return f"{self.user}/{self.repo}/{sha}"
+
+    def ref_url(self, url: str, sha: str) -> str:
+        return f"{url}/tree/{sha}"
+
+    def build_slug(self, url: str) -> str:
+        return f"{self.user}-{self.repo}"
 
 
 class GitLabProvider(GitRefMixin, RepoProvider):
@@ -184,21 +203,14 @@ class GitLabProvider(GitRefMixin, RepoProvider):
     def repo_url(self) -> str:
         return f"{self.settings.gitlab_host.rstrip('/')}/{self.namespace}.git"
 
-    def resolve(self) -> ResolvedRepo:
-        url = check_repo_url(self.repo_url(), self.settings.allow_local_repos)
-        sha, notes = self.resolve_git_ref(url, self.unresolved_ref)
-        host = self.settings.gitlab_host.rstrip("/")
-        return ResolvedRepo(
-            provider=self.name,
-            spec=self.spec,
-            repo_url=url,
-            unresolved_ref=self.unresolved_ref,
-            resolved_ref=sha,
-            resolved_spec=f"{self.quoted_namespace}/{sha}",
-            ref_url=f"{host}/{self.namespace}/tree/{sha}",
-            build_slug="-".join(p.replace("-", "_-") for p in self.namespace.split("/")),
-            notes=notes,
-        )
+    def resolved_spec(self, sha: str) -> str:
+        return f"{self.quoted_namespace}/{sha}"
+
+    def ref_url(self, url: str, sha: str) -> str:
+        return f"{self.settings.gitlab_host.rstrip('/')}/{self.namespace}/tree/{sha}"
+
+    def build_slug(self, url: str) -> str:
+        return "-".join(p.replace("-", "_-") for p in self.namespace.split("/"))
 
 
 class GitProvider(GitRefMixin, RepoProvider):
@@ -217,20 +229,14 @@ class GitProvider(GitRefMixin, RepoProvider):
     def repo_url(self) -> str:
         return self.url
 
-    def resolve(self) -> ResolvedRepo:
-        url = check_repo_url(self.url, self.settings.allow_local_repos)
-        sha, notes = self.resolve_git_ref(url, self.unresolved_ref)
-        return ResolvedRepo(
-            provider=self.name,
-            spec=self.spec,
-            repo_url=url,
-            unresolved_ref=self.unresolved_ref,
-            resolved_ref=sha,
-            resolved_spec=f"{self.escaped_url}/{sha}",
-            ref_url=url,
-            build_slug=url,
-            notes=notes,
-        )
+    def resolved_spec(self, sha: str) -> str:
+        return f"{self.escaped_url}/{sha}"
+
+    def ref_url(self, url: str, sha: str) -> str:
+        return url
+
+    def build_slug(self, url: str) -> str:
+        return url
 
 
 class GistProvider(GitRefMixin, RepoProvider):
@@ -250,21 +256,17 @@ class GistProvider(GitRefMixin, RepoProvider):
     def repo_url(self) -> str:
         return f"https://gist.github.com/{self.user}/{self.gist_id}.git"
 
-    def resolve(self) -> ResolvedRepo:
-        url = check_repo_url(self.repo_url(), self.settings.allow_local_repos)
-        ref = "HEAD" if self.unresolved_ref in ("master", "main") else self.unresolved_ref
-        sha, notes = self.resolve_git_ref(url, ref)
-        return ResolvedRepo(
-            provider=self.name,
-            spec=self.spec,
-            repo_url=url,
-            unresolved_ref=self.unresolved_ref,
-            resolved_ref=sha,
-            resolved_spec=f"{self.user}/{self.gist_id}/{sha}",
-            ref_url=f"https://gist.github.com/{self.user}/{self.gist_id}/{sha}",
-            build_slug=self.gist_id,
-            notes=notes,
-        )
+    def ref_to_resolve(self) -> str:
+        return "HEAD" if self.unresolved_ref in ("master", "main") else self.unresolved_ref
+
+    def resolved_spec(self, sha: str) -> str:
+        return f"{self.user}/{self.gist_id}/{sha}"
+
+    def ref_url(self, url: str, sha: str) -> str:
+        return f"https://gist.github.com/{self.user}/{self.gist_id}/{sha}"
+
+    def build_slug(self, url: str) -> str:
+        return self.gist_id
 
 
 # ---- the provider registry ------------------------------------------
