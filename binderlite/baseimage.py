@@ -9,6 +9,7 @@ certificates, so builds from it need only the package index.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -73,6 +74,7 @@ def build_debian_base(name: str, log: Callable[[str], None] = print) -> None:
             tail = "\n".join(proc.stdout.splitlines()[-10:] + proc.stderr.splitlines()[-10:])
             raise BaseImageMissingError(f"debootstrap failed (exit {proc.returncode}):\n{tail}")
         subprocess.run(["rm", "-rf", f"{root}/var/cache/apt/archives", f"{root}/var/lib/apt/lists"])
+        os.chmod(root, 0o755)  # the image's "/" (TemporaryDirectory makes it 0700, which breaks non-root steps)
         log(f"Importing {root} as {name}")
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         imp = subprocess.run(

@@ -6,16 +6,18 @@
 #
 # The fresh machine is a debootstrapped Debian 12 running systemd in a
 # container (DESIGN.md, "A whole machine in a container"). Only for this
-# nested test: its Docker uses vfs storage (a real machine uses overlay2) and
-# it is given this host's CA bundle (a real machine behind the inspecting
-# proxy already has it in its trust store). Everything else it does, it does
-# itself: apt, npm, PyPI, debootstrap of the base image, the build, the launch.
+# nested test: the machine gets NET_ADMIN (its dockerd sets up iptables and a
+# bridge), its /var/lib/docker is a volume (ext4, so its Docker can use
+# overlay2 as a real machine does; BLTEST_FRESH_STORAGE=vfs tries vfs) and it
+# is given this host's CA bundle (a real machine behind the inspecting proxy
+# already has it in its trust store). Everything else it does itself: apt,
+# npm, PyPI, debootstrap of the base image, the build, the launch.
 #
 #   bash scripts/check-fresh-machine.sh             # the committed tree (git archive HEAD)
 #   bash scripts/check-fresh-machine.sh --worktree  # the working tree (tracked + untracked, not ignored)
 #   BLTEST_FRESH_KEEP=1 ...                         # keep the machine afterwards, for a look inside
 #
-# Containers, images and volumes are named bltest-fresh-*; all are removed at
+# The container, image and volume are named bltest-fresh-*; all are removed at
 # the end (and leftovers of an earlier run at the start). Prints timings and
 # PASS/FAIL; exit code 0 only on PASS.
 set -euo pipefail
@@ -23,9 +25,11 @@ set -euo pipefail
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE=bltest-fresh-debian:12
 MACHINE=bltest-fresh-m
+VOLUME=bltest-fresh-docker  # the machine's /var/lib/docker
 SOURCE=head
 [ "${1:-}" = --worktree ] && SOURCE=worktree
 KEEP="${BLTEST_FRESH_KEEP:-0}"
+STORAGE="${BLTEST_FRESH_STORAGE:-overlay2}"
 UP_TIMEOUT="${BLTEST_FRESH_UP_TIMEOUT:-1500}"         # install done -> /health answers
 LAUNCH_TIMEOUT="${BLTEST_FRESH_LAUNCH_TIMEOUT:-1200}" # one build + launch
 REPO_PORT=18999
@@ -52,6 +56,7 @@ in_m_sh() { docker exec "$MACHINE" bash -c "$1"; }
 remove_all() {
     docker rm -f -v "$MACHINE" >/dev/null 2>&1 || true
     docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
+    docker volume rm -f "$VOLUME" >/dev/null 2>&1 || true
 }
 
 show_logs() {
@@ -72,9 +77,9 @@ finish() {
         show_logs
     fi
     if [ "$KEEP" = 1 ]; then
-        log "keeping $MACHINE ($IMAGE); remove with: docker rm -f -v $MACHINE; docker rmi $IMAGE"
+        log "keeping $MACHINE ($IMAGE, $VOLUME); remove with: docker rm -f $MACHINE; docker rmi $IMAGE; docker volume rm $VOLUME"
     else
-        log "cleaning up $MACHINE and $IMAGE"
+        log "cleaning up $MACHINE, $IMAGE and $VOLUME"
         if docker inspect "$MACHINE" >/dev/null 2>&1; then
             # Stop binderlite and the nested daemon first, so vfs layers unmount cleanly.
             in_m_sh 'kill -TERM "$(cat /root/up.pid)" && sleep 10; systemctl stop docker docker.socket containerd' \
@@ -114,13 +119,13 @@ make_rootfs() {
 log "debootstrap bookworm (systemd) -> $IMAGE"
 timed "debootstrap + import" make_rootfs
 
-# 2. Boot it. /var/lib/docker is an anonymous volume (removed with the container).
+# 2. Boot it, with /var/lib/docker on the volume $VOLUME.
 #    NET_ADMIN is for the nested dockerd's iptables/bridge (a real machine's root has it).
 start_machine() {
     docker run -d --name "$MACHINE" --hostname bltest-fresh \
         --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined --cgroupns=host \
         --tmpfs /run --tmpfs /run/lock -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-        -v /var/lib/docker \
+        -v "$VOLUME:/var/lib/docker" \
         "$IMAGE" /sbin/init >/dev/null || return 1
     local state=""
     for _ in $(seq 1 60); do
@@ -136,9 +141,9 @@ STARTED=1
 timed "boot" start_machine
 
 # 3. Only-for-this-test setup: the outer host's CA bundle (TLS-inspecting proxy)
-#    goes into the machine's trust store, and the nested Docker uses vfs.
+#    goes into the machine's trust store; the nested Docker's storage driver.
 docker cp /etc/ssl/certs/ca-certificates.crt "$MACHINE:/usr/local/share/ca-certificates/outer-host-bundle.crt"
-in_m_sh 'update-ca-certificates >/dev/null 2>&1; mkdir -p /etc/docker && echo "{\"storage-driver\": \"vfs\"}" > /etc/docker/daemon.json'
+in_m_sh 'update-ca-certificates >/dev/null 2>&1; mkdir -p /etc/docker && echo "{\"storage-driver\": \"'"$STORAGE"'\"}" > /etc/docker/daemon.json'
 
 # 4. The repository, as a user's clone would have it.
 in_m mkdir -p /root/binderlite
@@ -158,7 +163,7 @@ if ! timed "install-debian.sh" in_m_sh 'cd /root/binderlite && bash scripts/inst
     exit 1
 fi
 in_m_sh 'grep "^==>" /root/install.log' || true
-log "docker client: $(in_m_sh 'command -v docker; docker version -f "{{.Client.Version}} / engine {{.Server.Version}}"' | tr '\n' ' ')"
+log "docker client: $(in_m_sh 'command -v docker; docker version -f "{{.Client.Version}} / engine {{.Server.Version}}"; docker info -f "storage {{.Driver}}"' | tr '\n' ' ')"
 log "node $(in_m node --version), proxy $(in_m_sh 'configurable-http-proxy --version')"
 
 # 6. Part two: binderlite up, with local repositories allowed for the launch below.

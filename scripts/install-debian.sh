@@ -29,6 +29,19 @@ ensure_apt_packages() {
     fi
 }
 
+disable_packaged_registry() {
+    # Debian's docker-registry package enables and starts its own service on
+    # *:5000 where systemd runs; `binderlite up` runs the registry itself on
+    # 127.0.0.1:5000, so the packaged one would hold the port (and serve an
+    # open registry on every interface).
+    [ -d /run/systemd/system ] || return 0
+    if systemctl is-enabled --quiet docker-registry.service 2>/dev/null \
+        || systemctl is-active --quiet docker-registry.service 2>/dev/null; then
+        log "Disabling Debian's docker-registry service (binderlite runs its own on 127.0.0.1)"
+        systemctl disable --now docker-registry.service
+    fi
+}
+
 ensure_buildx() {
     # Debian 12 has no buildx package; trixie's docker-buildx runs on bookworm.
     if docker buildx version >/dev/null 2>&1; then return; fi
@@ -76,6 +89,7 @@ ensure_docker_running() {
 }
 
 ensure_apt_packages
+disable_packaged_registry
 ensure_buildx
 ensure_proxy
 ensure_venv

@@ -20,6 +20,7 @@ from binderlite.settings import Settings
 from tests.integration.gitserver import GitServer
 
 TEST_PREFIX = "bltest-"
+OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-")
 REGISTRY_PORT = 15000
 
 
@@ -94,22 +95,30 @@ def git_server(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def cleanup_test_images():
-    """Remove every bltest- container and image when the session ends."""
+    """Remove the tests' bltest- containers and images when the session ends.
+
+    ``bltest-bench-`` (benchmarks) and ``bltest-fresh-`` (the fresh-machine check)
+    belong to tools that clean up after themselves and may be running meanwhile.
+    """
     yield
     try:
         client = docker.from_env()
     except docker.errors.DockerException:
         return
     for container in client.containers.list(all=True):
-        if container.name.startswith(TEST_PREFIX):
+        if _ours(container.name):
             container.remove(force=True)
     for image in client.images.list():
         for tag in image.tags:
-            if TEST_PREFIX in tag:
+            if _ours(tag.rsplit("/", 1)[-1]):
                 try:
                     client.images.remove(tag, force=True)
                 except docker.errors.APIError:
                     pass
+
+
+def _ours(name: str) -> bool:
+    return name.startswith(TEST_PREFIX) and not name.startswith(OTHER_TOOLS_PREFIXES)
 
 
 def run_in_image(client, image: str, command: str) -> str:
