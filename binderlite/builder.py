@@ -17,7 +17,7 @@ from repo2docker import contentproviders
 from repo2docker.app import Repo2Docker
 
 from binderlite.buildpacks import buildpack_classes
-from binderlite.settings import Settings, settings_from_json
+from binderlite.settings import Settings, proxy_environment, settings_from_json
 
 CONTENT_PROVIDERS = {
     "git": contentproviders.Git,
@@ -30,7 +30,6 @@ CONTENT_PROVIDERS = {
 }
 NB_USER = "jovyan"
 NB_UID = 1000
-PROXY_ARGS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
 class EventLineHandler(logging.Handler):
@@ -47,17 +46,7 @@ class EventLineHandler(logging.Handler):
 
 def proxy_build_args(settings: Settings) -> dict[str, str]:
     """Proxy settings as Docker's predefined build args (never stored in the image)."""
-    values = {
-        "HTTP_PROXY": settings.http_proxy or os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy", ""),
-        "HTTPS_PROXY": settings.https_proxy or os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy", ""),
-        "NO_PROXY": settings.no_proxy or os.environ.get("NO_PROXY") or os.environ.get("no_proxy", ""),
-    }
-    args = {}
-    for key, value in values.items():
-        if value:
-            args[key] = value
-            args[key.lower()] = value
-    return args
+    return proxy_environment(settings)
 
 
 def run_repo2docker(settings: Settings, repo: str, ref: str | None, content_provider: str, image: str) -> None:

@@ -60,8 +60,8 @@ class Settings:
         "/etc/ssl/certs/ca-certificates.crt",
         "CA bundle given to every build step and image, so TLS works behind an inspecting proxy.",
     )
-    http_proxy: str = _setting("", "HTTP proxy for builds (defaults to the HTTP_PROXY environment variable).")
-    https_proxy: str = _setting("", "HTTPS proxy for builds (defaults to the HTTPS_PROXY environment variable).")
+    http_proxy: str = _setting("", "HTTP proxy for builds and running servers (defaults to the HTTP_PROXY environment variable).")
+    https_proxy: str = _setting("", "HTTPS proxy for builds and running servers (defaults to the HTTPS_PROXY environment variable).")
     no_proxy: str = _setting("", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable).")
     jupyterlab_spec: str = _setting("jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab.")
     jupyterhub_spec: str = _setting(
@@ -302,6 +302,26 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("build_concurrency must be at least 1.")
     if settings.build_timeout < 1:
         raise ConfigError("build_timeout must be at least 1 second.")
+
+
+def proxy_environment(settings: Settings, bypass: tuple[str, ...] = ()) -> dict[str, str]:
+    """HTTP(S)_PROXY/NO_PROXY (both cases) from the settings, else this process's environment.
+
+    ``bypass`` hosts are added to NO_PROXY (e.g. the hub, which containers reach directly).
+    """
+    values = {
+        "HTTP_PROXY": settings.http_proxy or os.environ.get("HTTP_PROXY") or os.environ.get("http_proxy", ""),
+        "HTTPS_PROXY": settings.https_proxy or os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy", ""),
+        "NO_PROXY": settings.no_proxy or os.environ.get("NO_PROXY") or os.environ.get("no_proxy", ""),
+    }
+    if bypass and (values["HTTP_PROXY"] or values["HTTPS_PROXY"]):
+        values["NO_PROXY"] = ",".join(filter(None, [values["NO_PROXY"], *bypass]))
+    env = {}
+    for key, value in values.items():
+        if value:
+            env[key] = value
+            env[key.lower()] = value
+    return env
 
 
 def settings_to_json(settings: Settings) -> str:

@@ -8,7 +8,7 @@ its service token, and the launch token opens only that user's server.
 
 from binderlite.hub import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
 from binderlite.hub import public_url as proxy_public_url
-from binderlite.settings import load_settings
+from binderlite.settings import load_settings, proxy_environment
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by JupyterHub)
 
@@ -61,6 +61,8 @@ c.DockerSpawner.mem_limit = settings.memory_limit
 c.DockerSpawner.cpu_limit = float(settings.cpu_limit)
 c.DockerSpawner.prefix = "binderlite"
 c.BinderSpawner.instance = settings.state_dir
+# The site's proxy reaches users' code at run time, never stored in an image.
+c.Spawner.environment = proxy_environment(settings, bypass=(hub_ip(settings), "127.0.0.1", "localhost"))
 c.BinderSpawner.pids_limit = settings.pids_limit
 c.BinderSpawner.docker_threads = settings.spawner_docker_threads
 c.DockerSpawner.client_kwargs = {"timeout": 120}

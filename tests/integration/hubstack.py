@@ -23,6 +23,7 @@ from binderlite.settings import Settings
 
 PORTS = {"proxy_port": 18740, "proxy_api_port": 18741, "hub_port": 18781}
 REGISTRY = "127.0.0.1:15740"
+TEST_PROXY = "http://bltest-proxy.invalid:3128"  # never contacted: the hub is on NO_PROXY
 
 
 def fake_resolved(name: str = "bltest/r1") -> ResolvedRepo:
@@ -61,6 +62,8 @@ def hubstack_fixture(tmp_path_factory, docker_client):
         state_dir=str(tmp_path_factory.mktemp("bltest-hub")),
         registry=REGISTRY,
         launch_timeout=180,
+        http_proxy=TEST_PROXY,
+        https_proxy=TEST_PROXY,
         **PORTS,
     )
     stack = services.core_services(settings)

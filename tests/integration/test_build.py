@@ -199,3 +199,36 @@ def test_cli_build_prints_image_last_and_fails_cleanly(settings, git_server, tmp
         text=True,
     )
     assert no_base.returncode == 1 and "binderlite base-image" in no_base.stderr
+
+
+def test_proxy_reaches_build_steps_but_never_the_image(settings, git_server, docker_client):
+    import dataclasses
+
+    proxy = "http://bltest-proxy.invalid:3128"
+    proxied = dataclasses.replace(settings, https_proxy=proxy, http_proxy=proxy, no_proxy="*")
+    git_server.add_fixture("proxy-check")
+    final, events = build(proxied, git_server.link("proxy-check"))
+    log = "".join(ev.get("message", "") for ev in events)
+    assert final["phase"] == "built", log[-3000:]
+    assert f"build step sees HTTPS_PROXY={proxy} NO_PROXY=*" in log
+    image = docker_client.images.get(final["imageName"])
+    assert "bltest-proxy.invalid" not in json.dumps(image.attrs["Config"])
+    assert all("bltest-proxy.invalid" not in json.dumps(layer) for layer in image.history())
+
+
+def test_base_image_is_loaded_from_a_tarball_for_offline_installs(settings, docker_client, tmp_path):
+    import dataclasses
+
+    from binderlite.baseimage import ensure_base_image
+
+    name = "bltest-baseload:1"
+    docker_client.images.get(settings.base_image).tag(name)
+    tarball = tmp_path / "base.tar"
+    with open(tarball, "wb") as fh:
+        for chunk in docker_client.api.get_image(name):
+            fh.write(chunk)
+    docker_client.images.remove(name)
+    offline = dataclasses.replace(settings, base_image=name, base_image_tarball=str(tarball))
+    assert ensure_base_image(offline, log=lambda msg: None) == "loaded"
+    assert docker_client.images.get(name)
+    assert ensure_base_image(offline, log=lambda msg: None) == "present"

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from binderlite import launcher, services
+from binderlite import hub, launcher, services
 from tests.integration.hubstack import (
     fake_resolved,
     hubstack_fixture,  # noqa: F401 - the `hubstack` fixture
@@ -62,6 +62,11 @@ def test_token_opens_only_its_own_server_and_limits_hold(launch_image, hubstack,
     env = dict(line.split("=", 1) for line in container.attrs["Config"]["Env"])
     assert env["BINDER_REPO_URL"] == first["repo_url"]
     assert env["BINDER_PERSISTENT_REQUEST"] == first["binder_persistent_request"]
+    # the site's proxy reaches the running server (the hub itself is reached directly)
+    assert env["HTTPS_PROXY"] == env["https_proxy"] == hubstack.https_proxy
+    assert hub.hub_ip(hubstack) in env["NO_PROXY"].split(",")
+    image_env = docker_client.images.get(launch_image).attrs["Config"]["Env"]
+    assert not any(e.lower().startswith(("http_proxy=", "https_proxy=")) for e in image_env), "never in the image"
     for port_bindings in container.attrs["HostConfig"]["PortBindings"].values():
         assert all(b["HostIp"] == "127.0.0.1" for b in port_bindings)
 

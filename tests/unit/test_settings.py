@@ -137,3 +137,25 @@ def test_every_setting_has_help_and_a_known_type():
     for field in setting_fields():
         assert field.metadata["help"]
         assert field.type in ("str", "int", "bool")
+
+
+def test_proxy_environment_prefers_settings_and_adds_bypass_hosts(monkeypatch):
+    from binderlite.settings import Settings, proxy_environment
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://from-env:1")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    env = proxy_environment(Settings(http_proxy="http://from-settings:2"), bypass=("172.17.0.1",))
+    assert env["HTTP_PROXY"] == env["http_proxy"] == "http://from-settings:2"
+    assert env["HTTPS_PROXY"] == "http://from-env:1"
+    assert env["NO_PROXY"] == "172.17.0.1"
+
+
+def test_proxy_environment_is_empty_without_a_proxy(monkeypatch):
+    from binderlite.settings import Settings, proxy_environment
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy_environment(Settings(), bypass=("172.17.0.1",)) == {}
