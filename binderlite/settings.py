@@ -60,8 +60,12 @@ class Settings:
         "/etc/ssl/certs/ca-certificates.crt",
         "CA bundle given to every build step and image, so TLS works behind an inspecting proxy.",
     )
-    http_proxy: str = _setting("", "HTTP proxy for builds and running servers (defaults to the HTTP_PROXY environment variable).")
-    https_proxy: str = _setting("", "HTTPS proxy for builds and running servers (defaults to the HTTPS_PROXY environment variable).")
+    http_proxy: str = _setting(
+        "", "HTTP proxy for builds and running servers (defaults to the HTTP_PROXY environment variable)."
+    )
+    https_proxy: str = _setting(
+        "", "HTTPS proxy for builds and running servers (defaults to the HTTPS_PROXY environment variable)."
+    )
     no_proxy: str = _setting("", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable).")
     jupyterlab_spec: str = _setting("jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab.")
     jupyterhub_spec: str = _setting(
@@ -189,9 +193,7 @@ class Settings:
     cull_every: int = _setting(60, "Seconds between idle-culling runs.")
     reconcile_every: int = _setting(300, "Seconds between reconciliation runs (orphan containers, stale routes).")
     gc_every: int = _setting(600, "Seconds between disk garbage-collection runs.")
-    disk_high_water: int = _setting(
-        85, "Percent used of Docker's data disk above which binderlite images are removed."
-    )
+    disk_high_water: int = _setting(85, "Percent used of Docker's data disk above which binderlite images are removed.")
     disk_low_water: int = _setting(70, "Percent used that image garbage collection brings the disk down to.")
     log_retention_days: int = _setting(14, "Days build logs and build work directories are kept.")
 
