@@ -158,6 +158,43 @@ def test_two_simultaneous_launches_of_an_unbuilt_repo_share_one_build(appliance,
     assert count == 1
 
 
+@pytest.fixture(scope="module")
+def binderhub_client(tmp_path_factory) -> Path:
+    """BinderHub's JS client from npm, as an ES module node can import."""
+    root = tmp_path_factory.mktemp("bltest-js")
+    subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(root), "@jupyterhub/binderhub-client@0.5"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    lib = root / "node_modules" / "@jupyterhub" / "binderhub-client" / "lib"
+    module = lib / "client.mjs"  # the package ships ESM without "type": "module"
+    module.write_text((lib / "client.js").read_text())
+    return module
+
+
+def test_binderhub_js_client_launches_unchanged(appliance, git_server, binderhub_client):
+    import json
+
+    from tests.integration.hubstack import run_code
+
+    git_server.add_fixture("requirements", "js-client")
+    script = Path(__file__).with_name("js") / "binderhub_client_launch.mjs"
+    out = subprocess.run(
+        ["node", str(script), str(binderhub_client), f"{WEB}/build/", git_server.link("js-client")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    phases = [e.get("phase") for e in events]
+    assert phases[-1] == "ready", out.stdout[-3000:] + out.stderr[-2000:]
+    assert "launching" in phases and ("built" in phases)
+    ready = events[-1]
+    assert run_code(ready["url"], ready["token"], "1+1") == "2"
+
+
 def test_up_stops_everything_on_sigterm(appliance):
     proc = appliance["proc"]
     pids = [int(p.read_text()) for p in (appliance["state"] / "run").glob("*.pid")]
