@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from docker.errors import APIError
+from docker.errors import APIError, DockerException
 from dockerspawner import DockerSpawner
 from jupyterhub import orm
 from tornado import web
@@ -104,31 +105,68 @@ class BinderSpawner(DockerSpawner):
             host_config["pids_limit"] = self.pids_limit
         self.extra_host_config = host_config
         ip, port = await super().start()
-        await self._wait_for_listen(ip, port)
+        await self._wait_until_answering(ip, port)
         return ip, port
 
-    async def _wait_for_listen(self, ip: str, port: int) -> None:
+    async def _wait_until_answering(self, ip: str, port: int) -> None:
         """Return as soon as the server answers HTTP (polled every 50 ms).
 
         The hub's own readiness check backs off exponentially (up to 5 s between
         tries), which added about 2 s to every launch; when start() returns only
         once the server answers, the hub's first check succeeds. A bare TCP
         connect is not enough: Docker's port proxy accepts before the server does.
+        If the container exits first (a broken ``start`` script, say), fail at once
+        with its last output instead of waiting for the launch timeout.
         """
         request = f"GET {self.server.base_url}api HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode()
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
+        output: deque[str] = deque(maxlen=15)
+        follower = await self._follow_output(output)
+        try:
+            deadline = time.monotonic() + self.start_timeout
+            next_poll = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + 0.5
+                    status = await self.poll()
+                    if status is not None:
+                        await asyncio.sleep(0.2)  # the last lines of output
+                        # 400: the repository (start script, environment) is at fault; the hub shows 4xx reasons
+                        raise web.HTTPError(
+                            400,
+                            f"The server stopped while starting (exit status {status}). "
+                            "Its last output:\n" + "\n".join(output),
+                        )
+                try:
+                    reader, writer = await asyncio.open_connection(ip, port)
+                    writer.write(request)
+                    await writer.drain()
+                    answer = await asyncio.wait_for(reader.read(5), timeout=2)
+                    writer.close()
+                    if answer.startswith(b"HTTP/"):
+                        return
+                except (TimeoutError, OSError):
+                    pass
+                await asyncio.sleep(0.05)
+        finally:
+            if follower is not None:
+                follower.close()
+
+    async def _follow_output(self, output: deque):
+        """Copy the container's output into ``output`` in a thread; return the stream to close."""
+        try:
+            stream = await self.docker("logs", self.container_id, stream=True, follow=True)
+        except DockerException:
+            return None
+
+        def copy() -> None:
             try:
-                reader, writer = await asyncio.open_connection(ip, port)
-                writer.write(request)
-                await writer.drain()
-                answer = await asyncio.wait_for(reader.read(5), timeout=2)
-                writer.close()
-                if answer.startswith(b"HTTP/"):
-                    return
-            except (TimeoutError, OSError):
+                for chunk in stream:
+                    output.extend(chunk.decode("utf-8", "replace").splitlines())
+            except Exception:  # the stream is closed under us once the server is up
                 pass
-            await asyncio.sleep(0.05)
+
+        asyncio.get_running_loop().run_in_executor(None, copy)
+        return stream
 
     def get_env(self) -> dict[str, str]:
         env = super().get_env()

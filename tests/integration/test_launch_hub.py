@@ -112,3 +112,20 @@ def test_hub_down_gives_a_failed_event_and_restart_keeps_servers(launch_image, h
     assert events[-1]["phase"] == "failed" and "not reachable" in events[-1]["message"]
     services.start(hubstack, services.hub_service(hubstack))
     assert run_code(ready["url"], ready["token"], "1+1") == "2"
+
+
+def test_image_that_fails_to_start_ends_with_failed_event_and_its_output(hubstack, settings, git_server):
+    from binderlite.cli import resolve_link
+    from binderlite.pipeline import build_events
+
+    git_server.add_fixture("broken-start")
+    resolved = resolve_link(git_server.link("broken-start"), "HEAD", settings)
+    built = [ev for ev in build_events(settings, resolved) if ev is not None][-1]
+    assert built["phase"] == "built", built
+    started = time.monotonic()
+    events = list(launcher.launch(hubstack, fake_resolved("bltest/broken"), built["imageName"], retry_delay=0.2))
+    assert events[-1]["phase"] == "failed"
+    assert "start script fails on purpose" in events[-1]["message"]
+    assert time.monotonic() - started < 60, "a dead server is reported at once, not after the launch timeout"
+    users = launcher.HubClient(hubstack)._call("GET", "/users").json()
+    assert not [u for u in users if u["name"].startswith("bltest-broken")], "the temporary user is removed"
