@@ -21,7 +21,9 @@ from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from binderlite.settings import Settings
 from tests.integration.conftest import binderlite_cli
+from tests.integration.hubstack import remove_stack_containers
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -44,7 +46,7 @@ def appliance_env(state: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory, git_server, settings):
+def appliance(tmp_path_factory, git_server, settings, docker_client):
     state = tmp_path_factory.mktemp("bltest-up")
     env = appliance_env(state)
     log = open(state / "up.log", "wb")
@@ -69,6 +71,8 @@ def appliance(tmp_path_factory, git_server, settings):
                 proc.wait(timeout=90)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        # `up` leaves users' servers running across restarts (cleanup_servers=False); tests remove theirs.
+        remove_stack_containers(docker_client, Settings(state_dir=str(state)))
         print((state / "up.log").read_text()[-3000:])
 
 
