@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import requests
 
 from binderlite import hub
+from binderlite.launcher import HubClient, HubError
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.culler")
@@ -40,19 +42,16 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-class HubAdmin:
-    """The hub API calls the scheduler makes, with the binderlite service token."""
+class HubAdmin(HubClient):
+    """The hub API calls the scheduler makes (the launcher's client, plus listing and stopping)."""
 
     def __init__(self, settings: Settings):
+        super().__init__(settings)
         self.settings = settings
-        self.api = hub.hub_url(settings) + "/hub/api"
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"token {hub.hub_api_token(settings)}"
 
     def users(self) -> list[dict]:
-        resp = self.session.get(f"{self.api}/users", params={"include_stopped_servers": "false"}, timeout=TIMEOUT)
-        resp.raise_for_status()
-        return resp.json()
+        resp = self._call("GET", "/users", params={"include_stopped_servers": "false"})
+        return self._check(resp, "Listing users").json()
 
     def _server_api(self, server: dict, path: str):
         base = hub.public_url(self.settings).rstrip("/") + server["url"]
@@ -74,13 +73,8 @@ class HubAdmin:
         )
 
     def stop_server(self, user: str, server: str) -> None:
-        path = f"{self.api}/users/{user}/servers/{server}" if server else f"{self.api}/users/{user}/server"
-        self.session.delete(path, timeout=TIMEOUT).raise_for_status()
-
-    def delete_user(self, user: str) -> None:
-        resp = self.session.delete(f"{self.api}/users/{user}", timeout=TIMEOUT)
-        if resp.status_code not in (204, 404):
-            resp.raise_for_status()
+        path = f"/users/{quote(user)}/servers/{quote(server)}" if server else f"/users/{quote(user)}/server"
+        self._check(self._call("DELETE", path), f"Stopping the server of {user}")
 
 
 def decide(settings: Settings, admin: HubAdmin, now: datetime | None = None) -> list[CullDecision]:
@@ -120,8 +114,8 @@ def cull(settings: Settings, dry_run: bool = False) -> list[CullDecision]:
                 admin.stop_server(d.user, d.server)
                 if d.delete_user:
                     admin.delete_user(d.user)
-            except requests.RequestException as exc:
-                log.warning("could not cull %s: %s", d.describe(), exc)
+            except HubError as exc:
+                log.warning("could not cull %s: %s", d.describe(), exc.message)
     verb = "would cull" if dry_run else "culled"
     log.info(
         "%s %d servers%s",

@@ -62,9 +62,7 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
                 "run `binderlite base-image` to make it."
             )
         queue = queue or BuildQueue(settings)
-        ref = "" if resolved.content_provider != "git" else resolved.resolved_ref
-        if resolved.content_provider == "local":
-            ref = ""
+        ref = resolved.resolved_ref if resolved.content_provider == "git" else ""
         build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider)
         queue.dispatch()
     except BinderliteError as exc:

@@ -17,6 +17,7 @@ import requests
 from binderlite import hub
 from binderlite.culler import TIMEOUT, HubAdmin
 from binderlite.dockerutil import docker_client
+from binderlite.launcher import HubError
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.reconcile")
@@ -67,8 +68,8 @@ def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, lis
         try:
             admin.stop_server(user, server)
             done["servers"].append(f"{user}/{server}")
-        except requests.RequestException as exc:
-            log.warning("could not clear server %s/%s: %s", user, server, exc)
+        except HubError as exc:
+            log.warning("could not clear server %s/%s: %s", user, server, exc.message)
     done["routes"] = _drop_stale_routes(settings, {u for u, _ in known})
     log.info(
         "reconciled: removed %d orphan containers %s, cleared %d servers %s, dropped %d routes %s",

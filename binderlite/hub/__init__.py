@@ -19,18 +19,18 @@ DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"
 
 def docker_bridge_gateway(settings: Settings) -> str:
     """The host's address on Docker's default bridge (what containers reach the host on)."""
-    import docker
+    import docker.errors
+
+    from binderlite.dockerutil import docker_client
+    from binderlite.errors import DockerUnavailableError
 
     try:
-        if settings.docker_host:
-            client = docker.DockerClient(base_url=settings.docker_host, timeout=10)
-        else:
-            client = docker.from_env(timeout=10)
+        client = docker_client(settings, timeout=10)
         try:
             configs = client.networks.get("bridge").attrs["IPAM"]["Config"] or []
         finally:
             client.close()
-    except docker.errors.DockerException:
+    except (DockerUnavailableError, docker.errors.DockerException):
         return DEFAULT_BRIDGE_GATEWAY
     for config in configs:
         if config.get("Gateway"):
