@@ -57,9 +57,10 @@ def build_image(settings: Settings, link: str, ref: str):
     for ev in build_events(settings, resolved):
         if ev is None:
             continue
-        click.echo(ev.get("message", ""), nl=False, err=True)
         if ev.get("phase") in ("built", "failed"):
             final = ev
+        if ev.get("phase") != "failed":  # a failure is said once, as the Error: line below
+            click.echo(ev.get("message", ""), nl=False, err=True)
     if final is None or final["phase"] == "failed":
         message = (final or {}).get("message", "build ended without a result").strip().splitlines()
         fail(message[0] if message else "build failed")

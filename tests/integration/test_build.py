@@ -165,40 +165,23 @@ def test_cli_build_prints_image_last_and_fails_cleanly(settings, git_server, tmp
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.strip().splitlines()[-1].startswith(f"{settings.registry}/{settings.image_prefix}")
 
-    cases = {
-        "nope/org/repo/main": "Unknown provider",
-        git_server.link("does-not-exist"): "Could not",
-        git_server.link("cli", "no-such-branch"): "no-such-branch",
-    }
-    for link, expected in cases.items():
-        bad = subprocess.run([*binderlite_cli(), "build", link], env=env, capture_output=True, text=True)
+    cases = [  # (link, settings changed from env, what the error must say)
+        ("nope/org/repo/main", {}, "Unknown provider"),
+        (git_server.link("does-not-exist"), {}, "Could not"),
+        (git_server.link("cli", "no-such-branch"), {}, "no-such-branch"),
+        (git_server.url("cli"), {"BINDERLITE_ALLOW_LOCAL_REPOS": "false"}, "internal address"),
+        (git_server.url("cli"), {"BINDERLITE_DOCKER_HOST": "unix:///nonexistent.sock"}, "Docker daemon not reachable"),
+        (
+            git_server.url("cli"),
+            {"BINDERLITE_BASE_IMAGE": "bltest-missing-base:none", "BINDERLITE_IMAGE_PREFIX": "bltest-nobase-"},
+            "binderlite base-image",
+        ),
+    ]
+    for link, changed, expected in cases:
+        bad = subprocess.run([*binderlite_cli(), "build", link], env={**env, **changed}, capture_output=True, text=True)
         assert bad.returncode == 1, (link, bad.stderr)
         assert bad.stderr.startswith("Error: ") and expected in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr
-
-    refused = subprocess.run(
-        [*binderlite_cli(), "build", git_server.url("cli")],
-        env=dict(env, BINDERLITE_ALLOW_LOCAL_REPOS="false"),
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode == 1 and "internal address" in refused.stderr
-
-    no_docker = subprocess.run(
-        [*binderlite_cli(), "build", git_server.url("cli")],
-        env=dict(env, BINDERLITE_DOCKER_HOST="unix:///nonexistent.sock"),
-        capture_output=True,
-        text=True,
-    )
-    assert no_docker.returncode == 1 and "Docker daemon not reachable" in no_docker.stderr
-
-    no_base = subprocess.run(
-        [*binderlite_cli(), "build", git_server.url("cli")],
-        env=dict(env, BINDERLITE_BASE_IMAGE="bltest-missing-base:none", BINDERLITE_IMAGE_PREFIX="bltest-nobase-"),
-        capture_output=True,
-        text=True,
-    )
-    assert no_base.returncode == 1 and "binderlite base-image" in no_base.stderr
 
 
 def test_proxy_reaches_build_steps_but_never_the_image(settings, git_server, docker_client):
