@@ -1,18 +1,29 @@
 """Idle culling: stop servers nobody uses, and servers past their maximum age.
 
-Activity is the newest of the hub's ``last_activity`` and the server's own
-``/api/status`` ``last_activity``; a kernel that is executing counts as
-active even with no browser attached (the hub alone would call it idle).
-Servers still starting are skipped. In anonymous mode the temporary user goes
-with the server; users of authenticated mode only lose their server.
+Activity is the newest of what the hub records for a server, what the proxy
+records for its route, and — only for a server those call idle — what the
+server itself reports: its own ``last_activity`` and whether a kernel is
+executing (a busy kernel with no browser attached counts as active; the hub
+alone would call it idle). Servers still starting are skipped. In anonymous
+mode the temporary user goes with the server; users of authenticated mode
+only lose their server.
+
+A user's server runs code the repository controls, so the question goes to
+the server directly (not through the proxy, which would count it as
+activity), with ``no_track_activity`` (so the server does not count it
+either) and with a token minted for that one server and deleted right after:
+never binderlite's own token. Asking therefore changes no idle clock, and a
+dry run sees exactly what a real run would.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -22,6 +33,8 @@ from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.culler")
 TIMEOUT = (5.0, 20.0)
+SERVER_TIMEOUT = (3.0, 5.0)  # a slow or hostile server must not stall the culler
+PROBE_TOKEN_SECONDS = 120
 
 
 @dataclass
@@ -36,52 +49,115 @@ class CullDecision:
         return f"{name} ({self.reason})"
 
 
+@dataclass
+class ServerReport:
+    """What a server says about itself."""
+
+    last_activity: datetime | None
+    busy: bool
+
+
 def _parse_time(value: str | None) -> datetime | None:
-    if not value:
+    if not value or not isinstance(value, str):
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def server_scope(user: str, server: str) -> str:
+    """The scope that opens exactly one server (``user/`` is the default server)."""
+    return f"access:servers!server={user}/{server}"
 
 
 class HubAdmin(HubClient):
-    """The hub API calls the scheduler makes (the launcher's client, plus listing and stopping)."""
+    """The hub API calls the scheduler makes (the launcher's client, plus listing, stopping and probing)."""
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
         self.settings = settings
 
     def users(self) -> list[dict]:
-        resp = self._call("GET", "/users", params={"include_stopped_servers": "false"})
-        return self._check(resp, "Listing users").json()
-
-    def _server_api(self, server: dict, path: str):
-        base = hub.public_url(self.settings).rstrip("/") + server["url"]
-        try:
-            return self.session.get(f"{base}api/{path}", timeout=TIMEOUT).json()
-        except (requests.RequestException, ValueError):
-            return None
-
-    def server_last_activity(self, server: dict) -> datetime | None:
-        """The last activity the server itself reports (``/api/status`` does not count as activity)."""
-        status = self._server_api(server, "status")
-        return _parse_time(status.get("last_activity")) if isinstance(status, dict) else None
-
-    def kernel_busy(self, server: dict) -> bool:
-        """True if a kernel is executing. Asking counts as activity, so ask only before culling."""
-        kernels = self._server_api(server, "kernels")
-        return isinstance(kernels, list) and any(
-            isinstance(k, dict) and k.get("execution_state") == "busy" for k in kernels
-        )
+        """Every user with their active servers, all pages."""
+        users: list[dict] = []
+        offset = 0
+        headers = {"Accept": "application/jupyterhub-pagination+json"}
+        while True:
+            params = {"include_stopped_servers": "false", "offset": str(offset), "limit": "200"}
+            page = self._check(self._call("GET", "/users", params=params, headers=headers), "Listing users").json()
+            if isinstance(page, list):  # a hub without pagination answers with the whole list
+                return page
+            users.extend(page.get("items") or [])
+            following = (page.get("_pagination") or {}).get("next")
+            if not following:
+                return users
+            offset = int(following["offset"])
 
     def stop_server(self, user: str, server: str) -> None:
         path = f"/users/{quote(user)}/servers/{quote(server)}" if server else f"/users/{quote(user)}/server"
         self._check(self._call("DELETE", path), f"Stopping the server of {user}")
 
+    def proxy_routes(self) -> dict[str, dict]:
+        """The proxy's routing table, keyed by path without a trailing ``/``; empty if unreachable."""
+        headers = {"Authorization": f"token {hub.proxy_auth_token(self.settings)}"}
+        try:
+            routes = requests.get(hub.proxy_api_url(self.settings) + "/api/routes", headers=headers, timeout=TIMEOUT)
+            table = routes.json() if routes.ok else {}
+        except (requests.RequestException, ValueError):
+            return {}
+        return {path.rstrip("/"): route for path, route in table.items() if isinstance(route, dict)}
+
+    @contextmanager
+    def server_token(self, user: str, server: str) -> Iterator[str]:
+        """A short-lived token of ``user`` that opens only this one server; deleted on exit."""
+        body = {
+            "scopes": [server_scope(user, server)],
+            "expires_in": PROBE_TOKEN_SECONDS,
+            "note": "binderlite culler: asks one server about its own activity",
+        }
+        resp = self._check(self._call("POST", f"/users/{quote(user)}/tokens", json=body), "Minting a server token")
+        model = resp.json()
+        try:
+            yield model["token"]
+        finally:
+            try:
+                self._call("DELETE", f"/users/{quote(user)}/tokens/{quote(model['id'])}")
+            except HubError:
+                pass  # it expires on its own
+
+    def probe(self, user: str, server: str, model: dict, routes: dict[str, dict]) -> ServerReport | None:
+        """Ask the server itself (directly, not through the proxy) about its activity and kernels."""
+        path = urlsplit(model.get("url") or "").path.rstrip("/")
+        target = (routes.get(path) or {}).get("target")
+        if not path or not target:
+            return None
+        base = f"{target.rstrip('/')}{path}/api/"
+        try:
+            with self.server_token(user, server) as token:
+                session = requests.Session()
+                session.trust_env = False  # straight to the container, never through a proxy
+                session.headers["Authorization"] = f"token {token}"
+                params = {"no_track_activity": "1"}
+                status = session.get(base + "status", params=params, timeout=SERVER_TIMEOUT).json()
+                kernels = session.get(base + "kernels", params=params, timeout=SERVER_TIMEOUT).json()
+        except (HubError, requests.RequestException, ValueError) as exc:
+            log.info("could not ask %s about its activity: %s", path, exc.__class__.__name__)
+            return None
+        activity = _parse_time(status.get("last_activity")) if isinstance(status, dict) else None
+        busy = isinstance(kernels, list) and any(
+            isinstance(k, dict) and k.get("execution_state") == "busy" for k in kernels
+        )
+        return ServerReport(activity, busy)
+
 
 def decide(settings: Settings, admin: HubAdmin, now: datetime | None = None) -> list[CullDecision]:
-    """What should be culled right now (nothing is changed)."""
+    """What should be culled right now (nothing is changed, no idle clock is reset)."""
     now = now or datetime.now(UTC)
     decisions = []
     anonymous = settings.auth_mode == "anonymous"
+    routes = admin.proxy_routes()
     for user in admin.users():
         for name, server in (user.get("servers") or {}).items():
             if server.get("pending") or not server.get("ready"):
@@ -93,11 +169,19 @@ def decide(settings: Settings, admin: HubAdmin, now: datetime | None = None) -> 
                     CullDecision(user["name"], name, f"age {age:.0f}s > {settings.cull_max_age}s", anonymous)
                 )
                 continue
-            hub_activity = _parse_time(server.get("last_activity")) or started
-            server_activity = admin.server_last_activity(server)
-            latest = max(t for t in (hub_activity, server_activity, started) if t is not None)
+            route = routes.get(urlsplit(server.get("url") or "").path.rstrip("/")) or {}
+            seen = [_parse_time(server.get("last_activity")), _parse_time(route.get("last_activity")), started]
+            latest = max((t for t in seen if t is not None), default=now)
+            if (now - latest).total_seconds() <= settings.cull_idle_timeout:
+                continue
+            report = admin.probe(user["name"], name, server, routes)
+            if report is not None:
+                if report.busy:
+                    continue
+                if report.last_activity is not None:
+                    latest = max(latest, report.last_activity)
             idle = (now - latest).total_seconds()
-            if idle > settings.cull_idle_timeout and not admin.kernel_busy(server):
+            if idle > settings.cull_idle_timeout:
                 decisions.append(
                     CullDecision(user["name"], name, f"idle {idle:.0f}s > {settings.cull_idle_timeout}s", anonymous)
                 )

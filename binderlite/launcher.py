@@ -90,6 +90,16 @@ class HubClient:
     def create_user(self, name: str) -> None:
         self._check(self._call("POST", f"/users/{quote(name)}"), f"Creating user {name}")
 
+    def new_server_token(self, name: str, server: str = "", note: str = "binder launch token") -> str:
+        """A token of user ``name`` that opens only its server ``server`` (``""``: the default one).
+
+        Minted by the hub, which keeps only its hash: the token is in no
+        ``user_options``, no spawner state and no hub database row in clear.
+        """
+        body = {"scopes": [f"access:servers!server={name}/{server}"], "note": note}
+        resp = self._check(self._call("POST", f"/users/{quote(name)}/tokens", json=body), "Minting the launch token")
+        return resp.json()["token"]
+
     def start_server(self, name: str, user_options: dict) -> None:
         resp = self._call("POST", f"/users/{quote(name)}/server", json=user_options)
         self._check(resp, "Starting the server")
@@ -164,11 +174,9 @@ def launch(
     if quota:
         yield {"phase": "failed", "status_code": 429, "message": quota}
         return
-    token = secrets.token_urlsafe(32)
     user_options = {
         "image": image,
         "repo_url": resolved.repo_url,
-        "token": token,
         "binder_ref_url": resolved.ref_url,
         "binder_launch_host": settings.binder_launch_host,
         "binder_request": resolved.binder_request,
@@ -179,7 +187,10 @@ def launch(
     for attempt in range(1, attempts + 1):
         name = username_for(resolved.repo_url)
         started = False
+        token = ""
         try:
+            client.create_user(name)
+            token = client.new_server_token(name)
             yield from _attempt(client, name, user_options, deadline)
             started = True
         except HubError as exc:
@@ -191,7 +202,13 @@ def launch(
                 client.delete_user(name)
         if started:
             url = f"{hub.public_url(settings)}user/{name}/"
-            yield {"phase": "ready", "message": f"server running at {url}\n", **user_options, "url": url}
+            yield {
+                "phase": "ready",
+                "message": f"server running at {url}\n",
+                **user_options,
+                "token": token,
+                "url": url,
+            }
             return
         if not error.retryable or attempt == attempts or time.monotonic() + delay > deadline:
             yield {"phase": "failed", "status_code": error.status, "message": error.message + "\n"}
@@ -205,8 +222,7 @@ def launch(
 
 
 def _attempt(client: HubClient, name: str, user_options: dict, deadline: float) -> Iterator[dict]:
-    """One try: create the user, start the server, relay progress; HubError on failure."""
-    client.create_user(name)
+    """One try (the user exists): start the server, relay progress; HubError on failure."""
     client.start_server(name, user_options)
     for event in client.progress(name, deadline):
         if event.get("failed"):

@@ -7,10 +7,9 @@ this module, so they always agree on addresses and tokens.
 from __future__ import annotations
 
 import ipaddress
-import os
-import secrets
 from pathlib import Path
 
+from binderlite.hub.tokens import persistent_secret, service_token
 from binderlite.settings import Settings
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -60,28 +59,9 @@ def public_url(settings: Settings) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _persistent_secret(path: Path) -> str:
-    """Read a secret from ``path``, creating it (mode 0600) on first use."""
-    try:
-        value = path.read_text().strip()
-    except FileNotFoundError:
-        value = ""
-    if value:
-        return value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
-    return value
-
-
 def hub_api_token(settings: Settings) -> str:
-    return settings.hub_api_token or _persistent_secret(settings.hub_dir / "api_token")
+    return settings.hub_api_token or service_token(settings.hub_dir)
 
 
 def proxy_auth_token(settings: Settings) -> str:
-    return settings.proxy_auth_token or _persistent_secret(settings.hub_dir / "proxy_token")
+    return settings.proxy_auth_token or persistent_secret(settings.hub_dir / "proxy_token")

@@ -8,6 +8,7 @@ its service token, and the launch token opens only that user's server.
 
 from binderlite.hub import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
 from binderlite.hub import public_url as proxy_public_url
+from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
 from binderlite.settings import load_settings, proxy_environment
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by JupyterHub)
@@ -17,7 +18,8 @@ settings.hub_dir.mkdir(parents=True, exist_ok=True)
 _hub_ip = hub_ip(settings)
 
 # ---- hub state, all under the state prefix
-c.JupyterHub.db_url = f"sqlite:///{settings.hub_dir / 'jupyterhub.sqlite'}"
+_db_path = settings.hub_dir / "jupyterhub.sqlite"
+c.JupyterHub.db_url = f"sqlite:///{_db_path}"
 c.JupyterHub.cookie_secret_file = str(settings.hub_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(settings.hub_dir / "jupyterhub.pid")
 
@@ -39,13 +41,19 @@ c.JupyterHub.allow_named_servers = True
 # "start server" answers after 2 s (not 10): the launch page shows the spawn progress
 # sooner, and a spawn refused at once (e.g. a foreign image) still answers with its reason
 c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 2}
-c.JupyterHub.services = [{"name": "binderlite", "api_token": hub_api_token(settings)}]
+# binderlite's token, and no other token of its service (a rotated one stops working now)
+_service_token = hub_api_token(settings)
+purge_stale_service_tokens(_db_path, _service_token)
+c.JupyterHub.services = [{"name": SERVICE_NAME, "api_token": _service_token}]
+# Only what the launcher and the scheduler call: create, list and delete users (admin:users);
+# start and stop servers (servers); mint and delete tokens that open one server (tokens).
+# Not access:servers: binderlite never needs to open a user's server with its own token.
 c.JupyterHub.load_roles = [
     {
         "name": "binderlite",
         "description": "binderlite's launcher and scheduler: temporary users and their servers",
-        "scopes": ["admin:users", "admin:servers", "access:servers", "list:users", "read:hub"],
-        "services": ["binderlite"],
+        "scopes": ["admin:users", "servers", "tokens"],
+        "services": [SERVICE_NAME],
     }
 ]
 

@@ -1,11 +1,12 @@
-"""BinderSpawner: DockerSpawner that starts only images binderlite built, opened by the launch token.
+"""BinderSpawner: DockerSpawner that starts only images binderlite built.
 
-The launcher passes ``user_options`` as BinderHub does (image, token, repo_url,
-binder_*). The image must be on this machine and carry repo2docker's label (a
-name prefix is not enough: the base image shares it); nothing is ever pulled.
-The launch ``token`` becomes a hub API token of the temporary user, scoped to
-this one server, so ``?token=`` in a browser and ``Authorization: token`` both
-open this server and no other.
+The launcher passes ``user_options`` as BinderHub does (image, repo_url,
+binder_*), but no token: the launch token is minted by the hub for this one
+server before the spawn (``HubClient.new_server_token``), so it never sits in
+``user_options``, which the hub stores in its database and shows to every
+reader of the server model. The image must be on this machine and carry
+repo2docker's label (a name prefix is not enough: the base image shares it);
+nothing is ever pulled.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError, DockerException
 from dockerspawner import DockerSpawner
-from jupyterhub import orm
 from tornado import web
 from traitlets import Integer, Unicode, default
 
@@ -69,28 +69,11 @@ class BinderSpawner(DockerSpawner):
             )
         return image
 
-    def _grant_launch_token(self, token: str) -> None:
-        """Make the launch token a hub token of this user that opens only this server."""
-        existing = orm.APIToken.find(self.user.db, token)
-        if existing is not None:
-            if existing.user_id != self.user.id:
-                raise web.HTTPError(400, "This launch token is already in use.")
-            return
-        server = f"{self.user.name}/{self.name}"
-        try:
-            self.user.new_api_token(
-                token=token,
-                scopes=[f"access:servers!server={server}"],
-                note=f"binder launch token for {server}",
-            )
-        except ValueError as exc:
-            raise web.HTTPError(400, f"Launch token refused: {exc}") from None
-
     async def start(self):
-        for key in ("image", "token"):
-            if not self.user_options.get(key):
-                raise web.HTTPError(400, f"user_options must include {key!r}")
-        self._grant_launch_token(self.user_options["token"])
+        if not self.user_options.get("image"):
+            raise web.HTTPError(400, "user_options must include 'image'")
+        if "token" in self.user_options:
+            raise web.HTTPError(400, "user_options must not carry a token (the hub stores and shows them).")
         self.extra_create_kwargs = {
             "user": JOVYAN_UID,
             "labels": {

@@ -1,8 +1,8 @@
-"""Culling decisions from hub and server activity (a fake hub; the real one is in integration tests)."""
+"""Culling decisions from hub, proxy and server activity (a fake hub; the real one is in integration tests)."""
 
 from datetime import UTC, datetime, timedelta
 
-from binderlite.culler import decide
+from binderlite.culler import ServerReport, decide, server_scope
 from binderlite.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -13,21 +13,22 @@ def iso(seconds_ago: float) -> str:
 
 
 class FakeAdmin:
-    def __init__(self, users, server_activity=None, busy=()):
+    def __init__(self, users, server_activity=None, busy=(), route_activity=None):
         self._users = users
         self._activity = server_activity or {}
         self._busy = set(busy)
-        self.kernel_questions = []
+        self._routes = {path.rstrip("/"): {"last_activity": iso(ago)} for path, ago in (route_activity or {}).items()}
+        self.probed = []
 
     def users(self):
         return self._users
 
-    def server_last_activity(self, server):
-        return self._activity.get(server["url"])
+    def proxy_routes(self):
+        return self._routes
 
-    def kernel_busy(self, server):
-        self.kernel_questions.append(server["url"])
-        return server["url"] in self._busy
+    def probe(self, user, server, model, routes):
+        self.probed.append(model["url"])
+        return ServerReport(self._activity.get(model["url"]), model["url"] in self._busy)
 
 
 def user(name, started, hub_activity, ready=True, pending=None):
@@ -54,7 +55,12 @@ def test_idle_server_is_culled_and_user_deleted_in_anonymous_mode():
 def test_recent_activity_on_the_server_keeps_it():
     admin = FakeAdmin([user("active", 2000, 900)], server_activity={"/user/active/": NOW - timedelta(seconds=30)})
     assert decide(SETTINGS, admin, NOW) == []
-    assert admin.kernel_questions == [], "asking for kernels counts as activity: only ask before culling"
+
+
+def test_recent_proxy_activity_keeps_it_without_asking_the_server():
+    admin = FakeAdmin([user("browsing", 2000, 900)], route_activity={"/user/browsing/": 20})
+    assert decide(SETTINGS, admin, NOW) == []
+    assert admin.probed == [], "servers the hub or proxy call active are not asked"
 
 
 def test_busy_kernel_keeps_an_otherwise_idle_server():
@@ -62,12 +68,26 @@ def test_busy_kernel_keeps_an_otherwise_idle_server():
     assert decide(SETTINGS, admin, NOW) == []
 
 
+def test_an_unreachable_server_is_judged_on_hub_and_proxy_activity():
+    class Silent(FakeAdmin):
+        def probe(self, user, server, model, routes):
+            return None
+
+    assert [d.user for d in decide(SETTINGS, Silent([user("gone", 2000, 900)]), NOW)] == ["gone"]
+
+
 def test_max_age_culls_even_an_active_server():
     admin = FakeAdmin([user("old", 4000, 1)], busy={"/user/old/"})
     decisions = decide(SETTINGS, admin, NOW)
     assert [d.user for d in decisions] == ["old"] and decisions[0].reason.startswith("age")
+    assert admin.probed == []
 
 
 def test_starting_servers_are_skipped():
     admin = FakeAdmin([user("starting", 5000, 5000, ready=False, pending="spawn")])
     assert decide(SETTINGS, admin, NOW) == []
+
+
+def test_probe_token_opens_one_server_only():
+    assert server_scope("alice", "") == "access:servers!server=alice/"
+    assert server_scope("alice", "proj") == "access:servers!server=alice/proj"

@@ -1,0 +1,103 @@
+"""Attacks on the hub side, performed on the real stack: a repository that records every request its server gets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+
+from binderlite import culler, hub
+from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def recorder_image(settings, git_server) -> str:
+    from binderlite.cli import resolve_link
+    from binderlite.pipeline import build_events
+
+    git_server.add_fixture("header-recorder")
+    resolved = resolve_link(git_server.link("header-recorder"), "HEAD", settings)
+    events = [ev for ev in build_events(settings, resolved) if ev is not None]
+    assert events[-1]["phase"] == "built", "".join(e.get("message", "") for e in events)[-3000:]
+    return events[-1]["imageName"]
+
+
+def _seen_requests(docker_client, settings, user: str) -> list[dict]:
+    (container,) = docker_client.containers.list(
+        filters={"label": [f"binderlite.instance={settings.state_dir}", f"binderlite.user={user}"]}
+    )
+    code, out = container.exec_run(["cat", "/home/jovyan/seen-requests.jsonl"])
+    return [json.loads(line) for line in out.decode().splitlines() if line.strip()] if code == 0 else []
+
+
+def _credentials(entry: dict) -> set[str]:
+    found = set()
+    auth = entry.get("authorization") or ""
+    if auth.lower().startswith(("token ", "bearer ")):
+        found.add(auth.split(None, 1)[1].strip())
+    found.update(parse_qs(entry.get("query") or "").get("token", []))
+    return found
+
+
+def _route_activity(settings, path: str) -> str | None:
+    routes = culler.HubAdmin(settings).proxy_routes()
+    return (routes.get(path.rstrip("/")) or {}).get("last_activity")
+
+
+def test_culler_sends_user_servers_no_credential_beyond_that_server(hubstack, recorder_image, docker_client):
+    ready = launch_ready(hubstack, recorder_image, name="bltest/recorder")
+    user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
+    other = launch_ready(hubstack, recorder_image, name="bltest/bystander")
+    admin = culler.HubAdmin(hubstack)
+    path = f"/user/{user}/"
+    time.sleep(4)
+    before = admin.probe(user, "", {"url": path}, admin.proxy_routes())
+    route_before = _route_activity(hubstack, path)
+    assert before is not None, "the culler can ask the server about itself"
+
+    quick = dataclasses.replace(hubstack, cull_idle_timeout=2, cull_max_age=0)
+    decisions = culler.cull(quick, dry_run=True)
+    assert user in [d.user for d in decisions], "an idle server would be culled"
+
+    seen = _seen_requests(docker_client, hubstack, user)
+    probes = [e for e in seen if e["path"].startswith(f"{path}api/") and "no_track_activity" in e["query"]]
+    assert probes, f"the culler asked the server directly: {seen}"
+    tokens = set().union(*(_credentials(e) for e in seen))
+    tokens.discard(ready["token"])  # the user's own launch token, which opens only this server
+    service = {"Authorization": f"token {hub.hub_api_token(hubstack)}"}
+    api = hub.hub_url(hubstack) + "/hub/api"
+    for token in tokens:
+        assert token != hub.hub_api_token(hubstack), "binderlite's own token reached a user's server"
+        headers = {"Authorization": f"token {token}"}
+        assert requests.get(f"{api}/users", headers=headers, timeout=10).status_code == 403
+        assert requests.post(f"{api}/users/{user}/tokens", headers=headers, json={}, timeout=10).status_code == 403
+        peer = requests.get(f"{other['url']}api/status", headers=headers, timeout=10)
+        assert peer.status_code == 403, "a token the server saw opens another user's server"
+        whoami = requests.get(f"{api}/user", headers=headers, timeout=10)
+        if whoami.status_code == 200:  # still valid: it may open this server and nothing more
+            scopes = set(whoami.json().get("scopes", [])) - {f"read:users:name!user={user}", f"read:users!user={user}"}
+            assert scopes <= {culler.server_scope(user, "")}, scopes
+    # the service role keeps only what binderlite calls
+    role = requests.get(f"{api}/user", headers=service, timeout=10).json()
+    assert "access:servers" not in role["scopes"] and "admin:servers" not in role["scopes"], role["scopes"]
+
+    # asking changed no idle clock: not the server's own, not the proxy's
+    after = admin.probe(user, "", {"url": path}, admin.proxy_routes())
+    assert after.last_activity == before.last_activity, "a dry run must not count as activity"
+    assert _route_activity(hubstack, path) == route_before
+
+
+def test_launch_token_is_not_kept_in_the_hub(hubstack, recorder_image):
+    ready = launch_ready(hubstack, recorder_image, name="bltest/tokenstore")
+    user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
+    admin = culler.HubAdmin(hubstack)
+    model = admin._check(admin._call("GET", f"/users/{user}"), "reading the user").json()
+    assert ready["token"] not in json.dumps(model), "the launch token is readable from the hub API"
+    database = (hubstack.hub_dir / "jupyterhub.sqlite").read_bytes()
+    assert ready["token"].encode() not in database, "the launch token is stored in clear"
