@@ -1,9 +1,10 @@
-"""Run repo2docker for one build and print its progress as JSON event lines.
+"""Run repo2docker on a fetched, checked checkout and print its progress as JSON event lines.
 
 This runs as its own process (``python -m binderlite.builder``) in its own
 process group, so the build worker can stop it, buildx and all, on timeout.
-Only the content provider the link needs is enabled: repo2docker's default
-list downloads a Dataverse host list from the internet before trying git.
+The source is always a local folder that ``binderlite.fetch`` made in the
+sandbox (or a local directory the CLI named): repo2docker's own content
+providers, which would fetch on the host as root, are never used here.
 """
 
 from __future__ import annotations
@@ -19,15 +20,6 @@ from repo2docker.app import Repo2Docker
 from binderlite.buildpacks import buildpack_classes
 from binderlite.settings import Settings, proxy_environment, settings_from_json
 
-CONTENT_PROVIDERS = {
-    "git": contentproviders.Git,
-    "local": contentproviders.Local,
-    "zenodo": contentproviders.Zenodo,
-    "figshare": contentproviders.Figshare,
-    "dataverse": contentproviders.Dataverse,
-    "hydroshare": contentproviders.Hydroshare,
-    "ckan": contentproviders.CKAN,
-}
 NB_USER = "jovyan"
 NB_UID = 1000
 
@@ -49,22 +41,23 @@ def proxy_build_args(settings: Settings) -> dict[str, str]:
     return proxy_environment(settings)
 
 
-def run_repo2docker(settings: Settings, repo: str, ref: str | None, content_provider: str, image: str) -> None:
-    """Build ``image`` from ``repo`` at ``ref``; raises on failure."""
+def run_repo2docker(settings: Settings, source: str, repo_url: str, ref: str, image: str) -> None:
+    """Build ``image`` from the checkout ``source`` of ``repo_url`` at ``ref``; raises on failure."""
     r2d = Repo2Docker()
-    r2d.repo = repo
-    r2d.ref = ref
+    r2d.repo = source
+    r2d.ref = None
+    r2d.labels = {"repo2docker.repo": repo_url, "repo2docker.ref": ref or ""}
     r2d.output_image_spec = image
     r2d.json_logs = True
     r2d.user_id = NB_UID
     r2d.user_name = NB_USER
     r2d.base_image = settings.base_image
     r2d.buildpacks = buildpack_classes(settings)
-    r2d.content_providers = [CONTENT_PROVIDERS[content_provider]]
+    r2d.content_providers = [contentproviders.Local]
     r2d.extra_build_args = proxy_build_args(settings)
     r2d.run = False
     r2d.push = False
-    r2d.cleanup_checkout = True
+    r2d.cleanup_checkout = False  # the build worker removes the checkout
     r2d.initialize()
     r2d_log = logging.getLogger("repo2docker")
     r2d_log.handlers = [EventLineHandler()]
@@ -74,11 +67,11 @@ def run_repo2docker(settings: Settings, repo: str, ref: str | None, content_prov
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``python -m binderlite.builder <repo> <ref> <content provider> <image>``."""
+    """Entry point: ``python -m binderlite.builder <checkout> <repo url> <ref> <image>``."""
     settings = settings_from_json(os.environ["BINDERLITE_SETTINGS_JSON"])
-    repo, ref, provider, image = argv
+    source, repo_url, ref, image = argv
     try:
-        run_repo2docker(settings, repo, ref or None, provider, image)
+        run_repo2docker(settings, source, repo_url, ref, image)
     except SystemExit as exc:
         return int(exc.code or 1)
     except Exception as exc:  # every failure becomes a failed event, never a traceback

@@ -11,16 +11,20 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from binderlite.buildqueue import BuildQueue
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.events import EventLog, event
+from binderlite.fetch import Fetcher
 from binderlite.registry import push_image, split_image
+from binderlite.sandbox import checkout
 from binderlite.settings import Settings, settings_from_json
 
 
@@ -37,10 +41,32 @@ def _stop_group(proc: subprocess.Popen) -> None:
             continue
 
 
-def run_builder(settings: Settings, build, log: EventLog) -> tuple[bool, str]:
-    """Run repo2docker in its own process group; (succeeded, failure message)."""
+def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> Path:
+    """The build's source: a local directory as it is, anything else fetched in the sandbox."""
+    if build.content_provider == "local":
+        checkout.check_tree(Path(build.repo_url), settings.max_file_size_bytes, settings.max_repo_size_bytes)
+        return Path(build.repo_url)
+    detail_log = settings.build_logs_dir / f"{build.id}.worker.log"
+
+    def detail(text: str) -> None:
+        with open(detail_log, "a", encoding="utf-8") as fh:
+            fh.write(text)
+
+    fetcher = Fetcher(
+        settings,
+        work_dir,
+        allow_local=settings.allow_local_repos,
+        log=lambda message: log.append(event("fetching", message)),
+        detail=detail,
+        timeout=settings.build_timeout,
+    )
+    return fetcher.fetch(build.repo_url, build.ref, build.content_provider)
+
+
+def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple[bool, str]:
+    """Run repo2docker on the checkout in its own process group; (succeeded, failure message)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "binderlite.builder", build.repo_url, build.ref, build.content_provider, build.image],
+        [sys.executable, "-m", "binderlite.builder", str(source), build.repo_url, build.ref, build.image],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -111,8 +137,10 @@ def main(build_id: str) -> int:
     queue = BuildQueue(settings)
     build = queue.get(build_id)
     log = queue.log(build_id)
+    work_dir = settings.build_work_dir / "checkouts" / build_id
     try:
-        ok, failure = run_builder(settings, build, log)
+        source = fetch_checkout(settings, build, log, work_dir)
+        ok, failure = run_builder(settings, build, log, source)
         if ok:
             push(settings, build.image, log)
             queue.finish(build_id, "succeeded", "Built image, launching...\n")
@@ -122,11 +150,16 @@ def main(build_id: str) -> int:
             message = f"Build failed: {failure.strip()}\n--- last lines of the build log ---\n{tail}\n"
             queue.finish(build_id, "failed", message)
             log.append(event("failed", message))
+    except BinderliteError as exc:
+        message = f"Build failed: {exc.message}\n"
+        queue.finish(build_id, "failed", message)
+        log.append(event("failed", message))
     except Exception as exc:  # the worker must always leave a result behind
         message = f"Build failed: {exc.__class__.__name__}: {exc}\n"
         queue.finish(build_id, "failed", message)
         log.append(event("failed", message))
     finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
         queue.dispatch()
     return 0
 

@@ -5,7 +5,9 @@ BinderliteError (500)
 ├── SpecError (400)           malformed link, unknown provider
 │   └── BannedSpecError (403) the spec matches banned_specs
 ├── UnsafeURLError (400)      a repository URL that points inside this machine/network
+├── UnsafeRepositoryError (400) fetched content that leaves its folder or exceeds a limit
 ├── RefNotFoundError (404)    the ref does not resolve
+├── FetchError (502)          the repository or record could not be fetched
 ├── DockerUnavailableError (503)
 ├── BaseImageMissingError (503)
 └── BuildFailedError (500)
@@ -40,8 +42,16 @@ class UnsafeURLError(BinderliteError):
     status = 400
 
 
+class UnsafeRepositoryError(BinderliteError):
+    status = 400
+
+
 class RefNotFoundError(BinderliteError):
     status = 404
+
+
+class FetchError(BinderliteError):
+    status = 502
 
 
 class DockerUnavailableError(BinderliteError):

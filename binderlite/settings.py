@@ -50,6 +50,22 @@ class Settings:
         "Allow file://, local paths and git URLs on loopback/private/link-local addresses. "
         "Off by default: such URLs reach internal services.",
     )
+    sandbox_user: str = _setting(
+        "binderlite-sandbox",
+        "System user that fetches repositories and records (created if missing; `<name>-local` is the one "
+        "allowed to reach local addresses when allow_local_repos is on). Its connections to internal "
+        "addresses are refused by the kernel.",
+    )
+    blocked_networks: str = _setting(
+        "",
+        "More networks (comma-separated CIDRs) that fetches, builds and servers may not reach, beside the "
+        "built-in loopback, link-local, private and reserved ranges: e.g. a LAN on public addresses.",
+    )
+    max_repo_size: str = _setting(
+        "2G",
+        "Largest repository or record a build fetches (e.g. 500M, 2G); a fetch that grows past it is stopped.",
+    )
+    max_file_size: str = _setting("1G", "Largest single file a fetch may write (the kernel stops it: RLIMIT_FSIZE).")
     build_concurrency: int = _setting(2, "Builds that run at once; further builds wait in a queue.")
     build_timeout: int = _setting(3600, "Seconds a build may run before it is stopped and marked failed.")
     build_log_tail: int = _setting(20, "Log lines repeated in the failure message of a failed build.")
@@ -197,7 +213,15 @@ class Settings:
     disk_low_water: int = _setting(70, "Percent used that image garbage collection brings the disk down to.")
     log_retention_days: int = _setting(14, "Days build logs and build work directories are kept.")
 
-    # ---- derived paths -------------------------------------------------
+    # ---- derived values --------------------------------------------------
+    @property
+    def max_repo_size_bytes(self) -> int:
+        return parse_size(self.max_repo_size, "max_repo_size")
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        return parse_size(self.max_file_size, "max_file_size")
+
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir)
@@ -238,6 +262,22 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some settings replaced (used by the CLI and tests)."""
         return dataclasses.replace(self, **overrides)
+
+
+SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str, name: str) -> int:
+    """Bytes in a size such as ``512M``, ``2G`` or ``1048576`` (binary units, as Docker's)."""
+    raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = (raw[:-1], raw[-1]) if raw and raw[-1] in SIZE_UNITS else (raw, "")
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"Setting {name} must be a size such as 512M or 2G, not {text!r}.") from None
+    if value <= 0:
+        raise ConfigError(f"Setting {name} must be larger than 0, not {text!r}.")
+    return int(value)
 
 
 def _coerce(name: str, kind: type, raw: Any) -> Any:
@@ -304,6 +344,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("build_concurrency must be at least 1.")
     if settings.build_timeout < 1:
         raise ConfigError("build_timeout must be at least 1 second.")
+    settings.max_repo_size_bytes, settings.max_file_size_bytes  # noqa: B018 (each raises ConfigError if malformed)
 
 
 def proxy_environment(settings: Settings, bypass: tuple[str, ...] = ()) -> dict[str, str]:

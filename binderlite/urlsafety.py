@@ -67,9 +67,7 @@ def check_repo_url(url: str, allow_local: bool = False) -> str:
             "unless the setting allow_local_repos is on."
         )
     if scheme not in ALLOWED_SCHEMES:
-        raise UnsafeURLError(
-            f"Repository URL {url!r} uses protocol {scheme!r}; allowed: {', '.join(ALLOWED_SCHEMES)}."
-        )
+        raise UnsafeURLError(f"Repository URL {url!r} uses protocol {scheme!r}; allowed: {', '.join(ALLOWED_SCHEMES)}.")
     try:
         host = parts.hostname
     except ValueError:

@@ -73,10 +73,16 @@ ensure_proxy() {
 }
 
 ensure_venv() {
+    # Debian's own Python: the fetch sandbox runs it as an unprivileged user, so it
+    # must not live under a private home (e.g. a pyenv Python in /root).
+    if [ -x "$VENV/bin/python" ] && [ "$(readlink -f "$VENV/bin/python")" != "$(readlink -f /usr/bin/python3)" ]; then
+        log "Recreating $VENV with Debian's Python (it was made with $(readlink -f "$VENV/bin/python"))"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         log "Creating virtual environment $VENV"
         mkdir -p "$PREFIX"
-        python3 -m venv "$VENV"
+        /usr/bin/python3 -m venv "$VENV"
     fi
     log "Installing binderlite into $VENV"
     "$VENV/bin/pip" install -q --upgrade pip

@@ -1,0 +1,173 @@
+"""Fetch what a link names into a fresh checkout, in the sandbox, and check it before the build reads it.
+
+Git repositories are fetched with ``git`` itself (the commit the link
+resolved to, then its submodules), data records with repo2docker's content
+provider of the same name (``recordfetch``); both run as the sandbox user
+(``binderlite.sandbox``), so the host they contact, every redirect, every
+submodule URL and every download is held to the kernel's network rules, and
+whatever they write stays in the work directory. While they run, the
+checkout's size is watched; afterwards it is sealed and checked (links stay
+inside, sizes within the limits). Users see a generic reason when a fetch
+fails; git's own words, which could map internal hosts, go to the worker's
+log only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from binderlite import recordfetch
+from binderlite.errors import FetchError
+from binderlite.sandbox import checkout, netrules, process
+from binderlite.settings import Settings, proxy_environment
+
+CHECKOUT = "repo"  # the checkout's folder inside the work directory
+GIT_PROTOCOLS = "http:https:git:ssh"
+SSH_COMMAND = "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null"
+
+
+def git_environment(settings: Settings, allow_local: bool) -> dict[str, str]:
+    """git with no system or user configuration, no prompts, no credentials, only network protocols."""
+    env = {
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS + (":file" if allow_local else ""),
+        "GIT_SSH_COMMAND": SSH_COMMAND,
+        "GIT_LFS_SKIP_SMUDGE": "1",
+        **proxy_environment(settings),
+    }
+    if settings.ca_bundle:
+        env["GIT_SSL_CAINFO"] = settings.ca_bundle
+    return env
+
+
+def git_failure_reason(output: str) -> str:
+    """A reason users may see, from git's output (which is never shown: it could map internal hosts)."""
+    text = output.lower()
+    if "could not resolve host" in text:
+        return "its host name does not resolve"
+    if any(s in text for s in ("connection refused", "failed to connect", "couldn't connect", "timed out")):
+        return "its host could not be reached"
+    if any(s in text for s in ("not found", "does not exist", "authentication", "username", "403", "401")):
+        return "it does not exist, or is not public"
+    if "not our ref" in text or "unadvertised object" in text or "did not match any" in text:
+        return "it does not have the commit"
+    return "git could not fetch it"
+
+
+class Fetcher:
+    """One fetch into ``work_dir/repo``; ``log`` gets lines users may see, ``detail`` lines only admins may."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        work_dir: Path,
+        *,
+        allow_local: bool,
+        log: Callable[[str], None],
+        detail: Callable[[str], None],
+        timeout: float,
+    ):
+        self.settings = settings
+        self.work_dir = work_dir
+        self.allow_local = allow_local
+        self.log = log
+        self.detail = detail
+        self.timeout = timeout
+        self.max_file = settings.max_file_size_bytes
+        self.max_total = settings.max_repo_size_bytes
+
+    @property
+    def checkout(self) -> Path:
+        return self.work_dir / CHECKOUT
+
+    def _too_big(self) -> str | None:
+        if checkout.tree_size(self.work_dir) > self.max_total:
+            return f"The repository is larger than {self.settings.max_repo_size} (setting max_repo_size)."
+        return None
+
+    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        limits = process.Limits(file_size=self.max_file)
+        try:
+            result = process.run(
+                self.settings,
+                argv,
+                self.work_dir,
+                timeout=self.timeout,
+                allow_local=self.allow_local,
+                env=env,
+                limits=limits,
+                watch=self._too_big,
+            )
+        except subprocess.TimeoutExpired:
+            raise FetchError(f"Fetching took longer than {self.timeout:.0f} s and was stopped.") from None
+        if result.stdout.strip():
+            self.detail(f"$ {' '.join(argv[:3])} …\n{result.stdout.strip()}\n")
+        return result
+
+    def git(self, url: str, ref: str) -> None:
+        env = git_environment(self.settings, self.allow_local)
+        repo = ["git", "-C", CHECKOUT]
+        self.run(["git", "init", "--quiet", CHECKOUT], env)
+        self.run([*repo, "remote", "add", "origin", url], env)
+        attempts = [
+            [*repo, "fetch", "--quiet", "--depth", "1", "origin", ref],
+            [*repo, "fetch", "--quiet", "origin", ref],
+            [*repo, "fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"],
+        ]
+        for argv in attempts:
+            result = self.run(argv, env)
+            if result.returncode == 0:
+                break
+        else:
+            raise FetchError(f"Could not fetch {url}: {git_failure_reason(result.stdout)}.")
+        result = self.run([*repo, "-c", "advice.detachedHead=false", "checkout", "--quiet", ref], env)
+        if result.returncode != 0:
+            raise FetchError(f"Could not check out {ref} of {url}: {git_failure_reason(result.stdout)}.")
+        result = self.run([*repo, "submodule", "update", "--init", "--recursive", "--quiet"], env)
+        if result.returncode != 0:
+            raise FetchError(f"Could not fetch the submodules of {url}: {git_failure_reason(result.stdout)}.")
+
+    def record(self, provider: str, record: str, ref: str) -> None:
+        script = self.work_dir / "recordfetch.py"
+        shutil.copyfile(recordfetch.__file__, script)
+        env = {**proxy_environment(self.settings)}
+        if self.settings.ca_bundle:
+            env["REQUESTS_CA_BUNDLE"] = self.settings.ca_bundle
+        result = self.run([sys.executable, "-I", script.name, provider, record, ref], env)
+        failure = ""
+        for line in result.stdout.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("phase") == "failed":
+                failure = str(event.get("message", "")).strip()
+            elif isinstance(event.get("message"), str):
+                self.log(event["message"])
+        if result.returncode != 0:
+            reason = failure if failure.startswith("Refused:") else "the record or one of its files could not be read"
+            raise FetchError(f"Could not fetch {provider} record {record}: {reason}")
+
+    def fetch(self, repo_url: str, ref: str, content_provider: str) -> Path:
+        """Fetch, seal and check; return the checkout (raise FetchError/UnsafeRepositoryError)."""
+        netrules.ensure_rules(self.settings)
+        user = process.ensure_user(process.sandbox_user(self.settings, self.allow_local))
+        process.prepare_work_dir(self.work_dir, user)
+        if content_provider == "git":
+            self.log(f"Fetching {repo_url} at {ref}\n")
+            self.git(repo_url, ref)
+        else:
+            self.record(content_provider, repo_url, ref)
+        checkout.seal(self.work_dir)
+        if not self.checkout.is_dir():
+            raise FetchError("The fetch produced no files.")
+        checkout.check_tree(self.checkout, self.max_file, self.max_total)
+        return self.checkout
