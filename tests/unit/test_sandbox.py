@@ -4,11 +4,10 @@ import os
 
 import pytest
 
-from binderlite.errors import UnsafeRepositoryError
+from binderlite.errors import ConfigError, UnsafeRepositoryError
 from binderlite.fetch import git_failure_reason
 from binderlite.sandbox import netrules
 from binderlite.sandbox.checkout import check_tree
-from binderlite.errors import ConfigError
 from binderlite.settings import parse_size
 
 
