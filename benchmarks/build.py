@@ -6,7 +6,7 @@ Run from the repository root::
 
 It makes a small requirements.txt repository in a temp dir, serves it over
 git's HTTP protocol on 127.0.0.1 (tests/integration/gitserver.py) and
-measures, with ``binderlite.pipeline.build_events`` (the same path the CLI,
+measures, with ``binderlite.build.pipeline.build_events`` (the same path the CLI,
 the SSE API and the launcher use):
 
 (a) a cold build — the BuildKit cache is emptied with ``docker builder prune -af``
@@ -44,10 +44,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from binderlite.builder import proxy_build_args
-from binderlite.buildqueue import BuildQueue, pid_alive
-from binderlite.cli import resolve_link
-from binderlite.pipeline import build_events
+from binderlite.build.pipeline import build_events
+from binderlite.build.queue import BuildQueue, pid_alive
+from binderlite.build.run_repo2docker import proxy_build_args
+from binderlite.links import resolve_link
 from binderlite.settings import Settings
 from tests.integration.gitserver import GIT, GitServer
 
@@ -226,7 +226,7 @@ class Binderlite:
 
     def build(self, name: str) -> Timed:
         start = time.monotonic()
-        resolved = resolve_link(self.server.link(name), "HEAD", self.settings)
+        resolved = resolve_link(self.server.link(name), self.settings)
         marks = {"resolved": time.monotonic() - start}
         lines: list[tuple[float, str]] = []
         final = None

@@ -38,8 +38,8 @@ import docker
 import requests
 
 from binderlite import launcher, services
+from binderlite.services.up import web_service
 from binderlite.settings import Settings
-from binderlite.supervise import web_service
 from tests.integration.gitserver import GitServer
 from tests.integration.hubstack import remove_stack_containers, run_code
 

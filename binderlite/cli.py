@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import os
+import logging
+import signal
 import sys
-import urllib.parse
+from urllib.parse import urlencode
 
 import click
 
+from binderlite.build.baseimage import ensure_base_image
+from binderlite.build.pipeline import build_events
 from binderlite.errors import BinderliteError
-from binderlite.settings import Settings, load_settings
+from binderlite.launch import launch as launch_server
+from binderlite.links import resolve_link
+from binderlite.scheduler.cull import cull as run_cull
+from binderlite.scheduler.runner import run
+from binderlite.services.up import run_all
+from binderlite.settings import Settings, load_settings, settings_markdown_table
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -32,25 +40,10 @@ def main(ctx: click.Context, config: str | None) -> None:
         fail(exc.message)
 
 
-def resolve_link(link: str, ref: str, settings: Settings):
-    """A ResolvedRepo for a /v2/ link path, a git URL or (if allowed) a local directory."""
-    from binderlite.localrepo import resolve_local_dir
-    from binderlite.providers import GitProvider, parse_link
-
-    if os.path.isdir(link):
-        return resolve_local_dir(link, settings)
-    if "://" in link or link.startswith("git@"):
-        spec = urllib.parse.quote(link, safe="") + "/" + urllib.parse.quote(ref, safe="")
-        return GitProvider(spec, settings).resolve()
-    return parse_link(link, settings).resolve()
-
-
 def build_image(settings: Settings, link: str, ref: str):
     """Resolve LINK and get its image, streaming the log to stderr; (resolved repo, image name)."""
-    from binderlite.pipeline import build_events
-
     try:
-        resolved = resolve_link(link, ref, settings)
+        resolved = resolve_link(link, settings, ref)
     except BinderliteError as exc:
         fail(exc.message)
     final = None
@@ -84,8 +77,6 @@ def build(ctx: click.Context, link: str, ref: str) -> None:
 @click.pass_context
 def base_image(ctx: click.Context) -> None:
     """Make sure the base image exists (pull, load a tarball, or debootstrap it)."""
-    from binderlite.baseimage import ensure_base_image
-
     settings = _settings(ctx)
     try:
         how = ensure_base_image(settings, log=lambda msg: click.echo(msg, err=True))
@@ -100,10 +91,6 @@ def base_image(ctx: click.Context) -> None:
 @click.pass_context
 def launch(ctx: click.Context, link: str, ref: str) -> None:
     """Build (if needed) and launch LINK on the running binderlite; print the URL with its token."""
-    from urllib.parse import urlencode
-
-    from binderlite.launcher import launch as launch_server
-
     settings = _settings(ctx)
     resolved, image = build_image(settings, link, ref)
     final: dict = {}
@@ -119,8 +106,6 @@ def launch(ctx: click.Context, link: str, ref: str) -> None:
 @click.pass_context
 def up(ctx: click.Context) -> None:
     """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
-    from binderlite.supervise import run_all
-
     try:
         run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
     except BinderliteError as exc:
@@ -131,16 +116,11 @@ def up(ctx: click.Context) -> None:
 @click.pass_context
 def scheduler(ctx: click.Context) -> None:
     """Run the scheduler (idle culling, reconciliation, disk GC); one per install."""
-    import logging
-    import signal
-
-    from binderlite.scheduler import SchedulerLocked, run
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run(_settings(ctx))
-    except SchedulerLocked as exc:
+    except BinderliteError as exc:
         logging.getLogger("binderlite.scheduler").error("%s", exc)
         fail(str(exc))
 
@@ -150,8 +130,6 @@ def scheduler(ctx: click.Context) -> None:
 @click.pass_context
 def cull(ctx: click.Context, dry_run: bool) -> None:
     """Cull idle and too-old servers now."""
-    from binderlite.culler import cull as run_cull
-
     try:
         decisions = run_cull(_settings(ctx), dry_run=dry_run)
     except Exception as exc:  # the hub down, a bad token: a message, not a traceback
@@ -165,8 +143,6 @@ def cull(ctx: click.Context, dry_run: bool) -> None:
 @main.command("settings")
 def settings_table() -> None:
     """Print the settings table (Markdown), as in the README."""
-    from binderlite.settings import settings_markdown_table
-
     click.echo(settings_markdown_table(), nl=False)
 
 

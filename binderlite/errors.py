@@ -8,6 +8,9 @@ BinderliteError (500)
 ├── UnsafeRepositoryError (400) fetched content that leaves its folder or exceeds a limit
 ├── RefNotFoundError (404)    the ref does not resolve
 ├── FetchError (502)          the repository or record could not be fetched
+├── HubError (500, or the hub's own status) a JupyterHub call failed; ``retryable`` says if trying again helps
+├── SchedulerLocked (409)     another scheduler process holds the lock
+├── ServiceError (503)        a service did not start or stop; the message carries the end of its log
 ├── DockerUnavailableError (503)
 ├── BaseImageMissingError (503)
 └── BuildFailedError (500)
@@ -64,3 +67,24 @@ class BaseImageMissingError(BinderliteError):
 
 class BuildFailedError(BinderliteError):
     status = 500
+
+
+class HubError(BinderliteError):
+    """A JupyterHub call failed; ``retryable`` is False when trying again cannot help."""
+
+    def __init__(self, message: str, retryable: bool = True, status: int = 500):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class SchedulerLocked(BinderliteError):
+    """Another scheduler process holds the lock."""
+
+    status = 409
+
+
+class ServiceError(BinderliteError):
+    """A service did not start or stop; the message carries the end of its log."""
+
+    status = 503

@@ -9,7 +9,9 @@ Every path derives from ``state_dir`` so tests relocate the whole tree.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +261,33 @@ class Settings:
         for path in (self.state_path, self.build_logs_dir, self.build_work_dir):
             path.mkdir(parents=True, exist_ok=True)
 
+    @functools.cached_property
+    def banned_patterns(self) -> tuple[re.Pattern, ...]:
+        """``banned_specs`` compiled (case-insensitive); ConfigError names a pattern that does not compile."""
+        patterns = []
+        for text in filter(None, (part.strip() for part in self.banned_specs.split(","))):
+            try:
+                patterns.append(re.compile(text, re.IGNORECASE))
+            except re.error as exc:
+                raise ConfigError(
+                    f"Setting banned_specs: {text!r} is not a valid regular expression ({exc}); fix the pattern."
+                ) from None
+        return tuple(patterns)
+
+    def to_environment(self) -> dict[str, str]:
+        """``BINDERLITE_*`` variables that make a child process load exactly these settings.
+
+        The one way settings reach child processes: services, build workers,
+        the hub's config and systemd units all read them with ``load_settings``.
+        """
+        env = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            env[f"BINDERLITE_{f.name.upper()}"] = str(value)
+        return env
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some settings replaced (used by the CLI and tests)."""
         return dataclasses.replace(self, **overrides)
@@ -344,7 +373,7 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("build_concurrency must be at least 1.")
     if settings.build_timeout < 1:
         raise ConfigError("build_timeout must be at least 1 second.")
-    settings.max_repo_size_bytes, settings.max_file_size_bytes  # noqa: B018 (each raises ConfigError if malformed)
+    settings.max_repo_size_bytes, settings.max_file_size_bytes, settings.banned_patterns  # noqa: B018 (raise if bad)
 
 
 def proxy_environment(settings: Settings, bypass: tuple[str, ...] = ()) -> dict[str, str]:
@@ -365,20 +394,6 @@ def proxy_environment(settings: Settings, bypass: tuple[str, ...] = ()) -> dict[
             env[key] = value
             env[key.lower()] = value
     return env
-
-
-def settings_to_json(settings: Settings) -> str:
-    """Serialize settings for a child process (the build worker)."""
-    import json
-
-    return json.dumps(dataclasses.asdict(settings))
-
-
-def settings_from_json(text: str) -> Settings:
-    """Settings from ``settings_to_json`` output."""
-    import json
-
-    return Settings(**json.loads(text))
 
 
 def settings_markdown_table() -> str:

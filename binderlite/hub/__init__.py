@@ -1,67 +1,8 @@
-"""Where JupyterHub and its proxy live, and the secrets they share with binderlite.
+"""JupyterHub, its proxy and the containers they serve.
 
-The hub process (``jupyterhub_config.py``), the proxy and the launcher all ask
-this module, so they always agree on addresses and tokens.
+``addresses`` says where the hub and the proxy live and holds the secrets
+they share with binderlite; ``api`` is the one REST client of both;
+``tokens`` keeps binderlite's own hub token; ``spawner`` starts users'
+containers; ``jupyterhub_config.py`` configures the hub from binderlite's
+settings.
 """
-
-from __future__ import annotations
-
-import ipaddress
-from pathlib import Path
-
-from binderlite.hub.tokens import persistent_secret, service_token
-from binderlite.settings import Settings
-
-CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
-DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"
-
-
-def docker_bridge_gateway(settings: Settings) -> str:
-    """The host's address on Docker's default bridge (what containers reach the host on)."""
-    import docker.errors
-
-    from binderlite.dockerutil import docker_client
-    from binderlite.errors import DockerUnavailableError
-
-    try:
-        client = docker_client(settings, timeout=10)
-        try:
-            configs = client.networks.get("bridge").attrs["IPAM"]["Config"] or []
-        finally:
-            client.close()
-    except (DockerUnavailableError, docker.errors.DockerException):
-        return DEFAULT_BRIDGE_GATEWAY
-    for config in configs:
-        if config.get("Gateway"):
-            return config["Gateway"]
-        if config.get("Subnet"):
-            # Docker gives the bridge the first address of its subnet.
-            return str(ipaddress.ip_network(config["Subnet"])[1])
-    return DEFAULT_BRIDGE_GATEWAY
-
-
-def hub_ip(settings: Settings) -> str:
-    return settings.hub_ip or docker_bridge_gateway(settings)
-
-
-def hub_url(settings: Settings, ip: str | None = None) -> str:
-    """The hub's own URL, e.g. ``http://172.17.0.1:8081`` (no trailing slash)."""
-    return f"http://{ip or hub_ip(settings)}:{settings.hub_port}"
-
-
-def proxy_api_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.proxy_api_port}"
-
-
-def public_url(settings: Settings) -> str:
-    """Base URL users reach servers on, always ending in ``/``."""
-    url = settings.public_url or f"http://{settings.proxy_ip}:{settings.proxy_port}/"
-    return url if url.endswith("/") else url + "/"
-
-
-def hub_api_token(settings: Settings) -> str:
-    return settings.hub_api_token or service_token(settings.hub_dir)
-
-
-def proxy_auth_token(settings: Settings) -> str:
-    return settings.proxy_auth_token or persistent_secret(settings.hub_dir / "proxy_token")

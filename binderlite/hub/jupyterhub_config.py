@@ -6,8 +6,8 @@ in; binderlite creates a temporary user per launch through the REST API with
 its service token, and the launch token opens only that user's server.
 """
 
-from binderlite.hub import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
-from binderlite.hub import public_url as proxy_public_url
+from binderlite.hub.addresses import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
+from binderlite.hub.addresses import public_url as proxy_public_url
 from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
 from binderlite.settings import load_settings, proxy_environment
 

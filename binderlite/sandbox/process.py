@@ -140,12 +140,27 @@ def popen(
     allow_local: bool = False,
     env: Mapping[str, str] | None = None,
     limits: Limits | None = None,
+    confine: bool = True,
 ) -> subprocess.Popen:
     """Start ``argv`` in the sandbox with ``work_dir`` as its only writable place (its cwd and HOME).
 
     Output (stdout and stderr together) is a pipe; the process leads its own
-    process group, so ``stop`` ends everything it started.
+    process group, so ``stop`` ends everything it started. ``confine=False``
+    keeps the clean environment, the limits and the process group but runs as
+    this process's user, outside the namespace: for reading a local path the
+    administrator allowed (``allow_local_repos``), where no network is involved.
     """
+    limits = limits or Limits()
+    if not confine:
+        return subprocess.Popen(
+            [*limits.argv(), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=base_environment({**(env or {}), "HOME": str(work_dir)}),
+            cwd=work_dir,
+            start_new_session=True,
+        )
     user = ensure_user(sandbox_user(settings, allow_local))
     setup_env = {
         "BINDERLITE_SANDBOX_HIDE": " ".join([*HIDDEN_DIRS, settings.state_dir]),
@@ -153,7 +168,7 @@ def popen(
         "BINDERLITE_SANDBOX_WORK": str(work_dir),
     }
     return subprocess.Popen(
-        sandboxed_argv(user, argv, limits or Limits()),
+        sandboxed_argv(user, argv, limits),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -181,6 +196,7 @@ def run(
     env: Mapping[str, str] | None = None,
     limits: Limits | None = None,
     watch: Callable[[], str | None] | None = None,
+    confine: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run ``argv`` in the sandbox to the end; output as text (the last ``OUTPUT_LIMIT`` bytes).
 
@@ -188,7 +204,7 @@ def run(
     checkout grew too large): the process group is killed and SandboxLimitError
     raised with that message. After ``timeout`` seconds: killed, TimeoutExpired.
     """
-    proc = popen(settings, argv, work_dir, allow_local=allow_local, env=env, limits=limits)
+    proc = popen(settings, argv, work_dir, allow_local=allow_local, env=env, limits=limits, confine=confine)
     output = bytearray()
 
     def drain() -> None:

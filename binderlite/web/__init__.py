@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, current_app, jsonify, render_template, request
+from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
 from binderlite.errors import BinderliteError
 from binderlite.settings import Settings, load_settings
+from binderlite.web import build_api, pages, status
+from binderlite.web.helpers import error_response
 
 log = logging.getLogger(__name__)
-API_PREFIXES = ("/build/", "/api/", "/health", "/versions", "/metrics")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,8 +32,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.setdefault("STREAM_KEEPALIVE", float(min(max(settings.stream_keepalive, 1), 25)))
     app.config.setdefault("STREAM_LINGER", float(max(settings.stream_linger, 0)))
 
-    from binderlite.web import build_api, pages, status
-
     app.register_blueprint(build_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(status.bp)
@@ -40,25 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
-
-
-def get_settings() -> Settings:
-    """The settings of the app handling the current request."""
-    return current_app.extensions["binderlite"]
-
-
-def wants_json() -> bool:
-    """API paths and JSON clients get JSON errors; browsers get a page."""
-    if request.path.startswith(API_PREFIXES):
-        return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
-
-
-def error_response(message: str, status: int):
-    if wants_json():
-        return jsonify(message=message), status
-    return render_template("error.html", message=message, status=status), status
 
 
 def _binderlite_error(exc: BinderliteError):

@@ -16,45 +16,21 @@ import logging
 import queue
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from binderlite import pipeline, providers
+from binderlite import launch as launcher
+from binderlite import links
+from binderlite.build import pipeline
 from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
 from binderlite.settings import Settings
-from binderlite.web import get_settings
+from binderlite.web.helpers import get_settings, raw_spec
 
 log = logging.getLogger(__name__)
 bp = Blueprint("build_api", __name__)
 TERMINAL = ("ready", "failed")
 _DONE = object()
-
-
-def raw_spec(environ: dict, prefix: str) -> tuple[str, str]:
-    """(provider, spec) from the *raw* request path after ``/<prefix>/``, ``%2F`` kept escaped.
-
-    Flask's ``<path:spec>`` is already unescaped, which breaks ``git`` and ``gl``
-    specs, so the path is re-read from ``RAW_URI``/``REQUEST_URI`` (gunicorn,
-    werkzeug) or, failing those, re-quoted from ``PATH_INFO``.
-    """
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-    path = raw.split("?", 1)[0]
-    if "://" in path.split("/", 1)[0]:  # absolute-form request target
-        path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
-    if not path.startswith("/"):
-        path = urllib.parse.quote(
-            (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1"),
-            safe="/:@!$&'()*+,;=-._~",
-        )
-    skip = len([part for part in environ.get("SCRIPT_NAME", "").split("/") if part])
-    parts = path.split("/")[1 + skip :]
-    if parts and parts[0] == prefix:
-        parts = parts[1:]
-    provider = urllib.parse.unquote(parts[0]) if parts else ""
-    spec = "/".join(parts[1:]).rstrip("/")
-    return provider, spec
 
 
 def sse(ev: dict) -> str:
@@ -85,7 +61,7 @@ def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> dict:
 def events_for(settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event) -> Iterator[dict]:
     """The whole request as events: resolve, build (or find) the image, launch; never raises."""
     try:
-        resolved = providers.get_provider(provider, spec, settings).resolve()
+        resolved = links.resolve(provider, spec, settings)
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
@@ -111,8 +87,6 @@ def events_for(settings: Settings, provider: str, spec: str, build_only: bool, s
     if build_only:
         yield {"phase": "ready", "imageName": image, "message": "Done! Image built\n"}
         return
-    from binderlite import launcher  # imported here: the launcher needs the hub modules
-
     launch = launcher.launch(settings, resolved, image)
     try:
         for ev in launch:

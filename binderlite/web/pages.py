@@ -12,55 +12,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, redirect, render_template, request
 
-from binderlite import providers
-from binderlite.web.build_api import raw_spec
+from binderlite.links.registry import repo_providers
+from binderlite.web.helpers import raw_spec
 
 bp = Blueprint("pages", __name__)
-
-# How each provider asks for its repository on the landing form (BinderHub's wording).
-PROVIDER_FORM = {
-    "gh": {
-        "label": "GitHub repository name or URL",
-        "placeholder": "org/repo or https://github.com/org/repo",
-        "ref": True,
-        "urlEncode": False,
-    },
-    "gl": {
-        "label": "GitLab.com repository or URL",
-        "placeholder": "group/project or https://gitlab.com/group/project",
-        "ref": True,
-        "urlEncode": True,
-    },
-    "git": {
-        "label": "Arbitrary git repository URL",
-        "placeholder": "https://git.example.org/lab/analysis.git",
-        "ref": True,
-        "urlEncode": True,
-    },
-    "gist": {
-        "label": "Gist ID (username/gistId) or URL",
-        "placeholder": "user/0123456789abcdef",
-        "ref": True,
-        "urlEncode": False,
-    },
-}
-RECORD_FORM = {"label": "DOI, ID or URL", "placeholder": "10.5281/zenodo.3242074", "ref": False, "urlEncode": True}
-
-
-def repo_providers() -> list[dict]:
-    """Display configuration of every provider, for the landing form and ``/api/repoproviders``."""
-    out = []
-    for name, cls in providers.PROVIDERS.items():
-        form = PROVIDER_FORM.get(name, RECORD_FORM)
-        out.append(
-            {
-                "id": name,
-                "display_name": cls.display_name or name,
-                "repo": {"label": form["label"], "placeholder": form["placeholder"], "urlEncode": form["urlEncode"]},
-                "ref": {"enabled": form["ref"], "default": "HEAD"},
-            }
-        )
-    return out
 
 
 @bp.get("/")

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 from importlib import metadata
 
-import requests
 from flask import Blueprint, Response, jsonify
 
 from binderlite import __version__
+from binderlite.build.registry import registry_reachable
+from binderlite.dockerutil import docker_client
+from binderlite.errors import DockerUnavailableError
+from binderlite.hub.api import HubClient
+from binderlite.links.registry import repo_providers
 from binderlite.settings import Settings
-from binderlite.web import get_settings
+from binderlite.web.helpers import get_settings
 
 bp = Blueprint("status", __name__)
 CHECK_TIMEOUT = 5
 
 
 def check_docker(settings: Settings) -> bool:
-    from binderlite.dockerutil import docker_client
-    from binderlite.errors import DockerUnavailableError
-
     try:
         docker_client(settings, timeout=CHECK_TIMEOUT).close()
     except DockerUnavailableError:
@@ -31,17 +32,10 @@ def check_docker(settings: Settings) -> bool:
 
 
 def check_hub(settings: Settings) -> bool:
-    from binderlite import hub
-
-    try:
-        return requests.get(hub.hub_url(settings) + "/hub/api/", timeout=CHECK_TIMEOUT).status_code == 200
-    except requests.RequestException:
-        return False
+    return HubClient(settings).hub_answers(timeout=CHECK_TIMEOUT)
 
 
 def check_registry(settings: Settings) -> bool:
-    from binderlite.registry import registry_reachable
-
     return registry_reachable(settings.registry)
 
 
@@ -75,8 +69,6 @@ def versions():
 
 @bp.get("/api/repoproviders")
 def repoproviders():
-    from binderlite.web.pages import repo_providers
-
     response = jsonify(repo_providers())
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

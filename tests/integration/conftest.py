@@ -142,11 +142,11 @@ def binderlite_cli() -> list[str]:
 @pytest.fixture(scope="session")
 def launch_image(settings, git_server) -> str:
     """A real binderlite-built image (the requirements fixture), for launch tests."""
-    from binderlite.cli import resolve_link
-    from binderlite.pipeline import build_events
+    from binderlite.build.pipeline import build_events
+    from binderlite.links import resolve_link
 
     git_server.add_fixture("requirements", "launchable")
-    resolved = resolve_link(git_server.link("launchable"), "HEAD", settings)
+    resolved = resolve_link(git_server.link("launchable"), settings)
     events = [ev for ev in build_events(settings, resolved) if ev is not None]
     assert events[-1]["phase"] == "built", "".join(e.get("message", "") for e in events)[-3000:]
     return events[-1]["imageName"]

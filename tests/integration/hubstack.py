@@ -17,8 +17,11 @@ import pytest
 import requests
 import websocket
 
-from binderlite import launcher, services
-from binderlite.providers import ResolvedRepo
+from binderlite import launch
+from binderlite.errors import HubError
+from binderlite.hub.api import HubClient
+from binderlite.links import ResolvedRepo
+from binderlite.services import supervisor, table
 from binderlite.settings import Settings
 
 PORTS = {"proxy_port": 18740, "proxy_api_port": 18741, "hub_port": 18781}
@@ -66,27 +69,26 @@ def hubstack_fixture(tmp_path_factory, docker_client):
         https_proxy=TEST_PROXY,
         **PORTS,
     )
-    stack = services.core_services(settings)
+    stack = table.core_services(settings)
     try:
-        services.start_all(settings, stack)
+        supervisor.start_all(settings, stack)
         yield settings
     finally:
         try:
-            client = launcher.HubClient(settings)
-            resp = client._call("GET", "/users")
-            for user in resp.json() if resp.ok else []:
+            client = HubClient(settings)
+            for user in client.users():
                 client.delete_user(user["name"])
-        except launcher.HubError:
+        except HubError:
             pass
-        services.stop_all(settings, stack)
+        supervisor.stop_all(settings, stack)
         remove_stack_containers(docker_client, settings)
         for service in stack:
-            print(f"---- {service.name} log (end)\n{services.log_tail(settings, service.name)}")
+            print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
 
 
 def launch_ready(settings: Settings, image: str, name: str = "bltest/r1") -> dict:
     """Launch ``image`` and return the ready event, failing the test with all events otherwise."""
-    events = list(launcher.launch(settings, fake_resolved(name), image, retry_delay=0.2))
+    events = list(launch.launch(settings, fake_resolved(name), image, retry_delay=0.2))
     if events[-1]["phase"] != "ready":
         pytest.fail(f"launch did not end ready: {events}")
     return events[-1]

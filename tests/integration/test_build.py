@@ -13,10 +13,10 @@ import threading
 
 import pytest
 
-from binderlite.buildqueue import BuildQueue
-from binderlite.cli import resolve_link
-from binderlite.pipeline import build_events, image_for
-from binderlite.registry import registry_has_image
+from binderlite.build.pipeline import build_events, image_for
+from binderlite.build.queue import BuildQueue
+from binderlite.build.registry import registry_has_image
+from binderlite.links import resolve_link
 from tests.integration.conftest import binderlite_cli, run_in_image
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 def build(settings, link):
     """Run the pipeline for a link; return (final event, all events)."""
-    resolved = resolve_link(link, "HEAD", settings)
+    resolved = resolve_link(link, settings)
     events = [ev for ev in build_events(settings, resolved) if ev is not None]
     return events[-1], events
 
@@ -126,7 +126,7 @@ def test_failing_build_reports_reason_and_log_tail_then_next_build_works(setting
 
 def test_concurrent_requests_share_one_build_and_rebuild_is_reused(settings, git_server, docker_client):
     commit = git_server.add_fixture("requirements", "dedup")
-    resolved = resolve_link(git_server.link("dedup"), "HEAD", settings)
+    resolved = resolve_link(git_server.link("dedup"), settings)
     assert resolved.resolved_ref == commit
     results = []
 
@@ -202,7 +202,7 @@ def test_proxy_reaches_build_steps_but_never_the_image(settings, git_server, doc
 def test_base_image_is_loaded_from_a_tarball_for_offline_installs(settings, docker_client, tmp_path):
     import dataclasses
 
-    from binderlite.baseimage import ensure_base_image
+    from binderlite.build.baseimage import ensure_base_image
 
     name = "bltest-baseload:1"
     docker_client.images.get(settings.base_image).tag(name)

@@ -7,7 +7,10 @@ import time
 import pytest
 import requests
 
-from binderlite import hub, launcher, services
+from binderlite import launch as launcher
+from binderlite.hub import addresses as hub
+from binderlite.hub.api import HubClient
+from binderlite.services import supervisor, table
 from tests.integration.hubstack import (
     fake_resolved,
     hubstack_fixture,  # noqa: F401 - the `hubstack` fixture
@@ -83,7 +86,7 @@ def test_quotas_give_binderhub_messages(launch_image, hubstack):
 
 
 def _user_names(settings) -> set[str]:
-    return {user["name"] for user in launcher.HubClient(settings)._call("GET", "/users").json()}
+    return {user["name"] for user in HubClient(settings).users()}
 
 
 def test_image_not_built_by_binderlite_is_refused(launch_image, hubstack, docker_client):
@@ -104,22 +107,22 @@ def test_image_not_built_by_binderlite_is_refused(launch_image, hubstack, docker
 def test_hub_down_gives_a_failed_event_and_restart_keeps_servers(launch_image, hubstack):
     ready = launch_ready(hubstack, launch_image, name="bltest/restart")
     assert run_code(ready["url"], ready["token"], "1+1") == "2"
-    services.stop(hubstack, "hub")
+    supervisor.stop(hubstack, "hub")
     # the proxy still routes to the running server while the hub is down
     down = requests.get(f"{ready['url']}api/status", headers={"Authorization": f"token {ready['token']}"}, timeout=30)
     assert down.status_code == 200
     events = list(launcher.launch(hubstack, fake_resolved("bltest/nohub"), launch_image, retry_delay=0.1))
     assert events[-1]["phase"] == "failed" and "not reachable" in events[-1]["message"]
-    services.start(hubstack, services.hub_service(hubstack))
+    supervisor.start(hubstack, table.hub_service(hubstack))
     assert run_code(ready["url"], ready["token"], "1+1") == "2"
 
 
 def test_image_that_fails_to_start_ends_with_failed_event_and_its_output(hubstack, settings, git_server):
-    from binderlite.cli import resolve_link
-    from binderlite.pipeline import build_events
+    from binderlite.build.pipeline import build_events
+    from binderlite.links import resolve_link
 
     git_server.add_fixture("broken-start")
-    resolved = resolve_link(git_server.link("broken-start"), "HEAD", settings)
+    resolved = resolve_link(git_server.link("broken-start"), settings)
     built = [ev for ev in build_events(settings, resolved) if ev is not None][-1]
     assert built["phase"] == "built", built
     started = time.monotonic()
@@ -127,5 +130,5 @@ def test_image_that_fails_to_start_ends_with_failed_event_and_its_output(hubstac
     assert events[-1]["phase"] == "failed"
     assert "start script fails on purpose" in events[-1]["message"]
     assert time.monotonic() - started < 60, "a dead server is reported at once, not after the launch timeout"
-    users = launcher.HubClient(hubstack)._call("GET", "/users").json()
+    users = HubClient(hubstack).users()
     assert not [u for u in users if u["name"].startswith("bltest-broken")], "the temporary user is removed"

@@ -12,8 +12,10 @@ import pytest
 import requests
 import websocket
 
-from binderlite import culler, reconcile, services
-from binderlite.scheduler import lock_held, read_counts
+from binderlite.hub.api import HubClient, ProxyClient
+from binderlite.scheduler import cull as culler
+from binderlite.scheduler import reconcile
+from binderlite.scheduler.runner import lock_held, read_counts
 from tests.integration.conftest import TEST_PREFIX, binderlite_cli
 from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
 
@@ -25,9 +27,7 @@ def _user(ready: dict) -> str:
 
 
 def _hub_user(settings, name: str) -> dict | None:
-    admin = culler.HubAdmin(settings)
-    resp = admin.session.get(f"{admin.api}/users/{name}", timeout=10)
-    return resp.json() if resp.status_code == 200 else None
+    return HubClient(settings).user(name)
 
 
 def _start_busy_cell(url: str, token: str, seconds: int):
@@ -117,7 +117,7 @@ def test_orphan_container_removed_and_killed_container_cleared(hubstack, launch_
 
 
 def test_second_scheduler_does_not_run_jobs(hubstack):
-    env = services.settings_env(dataclasses.replace(hubstack, cull_every=3600, reconcile_every=3600, gc_every=3600))
+    env = dataclasses.replace(hubstack, cull_every=3600, reconcile_every=3600, gc_every=3600).to_environment()
     import os
 
     env = {**os.environ, **env}
@@ -143,7 +143,7 @@ def test_running_scheduler_culls_an_idle_server_on_schedule(hubstack, launch_ima
     quick = dataclasses.replace(hubstack, cull_every=2, cull_idle_timeout=4, reconcile_every=3600, gc_every=3600)
     ready = launch_ready(hubstack, launch_image, name="bltest/scheduled")
     user = _user(ready)
-    env = {**os.environ, **services.settings_env(quick)}
+    env = {**os.environ, **quick.to_environment()}
     scheduler = subprocess.Popen([*binderlite_cli(), "scheduler"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -164,7 +164,7 @@ def test_cull_dry_run_lists_without_culling(hubstack, launch_image):
     ready = launch_ready(hubstack, launch_image, name="bltest/dryrun")
     user = _user(ready)
     time.sleep(3)
-    env = {**os.environ, **services.settings_env(dataclasses.replace(hubstack, cull_idle_timeout=1))}
+    env = {**os.environ, **dataclasses.replace(hubstack, cull_idle_timeout=1).to_environment()}
     out = subprocess.run([*binderlite_cli(), "cull", "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "would cull" in out.stdout and user in out.stdout
@@ -172,12 +172,9 @@ def test_cull_dry_run_lists_without_culling(hubstack, launch_image):
 
 
 def test_stale_proxy_route_is_dropped(hubstack):
-    from binderlite import hub
-
-    api = hub.proxy_api_url(hubstack) + "/api/routes"
-    headers = {"Authorization": f"token {hub.proxy_auth_token(hubstack)}"}
+    proxy = ProxyClient(hubstack)
     route = "/user/bltest-ghost-route"
-    requests.post(api + route, headers=headers, json={"target": "http://127.0.0.1:9"}, timeout=10).raise_for_status()
+    proxy.add_route(route, "http://127.0.0.1:9")
     done = reconcile.reconcile(hubstack, grace=0)
     assert route in done["routes"]
-    assert route not in requests.get(api, headers=headers, timeout=10).json()
+    assert route not in proxy.routes()

@@ -11,8 +11,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from binderlite.pipeline import build_events
-from binderlite.providers import parse_link
+from binderlite.build.pipeline import build_events
+from binderlite.links import parse_link
 
 pytestmark = pytest.mark.integration
 

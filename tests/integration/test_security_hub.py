@@ -10,7 +10,9 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from binderlite import culler, hub
+from binderlite.hub import addresses as hub
+from binderlite.hub.api import HubClient, ProxyClient, server_scope
+from binderlite.scheduler import cull as culler
 from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
 
 pytestmark = pytest.mark.integration
@@ -18,11 +20,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def recorder_image(settings, git_server) -> str:
-    from binderlite.cli import resolve_link
-    from binderlite.pipeline import build_events
+    from binderlite.build.pipeline import build_events
+    from binderlite.links import resolve_link
 
     git_server.add_fixture("header-recorder")
-    resolved = resolve_link(git_server.link("header-recorder"), "HEAD", settings)
+    resolved = resolve_link(git_server.link("header-recorder"), settings)
     events = [ev for ev in build_events(settings, resolved) if ev is not None]
     assert events[-1]["phase"] == "built", "".join(e.get("message", "") for e in events)[-3000:]
     return events[-1]["imageName"]
@@ -46,7 +48,7 @@ def _credentials(entry: dict) -> set[str]:
 
 
 def _route_activity(settings, path: str) -> str | None:
-    routes = culler.HubAdmin(settings).proxy_routes()
+    routes = ProxyClient(settings).routes()
     return (routes.get(path.rstrip("/")) or {}).get("last_activity")
 
 
@@ -54,10 +56,10 @@ def test_culler_sends_user_servers_no_credential_beyond_that_server(hubstack, re
     ready = launch_ready(hubstack, recorder_image, name="bltest/recorder")
     user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
     other = launch_ready(hubstack, recorder_image, name="bltest/bystander")
-    admin = culler.HubAdmin(hubstack)
+    client, proxy = HubClient(hubstack), ProxyClient(hubstack)
     path = f"/user/{user}/"
     time.sleep(4)
-    before = admin.probe(user, "", {"url": path}, admin.proxy_routes())
+    before = culler.probe(client, user, "", {"url": path}, proxy.routes())
     route_before = _route_activity(hubstack, path)
     assert before is not None, "the culler can ask the server about itself"
 
@@ -82,13 +84,13 @@ def test_culler_sends_user_servers_no_credential_beyond_that_server(hubstack, re
         whoami = requests.get(f"{api}/user", headers=headers, timeout=10)
         if whoami.status_code == 200:  # still valid: it may open this server and nothing more
             scopes = set(whoami.json().get("scopes", [])) - {f"read:users:name!user={user}", f"read:users!user={user}"}
-            assert scopes <= {culler.server_scope(user, "")}, scopes
+            assert scopes <= {server_scope(user, "")}, scopes
     # the service role keeps only what binderlite calls
     role = requests.get(f"{api}/user", headers=service, timeout=10).json()
     assert "access:servers" not in role["scopes"] and "admin:servers" not in role["scopes"], role["scopes"]
 
     # asking changed no idle clock: not the server's own, not the proxy's
-    after = admin.probe(user, "", {"url": path}, admin.proxy_routes())
+    after = culler.probe(client, user, "", {"url": path}, proxy.routes())
     assert after.last_activity == before.last_activity, "a dry run must not count as activity"
     assert _route_activity(hubstack, path) == route_before
 
@@ -96,8 +98,7 @@ def test_culler_sends_user_servers_no_credential_beyond_that_server(hubstack, re
 def test_launch_token_is_not_kept_in_the_hub(hubstack, recorder_image):
     ready = launch_ready(hubstack, recorder_image, name="bltest/tokenstore")
     user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
-    admin = culler.HubAdmin(hubstack)
-    model = admin._check(admin._call("GET", f"/users/{user}"), "reading the user").json()
+    model = HubClient(hubstack).user(user)
     assert ready["token"] not in json.dumps(model), "the launch token is readable from the hub API"
     database = (hubstack.hub_dir / "jupyterhub.sqlite").read_bytes()
     assert ready["token"].encode() not in database, "the launch token is stored in clear"

@@ -21,8 +21,8 @@ import docker.errors
 import pytest
 import requests
 
-from binderlite.pipeline import image_for
-from binderlite.providers import parse_link
+from binderlite.build.pipeline import image_for
+from binderlite.links import parse_link
 from binderlite.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ def test_launch_with_hub_down_ends_with_failed_event(web, git_server):
     [
         ("/build/git/not-a-link", "Spec is not of the form"),
         ("/build/nosuch/org/repo/HEAD", "Unknown provider"),
-        ("/build/git/http%3A%2F%2F127.0.0.1%3A9%2Fnothing.git/main", "Could not resolve ref for git:"),
+        ("/build/git/http%3A%2F%2F127.0.0.1%3A9%2Fnothing.git/main", "its host could not be reached"),
     ],
 )
 def test_bad_links_end_with_failed_event(web, path, expected):

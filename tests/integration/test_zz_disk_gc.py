@@ -9,8 +9,8 @@ import time
 import docker.errors
 import pytest
 
-from binderlite import diskgc
-from binderlite.buildqueue import BuildQueue
+from binderlite.build.queue import BuildQueue
+from binderlite.scheduler import diskgc
 
 pytestmark = pytest.mark.integration
 

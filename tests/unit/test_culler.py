@@ -2,7 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
-from binderlite.culler import ServerReport, decide, server_scope
+from binderlite.hub.api import server_scope
+from binderlite.scheduler.cull import ServerReport, decide
 from binderlite.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

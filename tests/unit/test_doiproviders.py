@@ -11,16 +11,17 @@ from unittest import mock
 import pytest
 import requests
 
-from binderlite import doiproviders
-from binderlite.doiproviders import (
+from binderlite.errors import RefNotFoundError, SpecError, UnsafeURLError
+from binderlite.links import records as doiproviders
+from binderlite.links.records import (
+    HTTP_TIMEOUT,
     CKANProvider,
     DataverseProvider,
     FigshareProvider,
     HydroshareProvider,
     ZenodoProvider,
 )
-from binderlite.errors import RefNotFoundError, SpecError, UnsafeURLError
-from binderlite.providers import HTTP_TIMEOUT, get_provider
+from binderlite.links.registry import get_provider
 from binderlite.settings import Settings
 
 

@@ -6,9 +6,9 @@ import hashlib
 import re
 from unittest import mock
 
-from binderlite import providers
-from binderlite.imagenames import MAX_NAME_LENGTH, image_name, safe_build_slug
-from binderlite.providers import GitHubProvider, GitLabProvider, GitProvider
+from binderlite.links import git as providers
+from binderlite.links.git import GitHubProvider, GitLabProvider, GitProvider
+from binderlite.links.imagenames import MAX_NAME_LENGTH, image_name, safe_build_slug
 from binderlite.settings import Settings
 
 

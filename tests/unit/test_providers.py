@@ -11,17 +11,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from binderlite import providers
 from binderlite.errors import BannedSpecError, RefNotFoundError, SpecError, UnsafeURLError
-from binderlite.providers import (
-    PROVIDERS,
-    GistProvider,
-    GitHubProvider,
-    GitLabProvider,
-    GitProvider,
-    get_provider,
-    parse_link,
-)
+from binderlite.links import git as providers
+from binderlite.links.git import GistProvider, GitHubProvider, GitLabProvider, GitProvider
+from binderlite.links.registry import PROVIDERS, get_provider, parse_link
 from binderlite.settings import Settings
 
 SHA = "a" * 40
@@ -195,7 +188,7 @@ HOSTILE_GIT_URLS = [
 @pytest.mark.parametrize("url", HOSTILE_GIT_URLS)
 def test_hostile_git_urls_never_reach_git(strict, url):
     spec = urllib.parse.quote(url, safe="") + "/main"
-    with mock.patch.object(providers.subprocess, "run") as run:
+    with mock.patch.object(providers, "run_git") as run:
         with pytest.raises((SpecError, UnsafeURLError)):
             get_provider("git", spec, strict).resolve()
     run.assert_not_called()
@@ -203,7 +196,7 @@ def test_hostile_git_urls_never_reach_git(strict, url):
 
 @pytest.mark.parametrize("ref", ["-upload-pack=x", "ma\nin", "ma\x00in", ""])
 def test_hostile_refs_never_reach_git(cfg, tmp_path, ref):
-    with mock.patch.object(providers.subprocess, "run") as run:
+    with mock.patch.object(providers, "run_git") as run:
         with pytest.raises(SpecError):
             GitProvider(urllib.parse.quote(str(tmp_path), safe="") + "/" + urllib.parse.quote(ref), cfg).resolve()
     run.assert_not_called()
@@ -238,7 +231,7 @@ def test_url_like_links_parse_or_raise_spec_error(strict, link, provider):
 
 
 def test_gh_master_falls_back_to_head(cfg):
-    def fake_ls_remote(url, ref):
+    def fake_ls_remote(settings, url, ref):
         return SHA if ref == "HEAD" else None
 
     with mock.patch.object(providers, "ls_remote", side_effect=fake_ls_remote):
@@ -319,7 +312,7 @@ def test_local_lightweight_tag(local_repo, cfg):
 
 def test_full_sha_is_taken_as_is(local_repo, cfg):
     repo, first, _ = local_repo
-    with mock.patch.object(providers.subprocess, "run") as run:
+    with mock.patch.object(providers, "run_git") as run:
         assert _resolve(repo, first, cfg).resolved_ref == first
     run.assert_not_called()
 

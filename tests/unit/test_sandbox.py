@@ -5,7 +5,7 @@ import os
 import pytest
 
 from binderlite.errors import ConfigError, UnsafeRepositoryError
-from binderlite.fetch import git_failure_reason
+from binderlite.links.git import git_failure_reason
 from binderlite.sandbox import netrules
 from binderlite.sandbox.checkout import check_tree
 from binderlite.settings import parse_size
@@ -122,8 +122,9 @@ def test_fifos_and_sizes_are_refused(tmp_path):
         ("fatal: unable to access 'http://x/': Could not resolve host: x", "does not resolve"),
         ("fatal: unable to access 'http://10.0.0.1:22/': Failed to connect to 10.0.0.1", "could not be reached"),
         ("remote: Repository not found.\nfatal: repository 'https://github.com/a/b/' not found", "not public"),
+        ("fatal: '/x' does not appear to be a git repository", "not public"),
         ("fatal: remote error: upload-pack: not our ref 0123", "does not have the commit"),
-        ("something else entirely", "git could not fetch it"),
+        ("something else entirely", "git could not read it"),
     ],
 )
 def test_git_failures_become_generic_reasons(output, reason):

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from binderlite import urlsafety
 from binderlite.errors import UnsafeURLError
-from binderlite.urlsafety import check_repo_url, normalize_git_url
+from binderlite.links import urlsafety
+from binderlite.links.urlsafety import check_repo_url, normalize_git_url
 
 INTERNAL = [
     "http://127.0.0.1/repo.git",

@@ -7,9 +7,11 @@ import time
 
 import pytest
 
-from binderlite import launcher, pipeline, providers
+from binderlite import launch as launcher
+from binderlite.build import pipeline
 from binderlite.errors import RefNotFoundError
-from binderlite.providers import ResolvedRepo
+from binderlite.links import ResolvedRepo
+from binderlite.links import registry as providers
 from binderlite.settings import Settings
 from binderlite.web import create_app, status
 
@@ -143,7 +145,7 @@ def test_unresolvable_ref_uses_binderhub_wording(client, monkeypatch):
     def resolve(self):
         raise RefNotFoundError("git ls-remote found no ref 'nope'.")
 
-    monkeypatch.setattr(providers.GitHubProvider, "resolve", resolve)
+    monkeypatch.setattr(providers.PROVIDERS["gh"], "resolve", resolve)
     evs = events(client.get("/build/gh/org/repo/nope", headers=STREAM))
     assert evs[-1]["phase"] == "failed"
     assert evs[-1]["message"].startswith("Could not resolve ref for gh:org/repo/nope. Double check your URL")

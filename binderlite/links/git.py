@@ -1,100 +1,148 @@
-"""Repository providers: a link's provider + spec → a repo URL and an immutable ref.
+"""Git links (``gh``, ``gl``, ``git``, ``gist``): a spec → a repo URL and the commit its ref names.
 
 The spec formats are BinderHub's (``gh/<org>/<repo>/<ref>``,
 ``gl/<escaped namespace>/<ref>``, ``git/<escaped URL>/<ref>``,
-``gist/<user>/<id>[/<ref>]`` and the DOI providers). Git refs are resolved
-with ``git ls-remote``, which works for any git host and will carry per-host
-credentials; DOI records are resolved through their public APIs and their
-content is fetched by repo2docker's own content providers.
+``gist/<user>/<id>[/<ref>]``). Refs are resolved with ``git ls-remote``,
+which works for any git host, run in the sandbox like every contact with a
+host a link names (``binderlite.sandbox``): the kernel refuses its
+connections to internal addresses, whatever redirects or DNS say. A 40-hex
+ref is taken as it is; the fetch later meets the same rules.
+
+``git_environment`` is the one description of how binderlite runs git
+(no configuration, prompts or credentials of the host); ``credential_environment``
+is the seam where per-host credentials of an authenticated install will attach.
 """
 
 from __future__ import annotations
 
-import os
 import re
+import shutil
 import subprocess
 import urllib.parse
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 
-from binderlite.errors import BannedSpecError, RefNotFoundError, SpecError
-from binderlite.imagenames import image_name
-from binderlite.settings import Settings
-from binderlite.urlsafety import check_repo_url, normalize_git_url
+from binderlite.errors import FetchError, RefNotFoundError, SpecError
+from binderlite.links.model import LinkForm, RepoProvider, ResolvedRepo
+from binderlite.links.urlsafety import check_repo_url, normalize_git_url
+from binderlite.sandbox import netrules, process
+from binderlite.settings import Settings, proxy_environment
 
 SHA1 = re.compile(r"^[0-9a-f]{40}\Z")
 NAME_PART = re.compile(r"^[A-Za-z0-9_.\-]+\Z")
 GIT_TIMEOUT = 60
-HTTP_TIMEOUT = 20
+NOT_PUBLIC = "it does not exist, or is not public"
+GIT_PROTOCOLS = "http:https:git:ssh"
+SSH_COMMAND = "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null"
 
 
-@dataclass
-class ResolvedRepo:
-    """Everything the builder and launcher need to know about one resolved link."""
-
-    provider: str
-    spec: str
-    repo_url: str
-    unresolved_ref: str
-    resolved_ref: str
-    resolved_spec: str
-    ref_url: str
-    build_slug: str
-    content_provider: str = "git"
-    notes: list[str] = field(default_factory=list)
-
-    def image(self, prefix: str) -> str:
-        return image_name(prefix, self.build_slug, self.resolved_ref)
-
-    @property
-    def binder_request(self) -> str:
-        return f"v2/{self.provider}/{self.spec}"
-
-    @property
-    def binder_persistent_request(self) -> str:
-        return f"v2/{self.provider}/{self.resolved_spec}"
+def credential_environment(settings: Settings, url: str) -> dict[str, str]:
+    """Extra git environment that authenticates to ``url``'s host: none in anonymous mode."""
+    return {}
 
 
-class RepoProvider:
-    """Base class: parse the spec in ``__init__`` (raise SpecError), resolve on demand."""
-
-    name = ""
-    display_name = ""
-
-    def __init__(self, spec: str, settings: Settings):
-        self.spec = spec
-        self.settings = settings
-
-    def repo_url(self) -> str:
-        raise NotImplementedError
-
-    def resolve(self) -> ResolvedRepo:
-        raise NotImplementedError
-
-
-def _git_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new"
-    env["GIT_ALLOW_PROTOCOL"] = "http:https:git:ssh:file"
+def git_environment(settings: Settings, url: str, allow_local: bool) -> dict[str, str]:
+    """git with no system or user configuration, no prompts, only network protocols (and ``file`` if local)."""
+    env = {
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS + (":file" if allow_local else ""),
+        "GIT_SSH_COMMAND": SSH_COMMAND,
+        "GIT_LFS_SKIP_SMUDGE": "1",
+        **proxy_environment(settings),
+    }
+    if settings.ca_bundle:
+        env["GIT_SSL_CAINFO"] = settings.ca_bundle
+    env.update(credential_environment(settings, url))
     return env
 
 
-def ls_remote(url: str, ref: str) -> str | None:
-    """The commit SHA ``ref`` names at ``url``, or None if the remote has no such ref."""
+def git_failure_reason(output: str) -> str:
+    """A reason users may see, from git's output (which is never shown: it could map internal hosts)."""
+    text = output.lower()
+    if "could not resolve host" in text:
+        return "its host name does not resolve"
+    if any(s in text for s in ("connection refused", "failed to connect", "couldn't connect", "timed out")):
+        return "its host could not be reached"
+    missing = ("not found", "does not exist", "does not appear to be a git repository", "authentication", "username")
+    if any(s in text for s in (*missing, "403", "401")):
+        return NOT_PUBLIC
+    if "not our ref" in text or "unadvertised object" in text or "did not match any" in text:
+        return "it does not have the commit"
+    return "git could not read it"
+
+
+def is_local_path(url: str) -> bool:
+    """True for a local path or ``file://`` URL (only reachable with ``allow_local_repos``)."""
+    return urllib.parse.urlsplit(url).scheme in ("", "file")
+
+
+def run_git(
+    settings: Settings,
+    argv: list[str],
+    url: str,
+    work_dir: Path,
+    *,
+    timeout: float,
+    limits: process.Limits,
+    watch: Callable[[], str | None] | None = None,
+) -> subprocess.CompletedProcess:
+    """Run a git command about ``url`` with ``work_dir`` as its folder.
+
+    For a network URL it runs in the sandbox, under the kernel's network rules.
+    A local path (``allow_local_repos`` only) is read as binderlite's own user
+    but with nothing but the ``file`` protocol, so no submodule reaches a network.
+    """
+    allow_local = settings.allow_local_repos
+    env = git_environment(settings, url, allow_local)
+    local = is_local_path(url)
+    if local:
+        env["GIT_ALLOW_PROTOCOL"] = "file"
+        env["GIT_CONFIG_PARAMETERS"] = "'safe.directory=*'"
+        work_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        netrules.ensure_rules(settings)
+        process.prepare_work_dir(work_dir, process.ensure_user(process.sandbox_user(settings, allow_local)))
+    return process.run(
+        settings,
+        argv,
+        work_dir,
+        timeout=timeout,
+        allow_local=allow_local,
+        env=env,
+        limits=limits,
+        watch=watch,
+        confine=not local,
+    )
+
+
+def ls_remote(settings: Settings, url: str, ref: str) -> str | None:
+    """The commit SHA ``ref`` names at ``url`` (asked in the sandbox), or None if there is no such ref.
+
+    A repository that cannot be read raises FetchError with a generic reason.
+    """
     patterns = [ref] if ref == "HEAD" else [ref, f"{ref}^{{}}"]
+    work = settings.build_work_dir / "resolve" / uuid.uuid4().hex
     try:
-        proc = subprocess.run(
+        proc = run_git(
+            settings,
             ["git", "ls-remote", "--", url, *patterns],
-            capture_output=True,
-            text=True,
+            url,
+            work,
             timeout=GIT_TIMEOUT,
-            env=_git_env(),
+            limits=process.Limits(memory=1024**3, file_size=1024**2, cpu_seconds=GIT_TIMEOUT),
         )
     except subprocess.TimeoutExpired:
-        raise RefNotFoundError(f"git ls-remote of {url} timed out after {GIT_TIMEOUT} s.") from None
+        raise FetchError(f"Reading the repository {url} took longer than {GIT_TIMEOUT} s.") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:
-        reason = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        raise RefNotFoundError(f"Could not read the repository {url}: {reason}")
+        reason = git_failure_reason(proc.stdout)
+        error = RefNotFoundError if reason == NOT_PUBLIC else FetchError  # a network failure is not a 404
+        raise error(f"Could not read the repository {url}: {reason}.")
     refs: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         sha, _, name = line.partition("\t")
@@ -144,9 +192,9 @@ class GitRefMixin:
             raise SpecError(f"{ref!r} is not a valid git ref (branch, tag or commit).")
         if SHA1.match(ref):
             return ref, []
-        sha = ls_remote(url, ref)
+        sha = ls_remote(self.settings, url, ref)
         if sha is None and retry_head and ref in ("master", "main"):
-            sha = ls_remote(url, "HEAD")
+            sha = ls_remote(self.settings, url, "HEAD")
             if sha is not None:
                 return sha, [f"No {ref} branch found; using the default branch (HEAD) instead.\n"]
         if sha is None:
@@ -157,6 +205,9 @@ class GitRefMixin:
 class GitHubProvider(GitRefMixin, RepoProvider):
     name = "gh"
     display_name = "GitHub"
+    form = LinkForm("GitHub repository name or URL", "org/repo or https://github.com/org/repo")
+    link_pattern = "/v2/gh/<org>/<repo>/<ref>"
+    documentation = "GitHub (host: `github_host`)"
     retry_head = True
 
     def __init__(self, spec: str, settings: Settings):
@@ -187,6 +238,11 @@ class GitHubProvider(GitRefMixin, RepoProvider):
 class GitLabProvider(GitRefMixin, RepoProvider):
     name = "gl"
     display_name = "GitLab.com"
+    form = LinkForm(
+        "GitLab.com repository or URL", "group/project or https://gitlab.com/group/project", url_encode=True
+    )
+    link_pattern = "/v2/gl/<url-escaped namespace>/<ref>"
+    documentation = "GitLab (host: `gitlab_host`)"
 
     def __init__(self, spec: str, settings: Settings):
         super().__init__(spec, settings)
@@ -216,6 +272,9 @@ class GitLabProvider(GitRefMixin, RepoProvider):
 class GitProvider(GitRefMixin, RepoProvider):
     name = "git"
     display_name = "Git repository"
+    form = LinkForm("Arbitrary git repository URL", "https://git.example.org/lab/analysis.git", url_encode=True)
+    link_pattern = "/v2/git/<url-escaped clone URL>/<ref>"
+    documentation = "any git host"
 
     def __init__(self, spec: str, settings: Settings):
         super().__init__(spec, settings)
@@ -242,6 +301,9 @@ class GitProvider(GitRefMixin, RepoProvider):
 class GistProvider(GitRefMixin, RepoProvider):
     name = "gist"
     display_name = "Gist"
+    form = LinkForm("Gist ID (username/gistId) or URL", "user/0123456789abcdef")
+    link_pattern = "/v2/gist/<user>/<id>[/<ref>]"
+    documentation = "a gist"
 
     def __init__(self, spec: str, settings: Settings):
         super().__init__(spec, settings)
@@ -267,61 +329,3 @@ class GistProvider(GitRefMixin, RepoProvider):
 
     def build_slug(self, url: str) -> str:
         return self.gist_id
-
-
-# ---- the provider registry ------------------------------------------
-# The DOI providers (binderlite.doiproviders) add themselves to PROVIDERS
-# when imported; the import at the end of this module makes sure they are.
-
-from binderlite.errors import ConfigError  # noqa: E402
-
-PROVIDERS: dict[str, type[RepoProvider]] = {
-    "gh": GitHubProvider,
-    "gl": GitLabProvider,
-    "git": GitProvider,
-    "gist": GistProvider,
-}
-
-
-def _banned(spec: str, banned_specs: str) -> bool:
-    for pattern in (p.strip() for p in banned_specs.split(",")):
-        if not pattern:
-            continue
-        try:
-            if re.match(pattern, spec, re.IGNORECASE):
-                return True
-        except re.error as exc:
-            raise ConfigError(
-                f"banned_specs entry {pattern!r} is not a valid regular expression ({exc}); fix the setting."
-            ) from None
-    return False
-
-
-def get_provider(provider: str, spec: str, settings: Settings) -> RepoProvider:
-    """The provider for a link's provider name and spec; raise SpecError/BannedSpecError."""
-    if provider not in PROVIDERS:
-        raise SpecError(f"Unknown provider {provider!r}; supported: {', '.join(PROVIDERS)}.")
-    spec = spec.rstrip("/")
-    if not spec:
-        raise SpecError(f"The link names provider {provider!r} but no repository.")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in spec):
-        raise SpecError("The link contains control characters.")
-    if _banned(spec, settings.banned_specs):
-        raise BannedSpecError(
-            f"Sorry, {spec} is not allowed to launch. Ask the administrators of this server if you think it should be."
-        )
-    return PROVIDERS[provider](spec, settings)
-
-
-def parse_link(link: str, settings: Settings) -> RepoProvider:
-    """The provider for a link path such as ``gh/org/repo/ref`` (a ``/v2/`` prefix is allowed)."""
-    path = link.lstrip("/")
-    if path.startswith("v2/"):
-        path = path[3:]
-    provider, sep, spec = path.partition("/")
-    if not sep:
-        raise SpecError(f'Link {link!r} is not of the form "<provider>/<spec>", e.g. "gh/org/repo/HEAD".')
-    return get_provider(provider, spec, settings)
-
-
-import binderlite.doiproviders  # noqa: E402, F401  (registers the DOI providers)

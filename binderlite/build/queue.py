@@ -4,7 +4,7 @@ Builds are rows in SQLite (``<state>/binderlite.sqlite``) and their logs are
 JSON-lines files (``<state>/builds/<id>.jsonl``). Asking for an image that is
 already queued or building attaches to that build. ``dispatch()`` starts
 queued builds while fewer than ``build_concurrency`` run; each runs in a
-detached worker process (``binderlite.buildworker``), so a caller that goes
+detached worker process (``binderlite.build.worker``), so a caller that goes
 away — a closed tab, a restarted web worker — does not stop it. A build whose
 worker died is marked failed the next time anyone looks, never left stuck.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from binderlite.events import TERMINAL_PHASES, Event, EventLog, event
-from binderlite.settings import Settings, settings_to_json
+from binderlite.settings import Settings
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS builds (
@@ -208,10 +208,10 @@ class BuildQueue:
         return claimed
 
     def _start_worker(self, build_id: str) -> None:
-        env = dict(os.environ, BINDERLITE_SETTINGS_JSON=settings_to_json(self.settings))
+        env = {**os.environ, **self.settings.to_environment()}
         out = open(self.settings.build_logs_dir / f"{build_id}.worker.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "binderlite.buildworker", build_id],
+            [sys.executable, "-m", "binderlite.build.worker", build_id],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1,145 +1,28 @@
-"""A tiny process supervisor: the registry, the proxy and JupyterHub as child processes.
+"""Run the services of the table as child processes, for ``binderlite up`` and the tests.
 
-Each ``Service`` is a name, an argv, extra environment and a readiness check.
-``start`` runs one with its log in ``<state_dir>/logs/<name>.log`` and its pid in
-``<state_dir>/run/<name>.pid``, waits until it answers, and otherwise fails with
-the end of its log. ``stop`` sends SIGTERM, then SIGKILL after a timeout, by pid
-only. ``binderlite up`` appends the web app and the scheduler to
-``core_services()`` and calls ``start_all`` / ``stop_all``.
+``start`` runs one service with its log in ``<state_dir>/logs/<name>.log``
+and its pid in ``<state_dir>/run/<name>.pid``, waits until it answers, and
+otherwise fails with the end of its log. ``stop`` sends SIGTERM, then SIGKILL
+after a timeout, by pid only (a stale pid file of a process that is gone is
+cleared, never acted on). On a server, systemd does this job instead.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import requests
-
-from binderlite import hub
-from binderlite.errors import BinderliteError
+from binderlite.errors import ServiceError
+from binderlite.services.table import Service
 from binderlite.settings import Settings
 
 LOG_TAIL_LINES = 30
 POLL_INTERVAL = 0.2
 
 _children: dict[int, subprocess.Popen] = {}
-
-
-class ServiceError(BinderliteError):
-    """A service did not start or stop; the message carries the end of its log."""
-
-
-@dataclass
-class Service:
-    name: str
-    argv: list[str]
-    ready: Callable[[], bool]
-    env: dict[str, str] = field(default_factory=dict)
-    ready_timeout: float = 60.0
-    describe: str = ""  # where it answers, for messages
-
-
-def _http_ok(url: str, headers: dict[str, str] | None = None) -> Callable[[], bool]:
-    def check() -> bool:
-        try:
-            return requests.get(url, headers=headers, timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    return check
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """``BINDERLITE_*`` variables that make a child process load exactly these settings."""
-    env = {}
-    for f in dataclasses.fields(settings):
-        value = getattr(settings, f.name)
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        env[f"BINDERLITE_{f.name.upper()}"] = str(value)
-    return env
-
-
-def _executable(name: str) -> str:
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which(name)
-    if not found:
-        raise ServiceError(f"{name} is not installed (not on PATH); run scripts/install-debian.sh.")
-    return found
-
-
-def registry_service(settings: Settings) -> Service:
-    """Debian's docker-registry on ``settings.registry``, storing under ``registry_dir``."""
-    config = settings.run_dir / "registry.yml"
-    config.parent.mkdir(parents=True, exist_ok=True)
-    settings.registry_dir.mkdir(parents=True, exist_ok=True)
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: info\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {settings.registry_dir}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: {settings.registry}\n"
-    )
-    return Service(
-        name="registry",
-        argv=[_executable("docker-registry"), "serve", str(config)],
-        ready=_http_ok(f"http://{settings.registry}/v2/"),
-        describe=f"http://{settings.registry}/v2/",
-    )
-
-
-def proxy_service(settings: Settings) -> Service:
-    """configurable-http-proxy, its own process so a hub restart keeps users connected."""
-    target = hub.hub_url(settings)
-    token = hub.proxy_auth_token(settings)
-    argv = [
-        _executable("configurable-http-proxy"),
-        "--ip", settings.proxy_ip,
-        "--port", str(settings.proxy_port),
-        "--api-ip", "127.0.0.1",
-        "--api-port", str(settings.proxy_api_port),
-        "--default-target", target,
-        "--error-target", f"{target}/hub/error",
-    ]  # fmt: skip
-    api = hub.proxy_api_url(settings)
-    return Service(
-        name="proxy",
-        argv=argv,
-        env={"CONFIGPROXY_AUTH_TOKEN": token},
-        ready=_http_ok(f"{api}/api/routes", {"Authorization": f"token {token}"}),
-        describe=api,
-    )
-
-
-def hub_service(settings: Settings) -> Service:
-    """JupyterHub with binderlite's config, seeing the same settings as this process."""
-    settings.hub_dir.mkdir(parents=True, exist_ok=True)
-    url = hub.hub_url(settings)
-    return Service(
-        name="hub",
-        argv=[_executable("jupyterhub"), "-f", str(hub.CONFIG_FILE)],
-        env=settings_env(settings),
-        ready=_http_ok(f"{url}/hub/api/"),
-        ready_timeout=90.0,
-        describe=f"{url}/hub/api/",
-    )
-
-
-def core_services(settings: Settings) -> list[Service]:
-    """Registry (if configured), proxy, hub — in start order."""
-    services = [registry_service(settings)] if settings.registry else []
-    return services + [proxy_service(settings), hub_service(settings)]
 
 
 def _pid_file(settings: Settings, name: str) -> Path:

@@ -12,15 +12,13 @@ import logging
 import time
 
 import docker.errors
-import requests
 
-from binderlite import hub
-from binderlite.culler import TIMEOUT, HubAdmin
 from binderlite.dockerutil import docker_client
-from binderlite.launcher import HubError
+from binderlite.errors import HubError
+from binderlite.hub.api import HubClient, ProxyClient
 from binderlite.settings import Settings
 
-log = logging.getLogger("binderlite.reconcile")
+log = logging.getLogger("binderlite.scheduler.reconcile")
 GRACE_SECONDS = 120
 
 
@@ -44,8 +42,8 @@ def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, lis
 
     Containers younger than ``grace`` seconds are left alone (a spawn may be under way).
     """
-    admin = HubAdmin(settings)
-    users = admin.users()
+    client = HubClient(settings)
+    users = client.users()
     known = {(u["name"], name) for u in users for name in (u.get("servers") or {})}
     ready = {(u["name"], name) for u in users for name, s in (u.get("servers") or {}).items() if s.get("ready")}
     done: dict[str, list[str]] = {"containers": [], "servers": [], "routes": []}
@@ -66,7 +64,7 @@ def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, lis
             pass
     for user, server in sorted(ready - present):
         try:
-            admin.stop_server(user, server)
+            client.stop_server(user, server)
             done["servers"].append(f"{user}/{server}")
         except HubError as exc:
             log.warning("could not clear server %s/%s: %s", user, server, exc.message)
@@ -84,19 +82,10 @@ def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, lis
 
 
 def _drop_stale_routes(settings: Settings, users: set[str]) -> list[str]:
-    api = hub.proxy_api_url(settings) + "/api/routes"
-    headers = {"Authorization": f"token {hub.proxy_auth_token(settings)}"}
-    try:
-        routes = requests.get(api, headers=headers, timeout=TIMEOUT).json()
-    except (requests.RequestException, ValueError):
-        return []
+    proxy = ProxyClient(settings)
     dropped = []
-    for path in routes:
+    for path in proxy.routes():
         parts = path.strip("/").split("/")
-        if len(parts) >= 2 and parts[0] == "user" and parts[1] not in users:
-            try:
-                requests.delete(api + path, headers=headers, timeout=TIMEOUT)
-                dropped.append(path)
-            except requests.RequestException:
-                pass
+        if len(parts) >= 2 and parts[0] == "user" and parts[1] not in users and proxy.delete_route(path):
+            dropped.append(path)
     return dropped

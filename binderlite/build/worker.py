@@ -1,6 +1,6 @@
 """One build, supervised: run the builder process, enforce the timeout, push, record.
 
-Started detached by the build queue (``python -m binderlite.buildworker <id>``).
+Started detached by the build queue (``python -m binderlite.build.worker <id>``).
 It appends every event to the build's log, stops the builder's whole process
 group when ``build_timeout`` passes, pushes the image to the registry, writes
 the final ``built``/``failed`` event and then lets the next queued build start.
@@ -18,14 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from binderlite.buildqueue import BuildQueue
+from binderlite.build.fetch import Fetcher
+from binderlite.build.queue import BuildQueue
+from binderlite.build.registry import push_image, split_image
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.events import EventLog, event
-from binderlite.fetch import Fetcher
-from binderlite.registry import push_image, split_image
 from binderlite.sandbox import checkout
-from binderlite.settings import Settings, settings_from_json
+from binderlite.settings import Settings, load_settings
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -66,7 +66,7 @@ def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> 
 def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple[bool, str]:
     """Run repo2docker on the checkout in its own process group; (succeeded, failure message)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "binderlite.builder", str(source), build.repo_url, build.ref, build.image],
+        [sys.executable, "-m", "binderlite.build.run_repo2docker", str(source), build.repo_url, build.ref, build.image],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -133,7 +133,7 @@ def push(settings: Settings, image: str, log: EventLog) -> None:
 
 
 def main(build_id: str) -> int:
-    settings = settings_from_json(os.environ["BINDERLITE_SETTINGS_JSON"])
+    settings = load_settings()
     queue = BuildQueue(settings)
     build = queue.get(build_id)
     log = queue.log(build_id)

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from binderlite.errors import UnsafeURLError
-from binderlite.providers import ResolvedRepo
+from binderlite.links.model import ResolvedRepo
 from binderlite.settings import Settings
 
 

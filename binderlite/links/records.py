@@ -3,8 +3,9 @@
 zenodo, figshare, dataverse, hydroshare and ckan links follow BinderHub's
 spec formats, build slugs and resolved refs. binderlite only resolves the
 record's current version here (a few small JSON requests); the content
-itself is fetched by repo2docker's content provider of the same name, which
-receives ``ResolvedRepo.repo_url`` as BinderHub passes it.
+itself is fetched in the sandbox by repo2docker's content provider of the
+same name (``binderlite.build.fetch``), which receives ``ResolvedRepo.repo_url``
+as BinderHub passes it.
 
 DOIs are looked up with doi.org's handle API (as repo2docker does), so no
 redirect chain is followed to hosts nobody checked; every other host —
@@ -24,10 +25,11 @@ import escapism
 import requests
 
 from binderlite.errors import RefNotFoundError, SpecError
-from binderlite.providers import HTTP_TIMEOUT, PROVIDERS, RepoProvider, ResolvedRepo
+from binderlite.links.model import RepoProvider, ResolvedRepo
+from binderlite.links.urlsafety import check_repo_url
 from binderlite.settings import Settings
-from binderlite.urlsafety import check_repo_url
 
+HTTP_TIMEOUT = 20
 DOI_RESOLVER = "https://doi.org/"
 HYDROSHARE_URL = "https://www.hydroshare.org"
 MAX_SPEC_LENGTH = 1024
@@ -175,7 +177,7 @@ class RecordProvider(RepoProvider):
             resolved_spec=resolved_spec,
             ref_url=ref_url,
             build_slug=slug,
-            content_provider=self.name,
+            content_provider=self.content_provider,
         )
 
 
@@ -183,6 +185,7 @@ class ZenodoProvider(RecordProvider):
     """``zenodo/<DOI>``: the DOI's latest record id is the version."""
 
     name = "zenodo"
+    content_provider = "zenodo"
     display_name = "Zenodo DOI"
 
     def resolve_record(self) -> ResolvedRepo:
@@ -197,6 +200,7 @@ class FigshareProvider(RecordProvider):
     """``figshare/<DOI>``: article id and version (1 when the DOI has none)."""
 
     name = "figshare"
+    content_provider = "figshare"
     display_name = "Figshare DOI"
 
     def resolve_record(self) -> ResolvedRepo:
@@ -214,6 +218,7 @@ class DataverseProvider(RecordProvider):
     """``dataverse/<DOI or dataset URL>``: dataset id and latest major.minor version."""
 
     name = "dataverse"
+    content_provider = "dataverse"
     display_name = "Dataverse DOI"
 
     def parse(self, spec: str) -> None:
@@ -247,6 +252,7 @@ class HydroshareProvider(RecordProvider):
     """``hydroshare/<resource id or URL>``: the resource's last modification time."""
 
     name = "hydroshare"
+    content_provider = "hydroshare"
     display_name = "Hydroshare resource"
 
     def parse(self, spec: str) -> None:
@@ -278,6 +284,7 @@ class CKANProvider(RecordProvider):
     """``ckan/<url-escaped dataset URL>``: the dataset's (or activity's) modification time."""
 
     name = "ckan"
+    content_provider = "ckan"
     display_name = "CKAN dataset"
 
     def parse(self, spec: str) -> None:
@@ -310,14 +317,3 @@ class CKANProvider(RecordProvider):
             modified = _field(resp, "result", "metadata_modified")
         record_id = f"{self.dataset_id}.v{_epoch(str(modified))}"
         return self._resolved(record_id, self.spec, self.url, f"ckan-{self.dataset_id}")
-
-
-PROVIDERS.update(
-    {
-        "zenodo": ZenodoProvider,
-        "figshare": FigshareProvider,
-        "dataverse": DataverseProvider,
-        "hydroshare": HydroshareProvider,
-        "ckan": CKANProvider,
-    }
-)

@@ -1,8 +1,8 @@
 """Run repo2docker on a fetched, checked checkout and print its progress as JSON event lines.
 
-This runs as its own process (``python -m binderlite.builder``) in its own
+This runs as its own process (``python -m binderlite.build.run_repo2docker``) in its own
 process group, so the build worker can stop it, buildx and all, on timeout.
-The source is always a local folder that ``binderlite.fetch`` made in the
+The source is always a local folder that ``binderlite.build.fetch`` made in the
 sandbox (or a local directory the CLI named): repo2docker's own content
 providers, which would fetch on the host as root, are never used here.
 """
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 from repo2docker import contentproviders
 from repo2docker.app import Repo2Docker
 
-from binderlite.buildpacks import buildpack_classes
-from binderlite.settings import Settings, proxy_environment, settings_from_json
+from binderlite.build.buildpacks import buildpack_classes
+from binderlite.settings import Settings, load_settings, proxy_environment
 
 NB_USER = "jovyan"
 NB_UID = 1000
@@ -67,8 +66,8 @@ def run_repo2docker(settings: Settings, source: str, repo_url: str, ref: str, im
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``python -m binderlite.builder <checkout> <repo url> <ref> <image>``."""
-    settings = settings_from_json(os.environ["BINDERLITE_SETTINGS_JSON"])
+    """Entry point: ``python -m binderlite.build.run_repo2docker <checkout> <repo url> <ref> <image>``."""
+    settings = load_settings()
     source, repo_url, ref, image = argv
     try:
         run_repo2docker(settings, source, repo_url, ref, image)

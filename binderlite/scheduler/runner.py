@@ -17,15 +17,12 @@ from typing import IO
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from binderlite import culler, diskgc, reconcile
-from binderlite.buildqueue import BuildQueue
+from binderlite.build.queue import BuildQueue
+from binderlite.errors import SchedulerLocked
+from binderlite.scheduler import cull, diskgc, reconcile
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
-
-
-class SchedulerLocked(Exception):
-    """Another scheduler process holds the lock."""
 
 
 def lock_path(settings: Settings):
@@ -93,7 +90,7 @@ def read_counts(settings: Settings) -> dict[str, int]:
 
 
 def _cull_job(settings: Settings) -> None:
-    add_counts(settings, {"culled_servers": len(culler.cull(settings))})
+    add_counts(settings, {"culled_servers": len(cull.cull(settings))})
 
 
 def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:

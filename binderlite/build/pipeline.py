@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import docker.errors
 
-from binderlite.buildqueue import BuildQueue
+from binderlite.build.queue import BuildQueue
+from binderlite.build.registry import registry_has_image
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, BinderliteError
 from binderlite.events import Event, event
-from binderlite.providers import ResolvedRepo
-from binderlite.registry import registry_has_image
+from binderlite.links import ResolvedRepo
 from binderlite.settings import Settings
 
 

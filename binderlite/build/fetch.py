@@ -21,45 +21,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from binderlite import recordfetch
+from binderlite.build import recordfetch
 from binderlite.errors import FetchError
+from binderlite.links import git
 from binderlite.sandbox import checkout, netrules, process
 from binderlite.settings import Settings, proxy_environment
 
 CHECKOUT = "repo"  # the checkout's folder inside the work directory
-GIT_PROTOCOLS = "http:https:git:ssh"
-SSH_COMMAND = "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null"
-
-
-def git_environment(settings: Settings, allow_local: bool) -> dict[str, str]:
-    """git with no system or user configuration, no prompts, no credentials, only network protocols."""
-    env = {
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "/bin/false",
-        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS + (":file" if allow_local else ""),
-        "GIT_SSH_COMMAND": SSH_COMMAND,
-        "GIT_LFS_SKIP_SMUDGE": "1",
-        **proxy_environment(settings),
-    }
-    if settings.ca_bundle:
-        env["GIT_SSL_CAINFO"] = settings.ca_bundle
-    return env
-
-
-def git_failure_reason(output: str) -> str:
-    """A reason users may see, from git's output (which is never shown: it could map internal hosts)."""
-    text = output.lower()
-    if "could not resolve host" in text:
-        return "its host name does not resolve"
-    if any(s in text for s in ("connection refused", "failed to connect", "couldn't connect", "timed out")):
-        return "its host could not be reached"
-    if any(s in text for s in ("not found", "does not exist", "authentication", "username", "403", "401")):
-        return "it does not exist, or is not public"
-    if "not our ref" in text or "unadvertised object" in text or "did not match any" in text:
-        return "it does not have the commit"
-    return "git could not fetch it"
 
 
 class Fetcher:
@@ -93,10 +61,21 @@ class Fetcher:
             return f"The repository is larger than {self.settings.max_repo_size} (setting max_repo_size)."
         return None
 
-    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-        limits = process.Limits(file_size=self.max_file)
+    def _finish(self, argv: list[str], run: Callable[[], subprocess.CompletedProcess]) -> subprocess.CompletedProcess:
         try:
-            result = process.run(
+            result = run()
+        except subprocess.TimeoutExpired:
+            raise FetchError(f"Fetching took longer than {self.timeout:.0f} s and was stopped.") from None
+        if result.stdout.strip():
+            self.detail(f"$ {' '.join(argv[:4])} …\n{result.stdout.strip()}\n")
+        return result
+
+    def run(self, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+        """Run ``argv`` in the sandbox, the checkout's size watched."""
+        limits = process.Limits(file_size=self.max_file)
+        return self._finish(
+            argv,
+            lambda: process.run(
                 self.settings,
                 argv,
                 self.work_dir,
@@ -105,35 +84,39 @@ class Fetcher:
                 env=env,
                 limits=limits,
                 watch=self._too_big,
-            )
-        except subprocess.TimeoutExpired:
-            raise FetchError(f"Fetching took longer than {self.timeout:.0f} s and was stopped.") from None
-        if result.stdout.strip():
-            self.detail(f"$ {' '.join(argv[:3])} …\n{result.stdout.strip()}\n")
-        return result
+            ),
+        )
+
+    def run_git(self, argv: list[str], url: str) -> subprocess.CompletedProcess:
+        limits = process.Limits(file_size=self.max_file)
+        return self._finish(
+            argv,
+            lambda: git.run_git(
+                self.settings, argv, url, self.work_dir, timeout=self.timeout, limits=limits, watch=self._too_big
+            ),
+        )
 
     def git(self, url: str, ref: str) -> None:
-        env = git_environment(self.settings, self.allow_local)
         repo = ["git", "-C", CHECKOUT]
-        self.run(["git", "init", "--quiet", CHECKOUT], env)
-        self.run([*repo, "remote", "add", "origin", url], env)
+        self.run_git(["git", "init", "--quiet", CHECKOUT], url)
+        self.run_git([*repo, "remote", "add", "origin", url], url)
         attempts = [
             [*repo, "fetch", "--quiet", "--depth", "1", "origin", ref],
             [*repo, "fetch", "--quiet", "origin", ref],
             [*repo, "fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"],
         ]
         for argv in attempts:
-            result = self.run(argv, env)
+            result = self.run_git(argv, url)
             if result.returncode == 0:
                 break
         else:
-            raise FetchError(f"Could not fetch {url}: {git_failure_reason(result.stdout)}.")
-        result = self.run([*repo, "-c", "advice.detachedHead=false", "checkout", "--quiet", ref], env)
+            raise FetchError(f"Could not fetch {url}: {git.git_failure_reason(result.stdout)}.")
+        result = self.run_git([*repo, "-c", "advice.detachedHead=false", "checkout", "--quiet", ref], url)
         if result.returncode != 0:
-            raise FetchError(f"Could not check out {ref} of {url}: {git_failure_reason(result.stdout)}.")
-        result = self.run([*repo, "submodule", "update", "--init", "--recursive", "--quiet"], env)
+            raise FetchError(f"Could not check out {ref} of {url}: {git.git_failure_reason(result.stdout)}.")
+        result = self.run_git([*repo, "submodule", "update", "--init", "--recursive", "--quiet"], url)
         if result.returncode != 0:
-            raise FetchError(f"Could not fetch the submodules of {url}: {git_failure_reason(result.stdout)}.")
+            raise FetchError(f"Could not fetch the submodules of {url}: {git.git_failure_reason(result.stdout)}.")
 
     def record(self, provider: str, record: str, ref: str) -> None:
         script = self.work_dir / "recordfetch.py"
@@ -158,13 +141,13 @@ class Fetcher:
 
     def fetch(self, repo_url: str, ref: str, content_provider: str) -> Path:
         """Fetch, seal and check; return the checkout (raise FetchError/UnsafeRepositoryError)."""
-        netrules.ensure_rules(self.settings)
-        user = process.ensure_user(process.sandbox_user(self.settings, self.allow_local))
-        process.prepare_work_dir(self.work_dir, user)
         if content_provider == "git":
             self.log(f"Fetching {repo_url} at {ref}\n")
             self.git(repo_url, ref)
         else:
+            netrules.ensure_rules(self.settings)
+            user = process.ensure_user(process.sandbox_user(self.settings, self.allow_local))
+            process.prepare_work_dir(self.work_dir, user)
             self.record(content_provider, repo_url, ref)
         checkout.seal(self.work_dir)
         if not self.checkout.is_dir():

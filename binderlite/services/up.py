@@ -1,7 +1,7 @@
 """``binderlite up``: check what is needed, run every service, stop them all cleanly.
 
 The registry, the proxy, JupyterHub, the web app (gunicorn) and the
-scheduler each run as their own process (see ``services``); this module adds
+scheduler each run as their own process (see ``table``); this module adds
 the prerequisite checks with actionable messages and the foreground loop that
 stops everything on Ctrl-C or SIGTERM, and stops all if one of them dies.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 
-from binderlite import services
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, ConfigError
+from binderlite.services import supervisor
+from binderlite.services.table import all_services
 from binderlite.settings import Settings
 
 WATCH_INTERVAL = 2.0
@@ -39,42 +39,6 @@ def check_prerequisites(settings: Settings) -> None:
         raise BaseImageMissingError(f"Base image {settings.base_image} is missing: run `binderlite base-image`.")
 
 
-def web_service(settings: Settings) -> services.Service:
-    """gunicorn serving the Flask app on web_host:web_port."""
-    url = f"http://{settings.web_host}:{settings.web_port}"
-    return services.Service(
-        name="web",
-        argv=[
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:binderlite.web.gunicorn_conf",
-            "binderlite.web.wsgi:app",
-        ],
-        env=services.settings_env(settings),
-        ready=services._http_ok(f"{url}/versions"),
-        describe=url,
-    )
-
-
-def scheduler_service(settings: Settings) -> services.Service:
-    """The one scheduler process (culling, reconciliation, disk)."""
-    from binderlite.scheduler import lock_held, lock_path
-
-    return services.Service(
-        name="scheduler",
-        argv=[sys.executable, "-m", "binderlite.cli", "scheduler"],
-        env=services.settings_env(settings),
-        ready=lambda: lock_held(settings),
-        describe=f"lock {lock_path(settings)}",
-    )
-
-
-def all_services(settings: Settings) -> list[services.Service]:
-    return services.core_services(settings) + [web_service(settings), scheduler_service(settings)]
-
-
 def run_all(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Start everything, wait for a signal or a dead service, then stop everything."""
     settings.ensure_dirs()
@@ -88,15 +52,15 @@ def run_all(settings: Settings, echo: Callable[[str], None] = print) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    services.start_all(settings, wanted)
+    supervisor.start_all(settings, wanted)
     echo(f"binderlite is up: http://{settings.web_host}:{settings.web_port}/ (Ctrl-C stops it)")
     try:
         while not stopping:
-            dead = [s.name for s in wanted if services.running_pid(settings, s.name) is None]
+            dead = [s.name for s in wanted if supervisor.running_pid(settings, s.name) is None]
             if dead:
                 echo(f"{', '.join(dead)} stopped unexpectedly (logs in {settings.logs_dir}); stopping binderlite")
                 break
             time.sleep(WATCH_INTERVAL)
     finally:
         echo("Stopping binderlite...")
-        services.stop_all(settings, wanted)
+        supervisor.stop_all(settings, wanted)

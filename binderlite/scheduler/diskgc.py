@@ -14,11 +14,11 @@ from pathlib import Path
 
 import docker.errors
 
-from binderlite.buildqueue import BuildQueue
+from binderlite.build.queue import BuildQueue
 from binderlite.dockerutil import docker_client
 from binderlite.settings import Settings
 
-log = logging.getLogger("binderlite.diskgc")
+log = logging.getLogger("binderlite.scheduler.diskgc")
 
 
 def disk_percent_used(path: str) -> float:

@@ -1,0 +1,131 @@
+"""Launch a built image for one Binder request through JupyterHub's REST API.
+
+``launch()`` is a generator of BinderHub events: ``launching`` messages (ours
+and the hub's spawn progress), then one ``ready`` event with the server's URL
+and token, or one ``failed`` event. It never raises: every failure ends the
+stream with ``failed`` and removes the temporary user it created. Quotas, retries
+with backoff and the launch timeout follow BinderHub's launcher.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import requests
+
+from binderlite.errors import HubError
+from binderlite.hub import addresses
+from binderlite.hub.api import HubClient
+from binderlite.links import ResolvedRepo
+from binderlite.settings import Settings
+
+USERNAME_CHARS = string.ascii_lowercase + string.digits
+
+
+def username_for(repo_url: str) -> str:
+    """BinderHub's temporary user name: the repo path, ≤32 chars, ``-`` and 8 random chars."""
+    if "://" not in repo_url:
+        repo_url = "http://" + repo_url
+    prefix = urlparse(repo_url).path.strip("/").removesuffix(".git")
+    prefix = re.sub(r"[^a-z0-9]+", "-", prefix.replace("/", "-").lower()).strip("-")
+    if len(prefix) > 32:
+        prefix = f"{prefix[:15]}-{prefix[-16:]}".strip("-")
+    suffix = "".join(secrets.choice(USERNAME_CHARS) for _ in range(8))
+    return f"{prefix or 'binder'}-{suffix}"
+
+
+def _quota_message(settings: Settings, client: HubClient, repo_url: str) -> str | None:
+    if not (settings.total_quota or settings.per_repo_quota):
+        return None
+    servers = client.running_servers()
+    if settings.total_quota and len(servers) >= settings.total_quota:
+        return "Too many users on this BinderHub! Try again soon.\n"
+    same_repo = sum(1 for options in servers if options.get("repo_url") == repo_url)
+    if settings.per_repo_quota and same_repo >= settings.per_repo_quota:
+        return f"Too many users running {repo_url}! Try again soon.\n"
+    return None
+
+
+def launch(
+    settings: Settings,
+    resolved: ResolvedRepo,
+    image: str,
+    *,
+    retry_delay: float = 4.0,
+    session: requests.Session | None = None,
+) -> Iterator[dict]:
+    """Start ``image`` for ``resolved`` and yield BinderHub launch events (never raises)."""
+    yield {"phase": "launching", "message": "Launching server...\n"}
+    deadline = time.monotonic() + settings.launch_timeout
+    try:
+        client = HubClient(settings, session)
+        quota = _quota_message(settings, client, resolved.repo_url)
+    except HubError as exc:
+        yield {"phase": "failed", "status_code": 503, "message": exc.message + "\n"}
+        return
+    if quota:
+        yield {"phase": "failed", "status_code": 429, "message": quota}
+        return
+    user_options = {
+        "image": image,
+        "repo_url": resolved.repo_url,
+        "binder_ref_url": resolved.ref_url,
+        "binder_launch_host": settings.binder_launch_host,
+        "binder_request": resolved.binder_request,
+        "binder_persistent_request": resolved.binder_persistent_request,
+    }
+    attempts = max(1, settings.launch_retries)
+    delay = retry_delay
+    for attempt in range(1, attempts + 1):
+        name = username_for(resolved.repo_url)
+        started = False
+        token = ""
+        try:
+            client.create_user(name)
+            token = client.new_server_token(name)["token"]
+            yield from _attempt(client, name, user_options, deadline)
+            started = True
+        except HubError as exc:
+            error = exc
+        except Exception as exc:  # a launch must end in an event, whatever happened
+            error = HubError(f"Unexpected error while launching: {exc!r}", retryable=False)
+        finally:  # also when the consumer closes the stream mid-launch
+            if not started:
+                client.delete_user(name)
+        if started:
+            url = f"{addresses.public_url(settings)}user/{name}/"
+            yield {
+                "phase": "ready",
+                "message": f"server running at {url}\n",
+                **user_options,
+                "token": token,
+                "url": url,
+            }
+            return
+        if not error.retryable or attempt == attempts or time.monotonic() + delay > deadline:
+            yield {"phase": "failed", "status_code": error.status, "message": error.message + "\n"}
+            return
+        yield {
+            "phase": "launching",
+            "message": f"Launch attempt {attempt} failed ({error.message}), retrying in {delay:g} s...\n",
+        }
+        time.sleep(delay)
+        delay *= 2
+
+
+def _attempt(client: HubClient, name: str, user_options: dict, deadline: float) -> Iterator[dict]:
+    """One try (the user exists): start the server, relay progress; HubError on failure."""
+    client.start_server(name, user_options)
+    for event in client.progress(name, deadline):
+        if event.get("failed"):
+            raise HubError(f"Server failed to start: {event.get('message', 'no reason given')}")
+        if event.get("message"):
+            yield {"phase": "launching", "message": event["message"].rstrip("\n") + "\n"}
+        if event.get("ready"):
+            return
+    raise HubError("Launch timed out: the server did not become ready in time.", retryable=False, status=504)
