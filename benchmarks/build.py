@@ -6,7 +6,7 @@ Run from the repository root::
 
 It makes a small requirements.txt repository in a temp dir, serves it over
 git's HTTP protocol on 127.0.0.1 (tests/integration/gitserver.py) and
-measures, with ``binderlite.build.pipeline.build_events`` (the same path the CLI,
+measures, with ``binderlite.builds.pipeline.build_events`` (the same path the CLI,
 the SSE API and the launcher use):
 
 (a) a cold build — the BuildKit cache is emptied with ``docker builder prune -af``
@@ -44,9 +44,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from binderlite.build.pipeline import build_events
-from binderlite.build.queue import BuildQueue, pid_alive
-from binderlite.build.run_repo2docker import proxy_build_args
+from binderlite.builds.pipeline import build_events
+from binderlite.builds.queue import BuildQueue, pid_alive
+from binderlite.builds.run_repo2docker import proxy_build_args
 from binderlite.links import resolve_link
 from binderlite.settings import Settings
 from tests.integration.gitserver import GIT, GitServer
@@ -315,11 +315,11 @@ def run_once(index: int, binderlite: Binderlite, floor: Floor, log) -> RunResult
         binderlite.publish(name, edit=0)
         log(f"run {index}: binderlite cold build (after docker builder prune -af)")
         prune_build_cache()
-        cold = binderlite.build(name)
+        cold = binderlite.builds(name)
         log(f"  {cold.seconds:.1f} s -> {cold.image}")
-        same = binderlite.build(name)
+        same = binderlite.builds(name)
         binderlite.publish(name, edit=index * 10 + 1)
-        notebook_only = binderlite.build(name)
+        notebook_only = binderlite.builds(name)
         log(f"  binderlite same commit {same.seconds:.1f} s, notebook-only {notebook_only.seconds:.1f} s")
         return cold, same, notebook_only
 

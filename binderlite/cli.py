@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 import click
 
-from binderlite.build.baseimage import ensure_base_image
-from binderlite.build.pipeline import build_events
+from binderlite.builds.baseimage import ensure_base_image
+from binderlite.builds.pipeline import build_events
 from binderlite.errors import BinderliteError
 from binderlite.launch import launch as launch_server
 from binderlite.links import resolve_link

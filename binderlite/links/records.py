@@ -4,7 +4,7 @@ zenodo, figshare, dataverse, hydroshare and ckan links follow BinderHub's
 spec formats, build slugs and resolved refs. binderlite only resolves the
 record's current version here (a few small JSON requests); the content
 itself is fetched in the sandbox by repo2docker's content provider of the
-same name (``binderlite.build.fetch``), which receives ``ResolvedRepo.repo_url``
+same name (``binderlite.builds.fetch``), which receives ``ResolvedRepo.repo_url``
 as BinderHub passes it.
 
 DOIs are looked up with doi.org's handle API (as repo2docker does), so no

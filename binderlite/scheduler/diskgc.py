@@ -14,7 +14,7 @@ from pathlib import Path
 
 import docker.errors
 
-from binderlite.build.queue import BuildQueue
+from binderlite.builds.queue import BuildQueue
 from binderlite.dockerutil import docker_client
 from binderlite.settings import Settings
 

@@ -17,7 +17,7 @@ from typing import IO
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from binderlite.build.queue import BuildQueue
+from binderlite.builds.queue import BuildQueue
 from binderlite.errors import SchedulerLocked
 from binderlite.scheduler import cull, diskgc, reconcile
 from binderlite.settings import Settings

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from binderlite import launch as launcher
 from binderlite import links
-from binderlite.build import pipeline
+from binderlite.builds import pipeline
 from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec

@@ -11,7 +11,7 @@ from importlib import metadata
 from flask import Blueprint, Response, jsonify
 
 from binderlite import __version__
-from binderlite.build.registry import registry_reachable
+from binderlite.builds.registry import registry_reachable
 from binderlite.dockerutil import docker_client
 from binderlite.errors import DockerUnavailableError
 from binderlite.hub.api import HubClient

@@ -142,7 +142,7 @@ def binderlite_cli() -> list[str]:
 @pytest.fixture(scope="session")
 def launch_image(settings, git_server) -> str:
     """A real binderlite-built image (the requirements fixture), for launch tests."""
-    from binderlite.build.pipeline import build_events
+    from binderlite.builds.pipeline import build_events
     from binderlite.links import resolve_link
 
     git_server.add_fixture("requirements", "launchable")

@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from binderlite.build.pipeline import build_events, image_for
-from binderlite.build.queue import BuildQueue
-from binderlite.build.registry import registry_has_image
+from binderlite.builds.pipeline import build_events, image_for
+from binderlite.builds.queue import BuildQueue
+from binderlite.builds.registry import registry_has_image
 from binderlite.links import resolve_link
 from tests.integration.conftest import binderlite_cli, run_in_image
 
@@ -202,7 +202,7 @@ def test_proxy_reaches_build_steps_but_never_the_image(settings, git_server, doc
 def test_base_image_is_loaded_from_a_tarball_for_offline_installs(settings, docker_client, tmp_path):
     import dataclasses
 
-    from binderlite.build.baseimage import ensure_base_image
+    from binderlite.builds.baseimage import ensure_base_image
 
     name = "bltest-baseload:1"
     docker_client.images.get(settings.base_image).tag(name)

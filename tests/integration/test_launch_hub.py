@@ -118,7 +118,7 @@ def test_hub_down_gives_a_failed_event_and_restart_keeps_servers(launch_image, h
 
 
 def test_image_that_fails_to_start_ends_with_failed_event_and_its_output(hubstack, settings, git_server):
-    from binderlite.build.pipeline import build_events
+    from binderlite.builds.pipeline import build_events
     from binderlite.links import resolve_link
 
     git_server.add_fixture("broken-start")

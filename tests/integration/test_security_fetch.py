@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from binderlite.build.pipeline import build_events
+from binderlite.builds.pipeline import build_events
 from binderlite.links import parse_link
 
 pytestmark = pytest.mark.integration

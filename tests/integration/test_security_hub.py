@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def recorder_image(settings, git_server) -> str:
-    from binderlite.build.pipeline import build_events
+    from binderlite.builds.pipeline import build_events
     from binderlite.links import resolve_link
 
     git_server.add_fixture("header-recorder")

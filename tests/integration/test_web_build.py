@@ -21,7 +21,7 @@ import docker.errors
 import pytest
 import requests
 
-from binderlite.build.pipeline import image_for
+from binderlite.builds.pipeline import image_for
 from binderlite.links import parse_link
 from binderlite.settings import Settings
 

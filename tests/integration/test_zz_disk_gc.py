@@ -9,7 +9,7 @@ import time
 import docker.errors
 import pytest
 
-from binderlite.build.queue import BuildQueue
+from binderlite.builds.queue import BuildQueue
 from binderlite.scheduler import diskgc
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ LAYERS = {
     "dockerutil": 0,
     "sandbox": 1,
     "links": 2,
-    "build": 3,
+    "builds": 3,
     "hub": 3,
     "launch": 4,
     "scheduler": 4,

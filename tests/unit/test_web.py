@@ -8,7 +8,7 @@ import time
 import pytest
 
 from binderlite import launch as launcher
-from binderlite.build import pipeline
+from binderlite.builds import pipeline
 from binderlite.errors import RefNotFoundError
 from binderlite.links import ResolvedRepo
 from binderlite.links import registry as providers

@@ -8,7 +8,7 @@ from pathlib import Path
 from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 from uv import find_uv_bin
 
-from binderlite.build.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
+from binderlite.builds.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
 from binderlite.settings import Settings
 
 

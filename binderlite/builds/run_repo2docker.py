@@ -1,8 +1,8 @@
 """Run repo2docker on a fetched, checked checkout and print its progress as JSON event lines.
 
-This runs as its own process (``python -m binderlite.build.run_repo2docker``) in its own
+This runs as its own process (``python -m binderlite.builds.run_repo2docker``) in its own
 process group, so the build worker can stop it, buildx and all, on timeout.
-The source is always a local folder that ``binderlite.build.fetch`` made in the
+The source is always a local folder that ``binderlite.builds.fetch`` made in the
 sandbox (or a local directory the CLI named): repo2docker's own content
 providers, which would fetch on the host as root, are never used here.
 """
@@ -16,7 +16,7 @@ import sys
 from repo2docker import contentproviders
 from repo2docker.app import Repo2Docker
 
-from binderlite.build.buildpacks import buildpack_classes
+from binderlite.builds.buildpacks import buildpack_classes
 from binderlite.settings import Settings, load_settings, proxy_environment
 
 NB_USER = "jovyan"
@@ -66,7 +66,7 @@ def run_repo2docker(settings: Settings, source: str, repo_url: str, ref: str, im
 
 
 def main(argv: list[str]) -> int:
-    """Entry point: ``python -m binderlite.build.run_repo2docker <checkout> <repo url> <ref> <image>``."""
+    """Entry point: ``python -m binderlite.builds.run_repo2docker <checkout> <repo url> <ref> <image>``."""
     settings = load_settings()
     source, repo_url, ref, image = argv
     try:

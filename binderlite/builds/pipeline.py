@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import docker.errors
 
-from binderlite.build.queue import BuildQueue
-from binderlite.build.registry import registry_has_image
+from binderlite.builds.queue import BuildQueue
+from binderlite.builds.registry import registry_has_image
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, BinderliteError
 from binderlite.events import Event, event

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from binderlite.build import recordfetch
+from binderlite.builds import recordfetch
 from binderlite.errors import FetchError
 from binderlite.links import git
 from binderlite.sandbox import checkout, netrules, process

@@ -21,8 +21,8 @@ import jinja2
 from repo2docker.buildpacks.base import DEFAULT_NB_UID, BaseImage
 from repo2docker.utils import is_local_pip_requirement, open_guess_encoding
 
-from binderlite.build.buildpacks.specfiles import Conversion, convert_environment_yml, convert_pipfile
-from binderlite.build.buildpacks.template import TEMPLATE
+from binderlite.builds.buildpacks.specfiles import Conversion, convert_environment_yml, convert_pipfile
+from binderlite.builds.buildpacks.template import TEMPLATE
 
 log = logging.getLogger("repo2docker")
 

@@ -1,6 +1,6 @@
 """One build, supervised: run the builder process, enforce the timeout, push, record.
 
-Started detached by the build queue (``python -m binderlite.build.worker <id>``).
+Started detached by the build queue (``python -m binderlite.builds.worker <id>``).
 It appends every event to the build's log, stops the builder's whole process
 group when ``build_timeout`` passes, pushes the image to the registry, writes
 the final ``built``/``failed`` event and then lets the next queued build start.
@@ -18,9 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-from binderlite.build.fetch import Fetcher
-from binderlite.build.queue import BuildQueue
-from binderlite.build.registry import push_image, split_image
+from binderlite.builds.fetch import Fetcher
+from binderlite.builds.queue import BuildQueue
+from binderlite.builds.registry import push_image, split_image
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.events import EventLog, event
@@ -39,6 +39,9 @@ def _stop_group(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+RUN_REPO2DOCKER = "binderlite.builds.run_repo2docker"
 
 
 def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> Path:
@@ -66,7 +69,7 @@ def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> 
 def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple[bool, str]:
     """Run repo2docker on the checkout in its own process group; (succeeded, failure message)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "binderlite.build.run_repo2docker", str(source), build.repo_url, build.ref, build.image],
+        [sys.executable, "-m", RUN_REPO2DOCKER, str(source), build.repo_url, build.ref, build.image],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ Builds are rows in SQLite (``<state>/binderlite.sqlite``) and their logs are
 JSON-lines files (``<state>/builds/<id>.jsonl``). Asking for an image that is
 already queued or building attaches to that build. ``dispatch()`` starts
 queued builds while fewer than ``build_concurrency`` run; each runs in a
-detached worker process (``binderlite.build.worker``), so a caller that goes
+detached worker process (``binderlite.builds.worker``), so a caller that goes
 away — a closed tab, a restarted web worker — does not stop it. A build whose
 worker died is marked failed the next time anyone looks, never left stuck.
 """
@@ -211,7 +211,7 @@ class BuildQueue:
         env = {**os.environ, **self.settings.to_environment()}
         out = open(self.settings.build_logs_dir / f"{build_id}.worker.log", "ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "binderlite.build.worker", build_id],
+            [sys.executable, "-m", "binderlite.builds.worker", build_id],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
