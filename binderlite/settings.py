@@ -201,6 +201,30 @@ class Settings:
         "'anonymous': a temporary hub user per launch, deleted when its server is culled (Binder mode).",
     )
 
+    # ---- isolation and limits of builds and servers ----------------------
+    server_network: str = _setting(
+        "binderlite-servers",
+        "Docker network users' servers run on (created by binderlite): no traffic between containers, "
+        "none to this host but the hub, none to internal addresses.",
+    )
+    build_network: str = _setting(
+        "binderlite-builds",
+        "Docker network build steps run on (created by binderlite): the package index and the internet only.",
+    )
+    build_memory_limit: str = _setting(
+        "4G", "Memory (and swap) of each build step; a step past it is killed and the build fails (default 4G)."
+    )
+    build_cpu_limit: str = _setting("1.0", "CPUs each build step may use, a decimal number (default 1.0).")
+    build_pids_limit: int = _setting(
+        2048, "Processes of the repository's user in each build step (default 2048: stops a fork bomb)."
+    )
+    build_disk_limit: str = _setting(
+        "10G", "Disk a single build step may write (its layer); a step past it is stopped (default 10G)."
+    )
+    max_image_size: str = _setting(
+        "20G", "Largest image a build may produce; a larger one is removed and the build fails (default 20G)."
+    )
+
     # ---- scheduler settings ----------------------------------------------
     cull_idle_timeout: int = _setting(
         600, "Seconds without activity after which a server is stopped (default 600, as mybinder.org)."
