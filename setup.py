@@ -18,7 +18,6 @@ setup(
         "escapism>=1.0",
         "click>=8",
         "requests>=2.31",
-        "prometheus-client>=0.20",
         "uv>=0.5",
     ],
     extras_require={

@@ -1,62 +1,74 @@
-"""The ``binderlite`` command line: thin commands over the library modules."""
+"""The ``binderlite`` command line: thin commands over the library modules.
+
+Every failure binderlite knows is a ``BinderliteError``: the one handler in
+``BinderliteGroup`` prints ``Error: <message>`` and exits with the error's
+``exit_code`` (1 failed, 2 bad input, 3 configuration, 4 unavailable; see
+``binderlite.errors``).
+"""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
+from typing import Any
 from urllib.parse import urlencode
 
 import click
 
 from binderlite.builds.baseimage import ensure_base_image
 from binderlite.builds.pipeline import build_events
-from binderlite.errors import BinderliteError
+from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError
+from binderlite.events import Event, Phase
 from binderlite.launch import launch as launch_server
-from binderlite.links import resolve_link
+from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
 from binderlite.services.up import run_all
 from binderlite.settings import Settings, load_settings, settings_markdown_table
 
 
+class BinderliteGroup(click.Group):
+    """A click group that turns BinderliteError into ``Error: …`` and the error's exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BinderliteError as exc:
+            click.echo(f"Error: {exc.message.strip()}", err=True)
+            ctx.exit(exc.exit_code)
+
+
 def _settings(ctx: click.Context) -> Settings:
     return ctx.obj["settings"]
 
 
-def fail(message: str) -> None:
-    """A user error: ``Error: …`` on stderr and exit code 1."""
-    raise click.ClickException(message)
+def _say(message: str) -> None:
+    click.echo(message, nl=False, err=True)
 
 
-@click.group()
+@click.group(cls=BinderliteGroup)
 @click.option("--config", envvar="BINDERLITE_CONFIG", default=None, help="TOML config file.")
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """binderlite: BinderHub without Kubernetes."""
-    try:
-        ctx.obj = {"settings": load_settings(config)}
-    except BinderliteError as exc:
-        fail(exc.message)
+    ctx.obj = {"settings": load_settings(config)}
 
 
-def build_image(settings: Settings, link: str, ref: str):
+def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, str]:
     """Resolve LINK and get its image, streaming the log to stderr; (resolved repo, image name)."""
-    try:
-        resolved = resolve_link(link, settings, ref)
-    except BinderliteError as exc:
-        fail(exc.message)
-    final = None
+    resolved = resolve_link(link, settings, ref)
+    final: Event | None = None
     for ev in build_events(settings, resolved):
         if ev is None:
             continue
-        if ev.get("phase") in ("built", "failed"):
+        if ev.ends_build:
             final = ev
-        if ev.get("phase") != "failed":  # a failure is said once, as the Error: line below
-            click.echo(ev.get("message", ""), nl=False, err=True)
-    if final is None or final["phase"] == "failed":
-        message = (final or {}).get("message", "build ended without a result").strip().splitlines()
-        fail(message[0] if message else "build failed")
+        if ev.phase is not Phase.FAILED:  # a failure is said once, as the Error: line
+            _say(ev.message)
+    if final is None or final.phase is Phase.FAILED:
+        lines = (final.message if final else "the build ended without a result").strip().splitlines()
+        raise BuildFailedError(lines[0] if lines else "the build failed")
     return resolved, final["imageName"]
 
 
@@ -76,12 +88,9 @@ def build(ctx: click.Context, link: str, ref: str) -> None:
 @main.command("base-image")
 @click.pass_context
 def base_image(ctx: click.Context) -> None:
-    """Make sure the base image exists (pull, load a tarball, or debootstrap it)."""
+    """Make sure the base image exists (load a tarball, pull a configured one, or debootstrap it)."""
     settings = _settings(ctx)
-    try:
-        how = ensure_base_image(settings, log=lambda msg: click.echo(msg, err=True))
-    except BinderliteError as exc:
-        fail(exc.message)
+    how = ensure_base_image(settings, log=lambda msg: click.echo(msg, err=True))
     click.echo(f"{settings.base_image} ({how})")
 
 
@@ -93,12 +102,13 @@ def launch(ctx: click.Context, link: str, ref: str) -> None:
     """Build (if needed) and launch LINK on the running binderlite; print the URL with its token."""
     settings = _settings(ctx)
     resolved, image = build_image(settings, link, ref)
-    final: dict = {}
+    final = Event.log("")
     for ev in launch_server(settings, resolved, image):
-        click.echo(ev.get("message", ""), nl=False, err=True)
+        if ev.phase is not Phase.FAILED:
+            _say(ev.message)
         final = ev
-    if final.get("phase") != "ready":
-        fail((final.get("message") or "launch failed").strip())
+    if final.phase is not Phase.READY:
+        raise LaunchFailedError(final.message.strip() or "the launch failed")
     click.echo(f"{final['url']}?{urlencode({'token': final['token']})}")
 
 
@@ -106,10 +116,7 @@ def launch(ctx: click.Context, link: str, ref: str) -> None:
 @click.pass_context
 def up(ctx: click.Context) -> None:
     """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
-    try:
-        run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
-    except BinderliteError as exc:
-        fail(exc.message)
+    run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
 
 
 @main.command()
@@ -118,22 +125,15 @@ def scheduler(ctx: click.Context) -> None:
     """Run the scheduler (idle culling, reconciliation, disk GC); one per install."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        run(_settings(ctx))
-    except BinderliteError as exc:
-        logging.getLogger("binderlite.scheduler").error("%s", exc)
-        fail(str(exc))
+    run(_settings(ctx))
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Only print what would be culled now.")
+@click.option("--dry-run", is_flag=True, help="Only print what would be culled now (changes nothing).")
 @click.pass_context
 def cull(ctx: click.Context, dry_run: bool) -> None:
     """Cull idle and too-old servers now."""
-    try:
-        decisions = run_cull(_settings(ctx), dry_run=dry_run)
-    except Exception as exc:  # the hub down, a bad token: a message, not a traceback
-        fail(f"could not reach JupyterHub to cull: {exc}")
+    decisions = run_cull(_settings(ctx), dry_run=dry_run)
     verb = "would cull" if dry_run else "culled"
     click.echo(f"{verb} {len(decisions)} servers")
     for d in decisions:

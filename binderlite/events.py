@@ -1,31 +1,126 @@
-"""Build progress as a typed event stream, kept on disk as JSON lines.
+"""The event stream every watcher reads (the web page, the CLI, BinderHub's JS client), and its log on disk.
 
-An event is a dict with BinderHub's keys: ``phase`` (waiting, fetching,
-building, pushing, built, failed — absent for a plain log line), ``message``
-and, where it applies, ``imageName``. The build worker appends events to
+An ``Event`` is one message of BinderHub's build API: a dict whose keys are
+the wire format (``phase``, ``message``, and per phase ``imageName``,
+``queue_position``, ``status_code``, ``url``, ``token``, ``binder_*``).
+Events are made with the constructors below, one per shape, so no module
+spells a phase or a key by hand. ``phase`` is one of ``Phase`` or absent
+for a plain log line. A build ends with ``built`` or ``failed``
+(``ends_build``); a request's stream ends with ``ready`` or ``failed``
+(``ends_stream``). The build worker appends events to
 ``<state>/builds/<id>.jsonl``; every watcher (CLI, SSE, a late-comer) reads
 the same file from the start, so nobody misses the log so far.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-Event = dict[str, Any]
-TERMINAL_PHASES = ("built", "failed")
+
+class Phase(enum.StrEnum):
+    """BinderHub's phases, in the order a launch goes through them."""
+
+    WAITING = "waiting"
+    FETCHING = "fetching"
+    BUILDING = "building"
+    PUSHING = "pushing"
+    BUILT = "built"
+    LAUNCHING = "launching"
+    READY = "ready"
+    FAILED = "failed"
 
 
-def event(phase: str | None, message: str, **extra: Any) -> Event:
-    """An event dict; ``phase=None`` makes a plain log line."""
-    ev: Event = {"message": message}
-    if phase:
-        ev["phase"] = phase
-    ev.update(extra)
-    return ev
+BUILD_ENDS = frozenset({Phase.BUILT, Phase.FAILED})
+STREAM_ENDS = frozenset({Phase.READY, Phase.FAILED})
+
+
+def _line(message: str) -> str:
+    return message if message.endswith("\n") else message + "\n"
+
+
+class Event(dict[str, Any]):
+    """One message of the stream; the dict itself is what goes on the wire."""
+
+    @property
+    def phase(self) -> Phase | None:
+        value = self.get("phase")
+        return Phase(value) if value in Phase._value2member_map_ else None
+
+    @property
+    def message(self) -> str:
+        return str(self.get("message", ""))
+
+    @property
+    def ends_build(self) -> bool:
+        return self.phase in BUILD_ENDS
+
+    @property
+    def ends_stream(self) -> bool:
+        return self.phase in STREAM_ENDS
+
+    # ---- constructors, one per shape ----------------------------------------
+    @classmethod
+    def of(cls, phase: Phase | None, message: str, **fields: Any) -> Event:
+        ev = cls(message=message)
+        if phase is not None:
+            ev["phase"] = str(phase)
+        ev.update(fields)
+        return ev
+
+    @classmethod
+    def log(cls, message: str) -> Event:
+        """A plain log line (no phase)."""
+        return cls.of(None, message)
+
+    @classmethod
+    def waiting(cls, message: str, queue_position: int | None = None) -> Event:
+        extra = {"queue_position": queue_position} if queue_position else {}
+        return cls.of(Phase.WAITING, _line(message), **extra)
+
+    @classmethod
+    def fetching(cls, message: str) -> Event:
+        return cls.of(Phase.FETCHING, message)
+
+    @classmethod
+    def building(cls, message: str) -> Event:
+        return cls.of(Phase.BUILDING, message)
+
+    @classmethod
+    def pushing(cls, message: str) -> Event:
+        return cls.of(Phase.PUSHING, _line(message))
+
+    @classmethod
+    def built(cls, image: str, message: str) -> Event:
+        return cls.of(Phase.BUILT, _line(message), imageName=image)
+
+    @classmethod
+    def launching(cls, message: str) -> Event:
+        return cls.of(Phase.LAUNCHING, _line(message))
+
+    @classmethod
+    def ready(cls, message: str, **fields: Any) -> Event:
+        """``url`` and ``token`` (launch) or ``imageName`` (build only), plus BinderHub's ``binder_*``."""
+        return cls.of(Phase.READY, _line(message), **fields)
+
+    @classmethod
+    def failed(cls, message: str, status: int | None = None) -> Event:
+        extra = {"status_code": status} if status is not None else {}
+        return cls.of(Phase.FAILED, _line(message.rstrip("\n")), **extra)
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Event:
+        """An event read back from JSON; anything that is not one becomes a plain log line."""
+        if not isinstance(data, dict) or not isinstance(data.get("message", ""), str):
+            return cls.log(_line(json.dumps(data)))
+        ev = cls(data)
+        if "phase" in ev and ev.phase is None:
+            del ev["phase"]  # not one of BinderHub's phases: keep the text as a log line
+        return ev
 
 
 class EventLog:
@@ -55,9 +150,9 @@ class EventLog:
         events = []
         for raw in data[: end + 1].splitlines():
             try:
-                events.append(json.loads(raw))
+                events.append(Event.from_wire(json.loads(raw)))
             except ValueError:
-                events.append(event(None, raw.decode("utf-8", "replace") + "\n"))
+                events.append(Event.log(raw.decode("utf-8", "replace") + "\n"))
         return events, offset + end + 1
 
     def __iter__(self) -> Iterator[Event]:
@@ -66,5 +161,5 @@ class EventLog:
 
     def tail_text(self, lines: int) -> str:
         """The last ``lines`` lines of log text, for failure messages."""
-        text = "".join(ev.get("message", "") for ev in self)
+        text = "".join(ev.message for ev in self)
         return "\n".join(text.splitlines()[-lines:])

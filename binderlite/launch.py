@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 import requests
 
 from binderlite.errors import HubError
+from binderlite.events import Event
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
 from binderlite.links import ResolvedRepo
@@ -58,18 +59,18 @@ def launch(
     *,
     retry_delay: float = 4.0,
     session: requests.Session | None = None,
-) -> Iterator[dict]:
+) -> Iterator[Event]:
     """Start ``image`` for ``resolved`` and yield BinderHub launch events (never raises)."""
-    yield {"phase": "launching", "message": "Launching server...\n"}
+    yield Event.launching("Launching server...")
     deadline = time.monotonic() + settings.launch_timeout
     try:
         client = HubClient(settings, session)
         quota = _quota_message(settings, client, resolved.repo_url)
     except HubError as exc:
-        yield {"phase": "failed", "status_code": 503, "message": exc.message + "\n"}
+        yield Event.failed(exc.message, 503)
         return
     if quota:
-        yield {"phase": "failed", "status_code": 429, "message": quota}
+        yield Event.failed(quota, 429)
         return
     user_options = {
         "image": image,
@@ -79,7 +80,7 @@ def launch(
         "binder_request": resolved.binder_request,
         "binder_persistent_request": resolved.binder_persistent_request,
     }
-    attempts = max(1, settings.launch_retries)
+    attempts = settings.launch_retries
     delay = retry_delay
     for attempt in range(1, attempts + 1):
         name = username_for(resolved.repo_url)
@@ -99,33 +100,24 @@ def launch(
                 client.delete_user(name)
         if started:
             url = f"{addresses.public_url(settings)}user/{name}/"
-            yield {
-                "phase": "ready",
-                "message": f"server running at {url}\n",
-                **user_options,
-                "token": token,
-                "url": url,
-            }
+            yield Event.ready(f"server running at {url}", **user_options, token=token, url=url)
             return
         if not error.retryable or attempt == attempts or time.monotonic() + delay > deadline:
-            yield {"phase": "failed", "status_code": error.status, "message": error.message + "\n"}
+            yield Event.failed(error.message, error.status)
             return
-        yield {
-            "phase": "launching",
-            "message": f"Launch attempt {attempt} failed ({error.message}), retrying in {delay:g} s...\n",
-        }
+        yield Event.launching(f"Launch attempt {attempt} failed ({error.message}), retrying in {delay:g} s...")
         time.sleep(delay)
         delay *= 2
 
 
-def _attempt(client: HubClient, name: str, user_options: dict, deadline: float) -> Iterator[dict]:
+def _attempt(client: HubClient, name: str, user_options: dict, deadline: float) -> Iterator[Event]:
     """One try (the user exists): start the server, relay progress; HubError on failure."""
     client.start_server(name, user_options)
     for event in client.progress(name, deadline):
         if event.get("failed"):
             raise HubError(f"Server failed to start: {event.get('message', 'no reason given')}")
         if event.get("message"):
-            yield {"phase": "launching", "message": event["message"].rstrip("\n") + "\n"}
+            yield Event.launching(event["message"])
         if event.get("ready"):
             return
     raise HubError("Launch timed out: the server did not become ready in time.", retryable=False, status=504)

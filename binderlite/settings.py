@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import ipaddress
 import os
 import re
 import tomllib
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,58 @@ from binderlite.errors import ConfigError
 DEFAULT_CONFIG_FILE = "/etc/binderlite/binderlite.toml"
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+Check = Callable[[Any], "str | None"]  # a problem with a value, said as the end of a sentence, or None
+
+
+def _setting(default: Any, help: str, check: Check | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "check": check})
+
+
+def at_least(low: float) -> Check:
+    return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def between(low: float, high: float) -> Check:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def one_of(*choices: str) -> Check:
+    return lambda value: None if value in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+
+
+def a_size(value: str) -> str | None:
+    try:
+        parse_size(value, "")
+    except ConfigError:
+        return "must be a size such as 512M or 2G"
+    return None
+
+
+def an_http_url(value: str) -> str | None:
+    parts = urllib.parse.urlsplit(value)
+    if value and (parts.scheme not in ("http", "https") or not parts.hostname):
+        return "must be an http(s) URL with a host, or empty"
+    return None
+
+
+def networks(value: str) -> str | None:
+    for text in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return f"must be comma-separated networks such as 192.0.2.0/24 ({text!r} is not one)"
+    return None
+
+
+def an_absolute_path(value: str) -> str | None:
+    return None if os.path.isabs(value) else "must be an absolute path"
+
+
+def host_and_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    if value and not (sep and host and port.isdigit() and 0 < int(port) < 65536):
+        return "must be host:port (e.g. 127.0.0.1:5000), or empty"
+    return None
 
 
 @dataclass(frozen=True)
@@ -33,6 +86,7 @@ class Settings:
     state_dir: str = _setting(
         "/var/lib/binderlite",
         "Directory holding all state (database, build logs, registry data, hub state).",
+        check=an_absolute_path,
     )
     image_prefix: str = _setting(
         "binderlite/",
@@ -46,6 +100,7 @@ class Settings:
     build_packs: str = _setting(
         "binderlite",
         "'binderlite' (offline-capable, package index only) or 'repo2docker' (stock build packs, need conda-forge).",
+        check=one_of("binderlite", "repo2docker"),
     )
     allow_local_repos: bool = _setting(
         False,
@@ -62,27 +117,57 @@ class Settings:
         "",
         "More networks (comma-separated CIDRs) that fetches, builds and servers may not reach, beside the "
         "built-in loopback, link-local, private and reserved ranges: e.g. a LAN on public addresses.",
+        check=networks,
     )
     max_repo_size: str = _setting(
         "2G",
         "Largest repository or record a build fetches (e.g. 500M, 2G); a fetch that grows past it is stopped.",
+        check=a_size,
     )
-    max_file_size: str = _setting("1G", "Largest single file a fetch may write (the kernel stops it: RLIMIT_FSIZE).")
-    build_concurrency: int = _setting(2, "Builds that run at once; further builds wait in a queue.")
-    build_timeout: int = _setting(3600, "Seconds a build may run before it is stopped and marked failed.")
-    build_log_tail: int = _setting(20, "Log lines repeated in the failure message of a failed build.")
-    package_index_url: str = _setting("", "Python package index used by builds (pip/uv); empty means PyPI.")
-    extra_index_url: str = _setting("", "An extra package index for builds.")
+    max_file_size: str = _setting(
+        "1G",
+        "Largest single file a fetch may write (the kernel stops it: RLIMIT_FSIZE).",
+        check=a_size,
+    )
+    build_concurrency: int = _setting(
+        2,
+        "Builds that run at once; further builds wait in a queue.",
+        check=at_least(1),
+    )
+    build_timeout: int = _setting(
+        3600,
+        "Seconds a build may run before it is stopped and marked failed.",
+        check=at_least(1),
+    )
+    build_log_tail: int = _setting(
+        20,
+        "Log lines repeated in the failure message of a failed build.",
+        check=at_least(0),
+    )
+    package_index_url: str = _setting(
+        "",
+        "Python package index used by builds (pip/uv); empty means PyPI.",
+        check=an_http_url,
+    )
+    extra_index_url: str = _setting(
+        "",
+        "An extra package index for builds.",
+        check=an_http_url,
+    )
     trusted_host: str = _setting("", "Host whose TLS certificate builds do not verify (a plain-HTTP mirror).")
     ca_bundle: str = _setting(
         "/etc/ssl/certs/ca-certificates.crt",
         "CA bundle given to every build step and image, so TLS works behind an inspecting proxy.",
     )
     http_proxy: str = _setting(
-        "", "HTTP proxy for builds and running servers (defaults to the HTTP_PROXY environment variable)."
+        "",
+        "HTTP proxy for builds and running servers (defaults to the HTTP_PROXY environment variable).",
+        check=an_http_url,
     )
     https_proxy: str = _setting(
-        "", "HTTPS proxy for builds and running servers (defaults to the HTTPS_PROXY environment variable)."
+        "",
+        "HTTPS proxy for builds and running servers (defaults to the HTTPS_PROXY environment variable).",
+        check=an_http_url,
     )
     no_proxy: str = _setting("", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable).")
     jupyterlab_spec: str = _setting("jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab.")
@@ -94,10 +179,14 @@ class Settings:
     registry: str = _setting(
         "127.0.0.1:5000",
         "Registry that built images are pushed to (binderlite runs one on this address); empty disables pushing.",
+        check=host_and_port,
     )
-    github_api_url: str = _setting("https://api.github.com", "GitHub API base URL.")
-    github_host: str = _setting("https://github.com", "GitHub web host for gh links.")
-    gitlab_host: str = _setting("https://gitlab.com", "GitLab host for gl links.")
+    github_host: str = _setting("https://github.com", "GitHub web host for gh links.", check=an_http_url)
+    gitlab_host: str = _setting(
+        "https://gitlab.com",
+        "GitLab host for gl links.",
+        check=an_http_url,
+    )
     banned_specs: str = _setting("", "Comma-separated regular expressions; matching specs may not launch.")
     docker_host: str = _setting("", "Docker daemon URL; empty means DOCKER_HOST or the local socket.")
 
@@ -108,28 +197,37 @@ class Settings:
         "(e.g. 172.17.0.1): containers must reach the hub, and that address is not on the "
         "public network.",
     )
-    hub_port: int = _setting(8081, "Port of JupyterHub's own server (default 8081, JupyterHub's usual hub port).")
+    hub_port: int = _setting(
+        8081,
+        "Port of JupyterHub's own server (default 8081, JupyterHub's usual hub port).",
+        check=between(1, 65535),
+    )
     proxy_ip: str = _setting(
         "127.0.0.1",
         "Address configurable-http-proxy serves users on. Default 127.0.0.1: put a TLS "
         "reverse proxy in front to expose it.",
     )
     proxy_port: int = _setting(
-        8000, "Port users' servers are reached on through the proxy (default 8000, as JupyterHub)."
+        8000,
+        "Port users' servers are reached on through the proxy (default 8000, as JupyterHub).",
+        check=between(1, 65535),
     )
     proxy_api_port: int = _setting(
         8001,
         "Port of the proxy's REST API, always bound to 127.0.0.1 (default 8001, as JupyterHub).",
+        check=between(1, 65535),
     )
     public_url: str = _setting(
         "",
         "Public base URL of the proxy that launch URLs start with. Empty (default) means "
         "http://<proxy_ip>:<proxy_port>/; set it when a reverse proxy serves binderlite.",
+        check=an_http_url,
     )
     binder_launch_host: str = _setting(
         "http://127.0.0.1:8585/",
         "Public URL of binderlite's web app, given to servers as BINDER_LAUNCH_HOST "
         "(default: the web app's default address).",
+        check=an_http_url,
     )
     hub_api_token: str = _setting(
         "",
@@ -145,60 +243,79 @@ class Settings:
         "2G",
         "Memory limit per server, no swap (default 2G: enough for typical notebooks, "
         "and a few dozen servers fit a 24 GiB machine).",
+        check=a_size,
     )
-    cpu_limit: str = _setting(
-        "1.0",
+    cpu_limit: float = _setting(
+        1.0,
         "CPUs per server, a decimal number (default 1.0: one busy server cannot starve the others).",
+        check=between(0.01, 1024),
     )
     pids_limit: int = _setting(
         1024,
         "Processes per server (default 1024: far more than JupyterLab needs, stops a fork bomb).",
+        check=at_least(64),
     )
     total_quota: int = _setting(
         64,
         "Servers running at once on this machine; 0 means no limit (default 64: what one "
         "server with 24 GiB holds when most servers are idle).",
+        check=at_least(0),
     )
     per_repo_quota: int = _setting(
         0,
         "Servers running at once from one repository; 0 (default) means no limit, since "
         "a workshop launches one repository for everyone.",
+        check=at_least(0),
     )
-    launch_timeout: int = _setting(600, "Seconds a launch may take before it fails (default 600, as BinderHub).")
+    launch_timeout: int = _setting(
+        600,
+        "Seconds a launch may take before it fails (default 600, as BinderHub).",
+        check=at_least(1),
+    )
     launch_retries: int = _setting(
         4,
         "Attempts to start a server when the hub errors, with backoff from 4 s doubling (default 4, as BinderHub).",
+        check=at_least(1),
     )
     spawner_docker_threads: int = _setting(
         8,
         "Threads DockerSpawner makes Docker API calls on (default 8; DockerSpawner's own "
         "default of 1 makes one slow Docker call stall every launch).",
+        check=at_least(1),
     )
     web_host: str = _setting(
         "127.0.0.1",
         "Address the web app (links, build API, pages) listens on (default 127.0.0.1: put a "
         "TLS reverse proxy in front to expose it).",
     )
-    web_port: int = _setting(8585, "Port of the web app (default 8585).")
+    web_port: int = _setting(
+        8585,
+        "Port of the web app (default 8585).",
+        check=between(1, 65535),
+    )
     web_workers: int = _setting(
         2,
         "gunicorn worker processes of the web app (default 2, one per core here; each gevent "
         "worker holds hundreds of open event streams).",
+        check=at_least(1),
     )
     stream_keepalive: int = _setting(
         20,
         "Seconds of silence after which a build stream sends a `:keepalive` comment "
         "(default 20: under BinderHub's 25 s, so proxies never cut an idle stream).",
+        check=between(1, 25),
     )
     stream_linger: int = _setting(
         60,
         "Seconds a build stream stays open after `ready`/`failed` (default 60, as BinderHub: "
         "browsers would otherwise reconnect and start a second launch).",
+        check=at_least(0),
     )
 
     auth_mode: str = _setting(
         "anonymous",
         "'anonymous': a temporary hub user per launch, deleted when its server is culled (Binder mode).",
+        check=one_of("anonymous"),
     )
 
     # ---- isolation and limits of builds and servers ----------------------
@@ -212,32 +329,75 @@ class Settings:
         "Docker network build steps run on (created by binderlite): the package index and the internet only.",
     )
     build_memory_limit: str = _setting(
-        "4G", "Memory (and swap) of each build step; a step past it is killed and the build fails (default 4G)."
+        "4G",
+        "Memory (and swap) of each build step; a step past it is killed and the build fails (default 4G).",
+        check=a_size,
     )
-    build_cpu_limit: str = _setting("1.0", "CPUs each build step may use, a decimal number (default 1.0).")
+    build_cpu_limit: float = _setting(
+        1.0,
+        "CPUs each build step may use, a decimal number (default 1.0).",
+        check=between(0.01, 1024),
+    )
     build_pids_limit: int = _setting(
-        2048, "Processes of the repository's user in each build step (default 2048: stops a fork bomb)."
+        2048,
+        "Processes of the repository's user in each build step (default 2048: stops a fork bomb).",
+        check=at_least(64),
     )
     build_disk_limit: str = _setting(
-        "10G", "Disk a single build step may write (its layer); a step past it is stopped (default 10G)."
+        "10G",
+        "Disk a single build step may write (its layer); a step past it is stopped (default 10G).",
+        check=a_size,
     )
     max_image_size: str = _setting(
-        "20G", "Largest image a build may produce; a larger one is removed and the build fails (default 20G)."
+        "20G",
+        "Largest image a build may produce; a larger one is removed and the build fails (default 20G).",
+        check=a_size,
     )
 
     # ---- scheduler settings ----------------------------------------------
     cull_idle_timeout: int = _setting(
-        600, "Seconds without activity after which a server is stopped (default 600, as mybinder.org)."
+        600,
+        "Seconds without activity after which a server is stopped (default 600, as mybinder.org).",
+        check=at_least(1),
     )
     cull_max_age: int = _setting(
-        21600, "Seconds after which a server is stopped even if active (default 6 hours; 0 disables)."
+        21600,
+        "Seconds after which a server is stopped even if active (default 6 hours; 0 disables).",
+        check=at_least(0),
     )
-    cull_every: int = _setting(60, "Seconds between idle-culling runs.")
-    reconcile_every: int = _setting(300, "Seconds between reconciliation runs (orphan containers, stale routes).")
-    gc_every: int = _setting(600, "Seconds between disk garbage-collection runs.")
-    disk_high_water: int = _setting(85, "Percent used of Docker's data disk above which binderlite images are removed.")
-    disk_low_water: int = _setting(70, "Percent used that image garbage collection brings the disk down to.")
-    log_retention_days: int = _setting(14, "Days build logs and build work directories are kept.")
+    cull_every: int = _setting(
+        60,
+        "Seconds between idle-culling runs.",
+        check=at_least(1),
+    )
+    reconcile_every: int = _setting(
+        300,
+        "Seconds between reconciliation runs (orphan containers, stale routes).",
+        check=at_least(1),
+    )
+    gc_every: int = _setting(
+        600,
+        "Seconds between disk garbage-collection runs.",
+        check=at_least(1),
+    )
+    disk_high_water: int = _setting(
+        85,
+        "Percent used of Docker's data disk above which binderlite images are removed.",
+        check=between(1, 100),
+    )
+    disk_low_water: int = _setting(
+        70,
+        "Percent used that image garbage collection brings the disk down to.",
+        check=between(1, 100),
+    )
+    log_retention_days: int = _setting(
+        14,
+        "Days build logs and build work directories are kept.",
+        check=at_least(1),
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
 
     # ---- derived values --------------------------------------------------
     @property
@@ -249,40 +409,36 @@ class Settings:
         return parse_size(self.max_file_size, "max_file_size")
 
     @property
-    def state_path(self) -> Path:
-        return Path(self.state_dir)
-
-    @property
     def db_path(self) -> Path:
-        return self.state_path / "binderlite.sqlite"
+        return Path(self.state_dir) / "binderlite.sqlite"
 
     @property
     def build_logs_dir(self) -> Path:
-        return self.state_path / "builds"
+        return Path(self.state_dir) / "builds"
 
     @property
     def build_work_dir(self) -> Path:
-        return self.state_path / "work"
+        return Path(self.state_dir) / "work"
 
     @property
     def registry_dir(self) -> Path:
-        return self.state_path / "registry"
+        return Path(self.state_dir) / "registry"
 
     @property
     def hub_dir(self) -> Path:
-        return self.state_path / "hub"
+        return Path(self.state_dir) / "hub"
 
     @property
     def logs_dir(self) -> Path:
-        return self.state_path / "logs"
+        return Path(self.state_dir) / "logs"
 
     @property
     def run_dir(self) -> Path:
-        return self.state_path / "run"
+        return Path(self.state_dir) / "run"
 
     def ensure_dirs(self) -> None:
         """Create the state tree."""
-        for path in (self.state_path, self.build_logs_dir, self.build_work_dir):
+        for path in (Path(self.state_dir), self.build_logs_dir, self.build_work_dir):
             path.mkdir(parents=True, exist_ok=True)
 
     @functools.cached_property
@@ -348,10 +504,15 @@ def _coerce(name: str, kind: type, raw: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"Setting {name} must be a whole number, not {raw!r}.") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Setting {name} must be a number such as 1.5, not {raw!r}.") from None
     return str(raw)
 
 
-_TYPES = {"str": str, "int": int, "bool": bool}
+_TYPES = {"str": str, "int": int, "bool": bool, "float": float}
 
 
 def setting_fields() -> list[dataclasses.Field]:
@@ -381,23 +542,26 @@ def load_settings(config_file: str | None = None, environ: dict[str, str] | None
         env_name = f"BINDERLITE_{name.upper()}"
         if env_name in env:
             values[name] = _coerce(env_name, kind, env[env_name])
-    settings = Settings(**values)
-    _validate(settings)
-    return settings
+    return Settings(**values)
 
 
 def _validate(settings: Settings) -> None:
-    if settings.build_packs not in ("binderlite", "repo2docker"):
-        raise ConfigError(f"build_packs must be 'binderlite' or 'repo2docker', not {settings.build_packs!r}.")
-    if settings.auth_mode not in ("anonymous",):
-        raise ConfigError(f"auth_mode must be 'anonymous' (the only mode so far), not {settings.auth_mode!r}.")
-    if not 0 < settings.disk_low_water < settings.disk_high_water <= 100:
-        raise ConfigError("disk_low_water must be below disk_high_water, both percentages between 1 and 100.")
-    if settings.build_concurrency < 1:
-        raise ConfigError("build_concurrency must be at least 1.")
-    if settings.build_timeout < 1:
-        raise ConfigError("build_timeout must be at least 1 second.")
-    settings.max_repo_size_bytes, settings.max_file_size_bytes, settings.banned_patterns  # noqa: B018 (raise if bad)
+    """Every value checked once, at load; a ConfigError names the setting, the value and the way to fix it."""
+    for f in setting_fields():
+        check = f.metadata.get("check")
+        value = getattr(settings, f.name)
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError(
+                f"Setting {f.name} is {value!r}, but it {problem}. Set {f.name} in the config file "
+                f"(BINDERLITE_CONFIG, default {DEFAULT_CONFIG_FILE}) or BINDERLITE_{f.name.upper()}."
+            )
+    if not settings.disk_low_water < settings.disk_high_water:
+        raise ConfigError(
+            f"Setting disk_low_water ({settings.disk_low_water}) must be below disk_high_water "
+            f"({settings.disk_high_water}): image collection stops at the low mark once above the high one."
+        )
+    settings.banned_patterns  # noqa: B018 (a pattern that does not compile raises ConfigError here)
 
 
 def proxy_environment(settings: Settings, bypass: tuple[str, ...] = ()) -> dict[str, str]:

@@ -15,7 +15,7 @@ from binderlite.builds.queue import BuildQueue
 from binderlite.builds.registry import registry_has_image
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, BinderliteError
-from binderlite.events import Event, event
+from binderlite.events import Event, Phase
 from binderlite.links import ResolvedRepo
 from binderlite.settings import Settings
 
@@ -47,12 +47,12 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
     ``None`` items mean "nothing new for a while" (the SSE layer sends a keepalive).
     """
     for note in resolved.notes:
-        yield event("waiting", note)
+        yield Event.waiting(note)
     image = image_for(settings, resolved)
     try:
         if image_available(settings, image):
             (queue or BuildQueue(settings)).touch_image(image)
-            yield event("built", "Found built image, launching...\n", imageName=image)
+            yield Event.built(image, "Found built image, launching...")
             return
         if settings.build_packs == "binderlite" and not local_image_exists(
             docker_client(settings), settings.base_image
@@ -66,9 +66,9 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
         build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider)
         queue.dispatch()
     except BinderliteError as exc:
-        yield event("failed", exc.message + "\n")
+        yield Event.failed(exc.message)
         return
     for ev in queue.follow(build.id):
-        if ev is not None and ev.get("phase") == "built":
+        if ev is not None and ev.phase is Phase.BUILT:
             queue.touch_image(image)
         yield ev

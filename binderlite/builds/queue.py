@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from binderlite.events import TERMINAL_PHASES, Event, EventLog, event
+from binderlite.events import Event, EventLog
 from binderlite.settings import Settings
 
 SCHEMA = """
@@ -118,7 +118,7 @@ class BuildQueue:
             db.execute("COMMIT")
         finally:
             db.close()
-        self.log(build_id).append(event("waiting", "Waiting for build to start...\n"))
+        self.log(build_id).append(Event.waiting("Waiting for build to start..."))
         return self.get(build_id), True
 
     def touch_image(self, image: str) -> None:
@@ -177,7 +177,7 @@ class BuildQueue:
                     (time.time(), message, build.id),
                 )
             if cur.rowcount:
-                self.log(build.id).append(event("failed", message))
+                self.log(build.id).append(Event.failed(message))
                 reaped.append(build.id)
         return reaped
 
@@ -232,11 +232,11 @@ class BuildQueue:
             for ev in events:
                 last_sent = time.monotonic()
                 yield ev
-                if ev.get("phase") in TERMINAL_PHASES:
+                if ev.ends_build:
                     return
             build = self.get(build_id)
             if build is None:
-                yield event("failed", f"Build {build_id} does not exist.\n")
+                yield Event.failed(f"Build {build_id} does not exist.")
                 return
             if build.state == "queued":
                 self.dispatch()
@@ -244,16 +244,14 @@ class BuildQueue:
                 if position != last_position and position:
                     last_position = position
                     last_sent = time.monotonic()
-                    yield event(
-                        "waiting", f"Build queued: position {position} in the queue.\n", queue_position=position
-                    )
+                    yield Event.waiting(f"Build queued: position {position} in the queue.", position)
             elif build.state == "running":
                 self.reap()
             elif not events:
                 final, offset = log.read_from(offset)
-                if not any(ev.get("phase") in TERMINAL_PHASES for ev in final):
+                if not any(ev.ends_build for ev in final):
                     yield from final
-                    yield event("failed", build.message or "Build ended without a result.\n")
+                    yield Event.failed(build.message or "Build ended without a result.")
                     return
                 yield from final
                 return

@@ -23,7 +23,7 @@ from binderlite.builds.queue import BuildQueue
 from binderlite.builds.registry import push_image, split_image
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
-from binderlite.events import EventLog, event
+from binderlite.events import Event, EventLog, Phase
 from binderlite.sandbox import checkout
 from binderlite.settings import Settings, load_settings
 
@@ -59,7 +59,7 @@ def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> 
         settings,
         work_dir,
         allow_local=settings.allow_local_repos,
-        log=lambda message: log.append(event("fetching", message)),
+        log=lambda message: log.append(Event.fetching(message)),
         detail=detail,
         timeout=settings.build_timeout,
     )
@@ -95,9 +95,12 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
         *lines, buffer = buffer.split(b"\n")
         for raw in lines:
             ev = _parse_line(raw)
-            if ev.get("phase") == "failed":
-                failure = ev.get("message", "")
-                ev["phase"] = "building"
+            if ev.phase is Phase.FAILED:
+                # repo2docker says "failed" as it gives up; the build's one `failed` event comes
+                # after the process ends, with the reason and the log's tail. Until then its
+                # words are a building line, so watchers do not stop following too early.
+                failure = ev.message
+                ev = Event.building(ev.message)
             log.append(ev)
     proc.wait()
     if buffer:
@@ -107,31 +110,29 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
     return True, ""
 
 
-def _parse_line(raw: bytes) -> dict:
+def _parse_line(raw: bytes) -> Event:
+    """One line of repo2docker's ``--json-logs`` output; anything else is a plain log line."""
     text = raw.decode("utf-8", "replace")
     try:
-        ev = json.loads(text)
-        if isinstance(ev, dict) and "message" in ev:
-            return ev
+        return Event.from_wire(json.loads(text))
     except ValueError:
-        pass
-    return {"phase": "unknown", "message": text + "\n"}
+        return Event.log(text + "\n")
 
 
 def push(settings: Settings, image: str, log: EventLog) -> None:
     """Push to the configured registry; a registry problem is a warning, not a failed build."""
     if not settings.registry or split_image(image)[0] != settings.registry:
         return
-    log.append(event("pushing", f"Pushing image to {settings.registry}\n"))
+    log.append(Event.pushing(f"Pushing image to {settings.registry}"))
     try:
-        push_image(docker_client(settings), image, lambda msg: log.append(event("pushing", msg)))
+        push_image(docker_client(settings), image, lambda msg: log.append(Event.pushing(msg)))
     except (RuntimeError, BinderliteError, OSError) as exc:
         log.append(
-            event(None, f"Warning: could not push {image} to {settings.registry}: {exc}; the image stays local.\n")
+            Event.log(f"Warning: could not push {image} to {settings.registry}: {exc}; the image stays local.\n")
         )
     except Exception as exc:  # docker SDK errors: APIError, connection errors
         log.append(
-            event(None, f"Warning: could not push {image} to {settings.registry}: {exc.__class__.__name__}: {exc}\n")
+            Event.log(f"Warning: could not push {image} to {settings.registry}: {exc.__class__.__name__}: {exc}\n")
         )
 
 
@@ -147,20 +148,20 @@ def main(build_id: str) -> int:
         if ok:
             push(settings, build.image, log)
             queue.finish(build_id, "succeeded", "Built image, launching...\n")
-            log.append(event("built", "Built image, launching...\n", imageName=build.image))
+            log.append(Event.built(build.image, "Built image, launching..."))
         else:
             tail = log.tail_text(settings.build_log_tail)
             message = f"Build failed: {failure.strip()}\n--- last lines of the build log ---\n{tail}\n"
             queue.finish(build_id, "failed", message)
-            log.append(event("failed", message))
+            log.append(Event.failed(message))
     except BinderliteError as exc:
         message = f"Build failed: {exc.message}\n"
         queue.finish(build_id, "failed", message)
-        log.append(event("failed", message))
+        log.append(Event.failed(message))
     except Exception as exc:  # the worker must always leave a result behind
         message = f"Build failed: {exc.__class__.__name__}: {exc}\n"
         queue.finish(build_id, "failed", message)
-        log.append(event("failed", message))
+        log.append(Event.failed(message))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
         queue.dispatch()

@@ -90,7 +90,7 @@ def start(settings: Settings, service: Service) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **service.env},
-            cwd=settings.state_path,
+            cwd=settings.state_dir,
             start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
         )
     _children[proc.pid] = proc

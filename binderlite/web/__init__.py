@@ -29,8 +29,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.extensions["binderlite"] = settings
     # Stream timings live in app.config so tests can shorten them per app.
-    app.config.setdefault("STREAM_KEEPALIVE", float(min(max(settings.stream_keepalive, 1), 25)))
-    app.config.setdefault("STREAM_LINGER", float(max(settings.stream_linger, 0)))
+    app.config.setdefault("STREAM_KEEPALIVE", float(settings.stream_keepalive))
+    app.config.setdefault("STREAM_LINGER", float(settings.stream_linger))
 
     app.register_blueprint(build_api.bp)
     app.register_blueprint(pages.bp)

@@ -24,12 +24,12 @@ from binderlite import launch as launcher
 from binderlite import links
 from binderlite.builds import pipeline
 from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
+from binderlite.events import Event, Phase
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
 
 log = logging.getLogger(__name__)
 bp = Blueprint("build_api", __name__)
-TERMINAL = ("ready", "failed")
 _DONE = object()
 
 
@@ -37,11 +37,11 @@ def sse(ev: dict) -> str:
     return f"data: {json.dumps(ev)}\n\n"
 
 
-def failed(message: str, status: int = 500) -> dict:
-    return {"phase": "failed", "status_code": status, "message": message.rstrip("\n") + "\n"}
+def failed(message: str, status: int = 500) -> Event:
+    return Event.failed(message, status)
 
 
-def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> dict:
+def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> Event:
     """A ``failed`` event in BinderHub's wording for a link that cannot be resolved.
 
     Other errors (malformed spec, unknown provider, a URL refused as unsafe) carry
@@ -58,7 +58,9 @@ def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> dict:
     return failed(exc.message, exc.status)
 
 
-def events_for(settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event) -> Iterator[dict]:
+def events_for(
+    settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event
+) -> Iterator[Event]:
     """The whole request as events: resolve, build (or find) the image, launch; never raises."""
     try:
         resolved = links.resolve(provider, spec, settings)
@@ -73,25 +75,25 @@ def events_for(settings: Settings, provider: str, spec: str, build_only: bool, s
                 return
             if ev is None:
                 continue
-            if ev.get("phase") == "built":
+            if ev.phase is Phase.BUILT:
                 image = ev.get("imageName")
                 if build_only:
-                    ev = {**ev, "message": ev.get("message", "").replace(", launching...", ".")}
+                    ev = Event.built(image, ev.message.replace(", launching...", "."))
             yield ev
-            if ev.get("phase") in ("built", "failed"):
+            if ev.ends_build:
                 break
     finally:
         stream.close()  # stops following the log only; the build worker is detached
     if image is None or stop.is_set():
         return
     if build_only:
-        yield {"phase": "ready", "imageName": image, "message": "Done! Image built\n"}
+        yield Event.ready("Done! Image built", imageName=image)
         return
     launch = launcher.launch(settings, resolved, image)
     try:
         for ev in launch:
             yield ev
-            if stop.is_set() or ev.get("phase") in TERMINAL:
+            if stop.is_set() or ev.ends_stream:
                 return
     finally:
         launch.close()
@@ -102,7 +104,7 @@ def produce(settings: Settings, provider: str, spec: str, build_only: bool, out:
     try:
         for ev in events_for(settings, provider, spec, build_only, stop):
             out.put(ev)
-            if ev.get("phase") in TERMINAL:
+            if ev.ends_stream:
                 break
         else:
             if not stop.is_set():

@@ -12,7 +12,7 @@ from binderlite.settings import load_settings
 _settings = load_settings()
 
 bind = f"{_settings.web_host}:{_settings.web_port}"
-workers = max(1, _settings.web_workers)
+workers = _settings.web_workers
 worker_class = "gevent"
 worker_connections = 1000  # open streams per worker
 timeout = 120  # heartbeat: a worker silent this long is restarted

@@ -128,7 +128,7 @@ def test_second_scheduler_does_not_run_jobs(hubstack):
             time.sleep(0.2)
         assert lock_held(hubstack)
         second = subprocess.run([*binderlite_cli(), "scheduler"], env=env, capture_output=True, text=True, timeout=60)
-        assert second.returncode == 1
+        assert second.returncode == 4, "another scheduler holds the lock: unavailable"
         assert f"another binderlite scheduler (pid {first.pid})" in second.stderr
         assert first.poll() is None, "the first scheduler keeps running"
     finally:

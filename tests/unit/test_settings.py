@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,20 +108,30 @@ def test_missing_explicit_config_file(tmp_path, use_env):
 @pytest.mark.parametrize(
     "env,message",
     [
-        ({"BINDERLITE_BUILD_PACKS": "conda"}, "build_packs must be"),
-        ({"BINDERLITE_BUILD_CONCURRENCY": "0"}, "build_concurrency must be at least 1"),
-        ({"BINDERLITE_BUILD_TIMEOUT": "-5"}, "build_timeout must be at least 1"),
+        ({"BINDERLITE_BUILD_PACKS": "conda"}, "build_packs is 'conda', but it must be one of 'binderlite'"),
+        ({"BINDERLITE_BUILD_CONCURRENCY": "0"}, "build_concurrency is 0, but it must be at least 1"),
+        ({"BINDERLITE_BUILD_TIMEOUT": "-5"}, "build_timeout is -5, but it must be at least 1"),
+        ({"BINDERLITE_MEMORY_LIMIT": "lots"}, "memory_limit is 'lots', but it must be a size"),
+        ({"BINDERLITE_CPU_LIMIT": "fast"}, "BINDERLITE_CPU_LIMIT must be a number"),
+        ({"BINDERLITE_CPU_LIMIT": "0"}, "cpu_limit is 0.0, but it must be between"),
+        ({"BINDERLITE_STREAM_KEEPALIVE": "60"}, "stream_keepalive is 60, but it must be between 1 and 25"),
+        ({"BINDERLITE_BANNED_SPECS": "org/(unclosed"}, "banned_specs: 'org/(unclosed' is not a valid regular"),
+        ({"BINDERLITE_BLOCKED_NETWORKS": "10.0.0.0/8,lan"}, "'lan' is not one"),
+        ({"BINDERLITE_PACKAGE_INDEX_URL": "ftp://mirror/simple"}, "must be an http(s) URL"),
+        ({"BINDERLITE_REGISTRY": "localhost"}, "must be host:port"),
+        ({"BINDERLITE_STATE_DIR": "relative/dir"}, "must be an absolute path"),
+        ({"BINDERLITE_DISK_LOW_WATER": "90"}, "disk_low_water (90) must be below disk_high_water (85)"),
     ],
 )
 def test_validation(env, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_settings(environ=env)
 
 
 def test_derived_paths_under_state_dir(tmp_path):
     cfg = load_settings(environ={"BINDERLITE_STATE_DIR": str(tmp_path / "state")})
     root = tmp_path / "state"
-    assert cfg.state_path == root
+    assert cfg.db_path.parent == root
     for path in (cfg.db_path, cfg.build_logs_dir, cfg.build_work_dir, cfg.registry_dir):
         assert root in path.parents
     cfg.ensure_dirs()
@@ -136,7 +147,7 @@ def test_with_overrides_is_a_copy():
 def test_every_setting_has_help_and_a_known_type():
     for field in setting_fields():
         assert field.metadata["help"]
-        assert field.type in ("str", "int", "bool")
+        assert field.type in ("str", "int", "bool", "float")
 
 
 def test_proxy_environment_prefers_settings_and_adds_bypass_hosts(monkeypatch):

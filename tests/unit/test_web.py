@@ -10,6 +10,7 @@ import pytest
 from binderlite import launch as launcher
 from binderlite.builds import pipeline
 from binderlite.errors import RefNotFoundError
+from binderlite.events import Event
 from binderlite.links import ResolvedRepo
 from binderlite.links import registry as providers
 from binderlite.settings import Settings
@@ -56,16 +57,16 @@ def fake_pipeline(monkeypatch):
         return resolved_for(self, self.spec)
 
     def build_events(settings, resolved):
-        yield {"phase": "waiting", "message": "Waiting for build to start...\n"}
+        yield Event.waiting("Waiting for build to start...")
         yield None
-        yield {"phase": "building", "message": "Step 1/2\n"}
-        yield {"message": "plain log line\n"}
-        yield {"phase": "built", "imageName": "img:1", "message": "Built image, launching...\n"}
+        yield Event.building("Step 1/2\n")
+        yield Event.log("plain log line\n")
+        yield Event.built("img:1", "Built image, launching...")
 
     def launch(settings, resolved, image):
         calls["launched"] = image
-        yield {"phase": "launching", "message": "Launching server...\n"}
-        yield {"phase": "ready", "message": "server running\n", "url": "http://h/user/u/", "token": "t", "image": image}
+        yield Event.launching("Launching server...")
+        yield Event.ready("server running", url="http://h/user/u/", token="t", image=image)
 
     for cls in providers.PROVIDERS.values():
         monkeypatch.setattr(cls, "resolve", resolve)
@@ -154,7 +155,7 @@ def test_unresolvable_ref_uses_binderhub_wording(client, monkeypatch):
 
 def test_unexpected_exception_becomes_failed_event(client, fake_pipeline, monkeypatch):
     def broken(settings, resolved):
-        yield {"phase": "waiting", "message": "Waiting for build to start...\n"}
+        yield Event.waiting("Waiting for build to start...")
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(pipeline, "build_events", broken)
@@ -165,7 +166,7 @@ def test_unexpected_exception_becomes_failed_event(client, fake_pipeline, monkey
 
 def test_failed_build_does_not_launch(client, fake_pipeline, monkeypatch):
     def failing(settings, resolved):
-        yield {"phase": "failed", "message": "pip exploded\n"}
+        yield Event.failed("pip exploded")
 
     monkeypatch.setattr(pipeline, "build_events", failing)
     evs = events(client.get("/build/gh/org/repo/HEAD", headers=STREAM))
@@ -176,7 +177,7 @@ def test_failed_build_does_not_launch(client, fake_pipeline, monkeypatch):
 def test_keepalive_sent_when_idle(client, fake_pipeline, monkeypatch):
     def slow(settings, resolved):
         time.sleep(0.4)
-        yield {"phase": "built", "imageName": "img:1", "message": "Found built image, launching...\n"}
+        yield Event.built("img:1", "Found built image, launching...")
 
     monkeypatch.setattr(pipeline, "build_events", slow)
     text = client.get("/build/gh/org/repo/HEAD?build_only=true", headers=STREAM).get_data(as_text=True)
