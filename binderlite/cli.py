@@ -18,7 +18,7 @@ import click
 
 from binderlite.builds.baseimage import ensure_base_image
 from binderlite.builds.pipeline import build_events
-from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError
+from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
 from binderlite.events import Event, Phase
 from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo, resolve_link
@@ -68,7 +68,8 @@ def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, 
             _say(ev.message)
     if final is None or final.phase is Phase.FAILED:
         lines = (final.message if final else "the build ended without a result").strip().splitlines()
-        raise BuildFailedError(lines[0] if lines else "the build failed")
+        error = error_for_status(final.get("status_code") if final else None, BuildFailedError)
+        raise error(lines[0] if lines else "the build failed")
     return resolved, final["imageName"]
 
 
@@ -108,7 +109,8 @@ def launch(ctx: click.Context, link: str, ref: str) -> None:
             _say(ev.message)
         final = ev
     if final.phase is not Phase.READY:
-        raise LaunchFailedError(final.message.strip() or "the launch failed")
+        error = error_for_status(final.get("status_code"), LaunchFailedError)
+        raise error(final.message.strip() or "the launch failed")
     click.echo(f"{final['url']}?{urlencode({'token': final['token']})}")
 
 

@@ -22,6 +22,8 @@ BinderliteError                 500  exit 1  something failed
 
 The web app answers ``status``; the CLI prints ``Error: <message>`` and
 exits with ``exit_code``. Exit code 2 is also click's code for a usage error.
+A ``failed`` event carries the status of the error behind it, and
+``error_for_status`` turns it back into the kind of error (for the CLI).
 """
 
 from __future__ import annotations
@@ -109,3 +111,14 @@ class SchedulerLocked(UnavailableError):
     """Another scheduler process holds the lock."""
 
     status = 409
+
+
+def error_for_status(status: int | None, fallback: type[BinderliteError]) -> type[BinderliteError]:
+    """The kind of error a ``failed`` event's ``status_code`` stands for (``fallback`` when it has none)."""
+    if status is None:
+        return fallback
+    if 400 <= status < 500 and status not in (409, 429):
+        return BadInputError
+    if status in (409, 429) or status >= 502:
+        return UnavailableError
+    return fallback

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,13 +124,23 @@ class Event(dict[str, Any]):
         return ev
 
 
+CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of any URL in it replaced (``https://user:secret@host`` → ``https://***@host``)."""
+    return CREDENTIALS_IN_URL.sub("***@", text)
+
+
 class EventLog:
-    """Append-only JSON-lines file of one build's events."""
+    """Append-only JSON-lines file of one build's events; messages are redacted as they are written."""
 
     def __init__(self, path: Path):
         self.path = path
 
     def append(self, ev: Event) -> None:
+        if "message" in ev:
+            ev = Event({**ev, "message": redact(ev.message)})
         line = json.dumps(ev, separators=(",", ":")) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)

@@ -66,7 +66,7 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
         build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider)
         queue.dispatch()
     except BinderliteError as exc:
-        yield Event.failed(exc.message)
+        yield Event.failed(exc.message, exc.status)
         return
     for ev in queue.follow(build.id):
         if ev is not None and ev.phase is Phase.BUILT:

@@ -1,10 +1,13 @@
 """Run repo2docker on a fetched, checked checkout and print its progress as JSON event lines.
 
 This runs as its own process (``python -m binderlite.builds.run_repo2docker``) in its own
-process group, so the build worker can stop it, buildx and all, on timeout.
-The source is always a local folder that ``binderlite.builds.fetch`` made in the
-sandbox (or a local directory the CLI named): repo2docker's own content
-providers, which would fetch on the host as root, are never used here.
+process group, so the build worker can stop it on timeout. The source is
+always a local folder that ``binderlite.builds.fetch`` made in the sandbox (or
+a local directory the CLI named): repo2docker's own content providers, which
+would fetch on the host as root, are never used here. binderlite's build
+packs build with ``engine.LimitedDockerEngine`` (limits on every step); the
+stock build packs (``build_packs = "repo2docker"``) need BuildKit and keep
+repo2docker's own engine, without those limits.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from repo2docker import contentproviders
 from repo2docker.app import Repo2Docker
 
 from binderlite.builds.buildpacks import buildpack_classes
+from binderlite.builds.engine import BuildLimits, LimitedDockerEngine
+from binderlite.errors import BinderliteError
+from binderlite.events import Event
 from binderlite.settings import Settings, load_settings, proxy_environment
 
 NB_USER = "jovyan"
@@ -40,9 +46,24 @@ def proxy_build_args(settings: Settings) -> dict[str, str]:
     return proxy_environment(settings)
 
 
+class LimitedRepo2Docker(Repo2Docker):
+    """repo2docker whose builds run with binderlite's limits (see ``engine``)."""
+
+    limits: BuildLimits
+
+    def get_engine(self) -> LimitedDockerEngine:
+        engine = LimitedDockerEngine(parent=self)
+        engine.limits = self.limits
+        return engine
+
+
 def run_repo2docker(settings: Settings, source: str, repo_url: str, ref: str, image: str) -> None:
     """Build ``image`` from the checkout ``source`` of ``repo_url`` at ``ref``; raises on failure."""
-    r2d = Repo2Docker()
+    if settings.build_packs == "binderlite":
+        r2d = LimitedRepo2Docker()
+        r2d.limits = BuildLimits.from_settings(settings)
+    else:
+        r2d = Repo2Docker()
     r2d.repo = source
     r2d.ref = None
     r2d.labels = {"repo2docker.repo": repo_url, "repo2docker.ref": ref or ""}
@@ -73,8 +94,11 @@ def main(argv: list[str]) -> int:
         run_repo2docker(settings, source, repo_url, ref, image)
     except SystemExit as exc:
         return int(exc.code or 1)
+    except BinderliteError as exc:
+        sys.stdout.write(json.dumps(Event.failed(exc.message)) + "\n")
+        return 1
     except Exception as exc:  # every failure becomes a failed event, never a traceback
-        sys.stdout.write(json.dumps({"phase": "failed", "message": f"{exc.__class__.__name__}: {exc}\n"}) + "\n")
+        sys.stdout.write(json.dumps(Event.failed(f"{exc.__class__.__name__}: {exc}")) + "\n")
         return 1
     return 0
 

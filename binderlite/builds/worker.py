@@ -157,7 +157,7 @@ def main(build_id: str) -> int:
     except BinderliteError as exc:
         message = f"Build failed: {exc.message}\n"
         queue.finish(build_id, "failed", message)
-        log.append(Event.failed(message))
+        log.append(Event.failed(message, exc.status))
     except Exception as exc:  # the worker must always leave a result behind
         message = f"Build failed: {exc.__class__.__name__}: {exc}\n"
         queue.finish(build_id, "failed", message)

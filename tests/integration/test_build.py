@@ -165,21 +165,28 @@ def test_cli_build_prints_image_last_and_fails_cleanly(settings, git_server, tmp
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ok.stdout.strip().splitlines()[-1].startswith(f"{settings.registry}/{settings.image_prefix}")
 
-    cases = [  # (link, settings changed from env, what the error must say)
-        ("nope/org/repo/main", {}, "Unknown provider"),
-        (git_server.link("does-not-exist"), {}, "Could not"),
-        (git_server.link("cli", "no-such-branch"), {}, "no-such-branch"),
-        (git_server.url("cli"), {"BINDERLITE_ALLOW_LOCAL_REPOS": "false"}, "internal address"),
-        (git_server.url("cli"), {"BINDERLITE_DOCKER_HOST": "unix:///nonexistent.sock"}, "Docker daemon not reachable"),
+    bad_input, unavailable = 2, 4  # exit codes by kind of error (binderlite.errors)
+    cases = [  # (link, settings changed from env, what the error must say, exit code)
+        ("nope/org/repo/main", {}, "Unknown provider", bad_input),
+        (git_server.link("does-not-exist"), {}, "Could not", bad_input),
+        (git_server.link("cli", "no-such-branch"), {}, "no-such-branch", bad_input),
+        (git_server.url("cli"), {"BINDERLITE_ALLOW_LOCAL_REPOS": "false"}, "internal address", bad_input),
+        (
+            git_server.url("cli"),
+            {"BINDERLITE_DOCKER_HOST": "unix:///nonexistent.sock"},
+            "Docker daemon not reachable",
+            unavailable,
+        ),
         (
             git_server.url("cli"),
             {"BINDERLITE_BASE_IMAGE": "bltest-missing-base:none", "BINDERLITE_IMAGE_PREFIX": "bltest-nobase-"},
             "binderlite base-image",
+            unavailable,
         ),
     ]
-    for link, changed, expected in cases:
+    for link, changed, expected, code in cases:
         bad = subprocess.run([*binderlite_cli(), "build", link], env={**env, **changed}, capture_output=True, text=True)
-        assert bad.returncode == 1, (link, bad.stderr)
+        assert bad.returncode == code, (link, bad.stderr)
         assert bad.stderr.startswith("Error: ") and expected in bad.stderr, bad.stderr
         assert "Traceback" not in bad.stderr
 

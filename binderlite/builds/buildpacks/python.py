@@ -28,8 +28,6 @@ log = logging.getLogger("repo2docker")
 
 VENV_PIP = "uv pip install --python ${VENV_DIR}/bin/python"
 GENERATED_IN_IMAGE = "/srv/binderlite"
-UV_CACHE_DIR = "/tmp/binderlite-uv-cache"
-UV_CACHE_MOUNT = f"--mount=type=cache,id=binderlite-uv,target={UV_CACHE_DIR},uid={DEFAULT_NB_UID},gid={DEFAULT_NB_UID}"
 
 
 @dataclass(frozen=True)
@@ -185,8 +183,6 @@ class BinderlitePythonBuildPack(BaseImage):
             python_command=command,
             python_source=source,
             uv_context_path=context_names[self.options.uv_binary],
-            uv_cache_dir=UV_CACHE_DIR,
-            uv_cache_mount=UV_CACHE_MOUNT,
             tooling_specs=" ".join(shell_quote(s) for s in self.options.tooling_specs),
             generated_files=generated,
             uid=build_args.get("NB_UID", DEFAULT_NB_UID),
@@ -206,6 +202,5 @@ def _directives(scripts: list[tuple[str, str]]) -> list[str]:
         if user != last_user:
             lines.append(f"USER {user}")
             last_user = user
-        mount = f"{UV_CACHE_MOUNT} " if "uv pip install" in script else ""
-        lines.append(f"RUN {mount}{script.strip()}")
+        lines.append(f"RUN {script.strip()}")
     return lines

@@ -5,10 +5,13 @@ on the repository comes first (user, CA bundle, the tooling venv with uv,
 JupyterLab and jupyterhub), so every repository shares those layers; then the
 repository's environment files alone (apt.txt, requirements); then the whole
 repository, postBuild and start. A change to a notebook reruns only the
-last steps. uv's download cache lives in a BuildKit cache mount: shared by
-every build (a second repository reuses the wheels of the first) and never
-part of an image. No step needs Docker Hub, conda or GitHub: only the base image
-and the package index (apt only when the base lacks Python or apt.txt asks).
+last steps. Docker's classic builder runs the steps (binderlite.builds.engine),
+so there is no cache mount: no repository writes into a cache that another
+build (or the tooling step) reads; uv keeps no cache (UV_NO_CACHE). The
+tooling layer is shared through Docker's layer cache instead. No step needs
+Docker Hub, conda or GitHub: only the base image and the package index (apt
+only when the base lacks Python or apt.txt asks). Only Dockerfile syntax the
+classic builder knows is used (no ``--chmod``, no ``--mount``).
 """
 
 TEMPLATE = r"""
@@ -50,7 +53,7 @@ RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
 # TLS trust for builds and the running image (inspecting proxies, private mirrors),
 # and uv (the binary binderlite itself installed from the package index).
 COPY {{ ca_context_path }} /usr/local/share/binderlite/ca-certificates.crt
-COPY --chmod=0755 {{ uv_context_path }} /usr/local/bin/uv
+COPY {{ uv_context_path }} /usr/local/bin/uv
 ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
     PIP_CERT=/usr/local/share/binderlite/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/usr/local/share/binderlite/ca-certificates.crt \
@@ -58,7 +61,7 @@ ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     UV_LINK_MODE=copy \
-    UV_CACHE_DIR={{ uv_cache_dir }} \
+    UV_NO_CACHE=1 \
     UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never
 {% for key, value in index_env -%}
@@ -69,7 +72,7 @@ ENV VIRTUAL_ENV=${VENV_DIR} \
 
 # The tooling venv: pip, JupyterLab and jupyterhub-singleuser (shared by every repository).
 USER ${NB_USER}
-RUN {{ uv_cache_mount }} PYTHON_BIN="$(command -v {{ python_command }} || true)"; \
+RUN PYTHON_BIN="$(command -v {{ python_command }} || true)"; \
     if [ -z "$PYTHON_BIN" ]; then \
         echo "binderlite: WARNING: {{ python_command }} (requested by {{ python_source }}) is not in the base image; using $(python3 --version) instead."; \
         PYTHON_BIN="$(command -v python3)"; \
@@ -111,8 +114,8 @@ RUN chmod +x "{{ start_script }}"
 ENV R2D_ENTRYPOINT="{{ start_script }}"
 {% endif %}
 ENV PYTHONUNBUFFERED=1
-COPY --chmod=0755 /python3-login /usr/local/bin/python3-login
-COPY --chmod=0755 /repo2docker-entrypoint /usr/local/bin/repo2docker-entrypoint
+COPY /python3-login /usr/local/bin/python3-login
+COPY /repo2docker-entrypoint /usr/local/bin/repo2docker-entrypoint
 ENTRYPOINT ["/usr/local/bin/repo2docker-entrypoint"]
 CMD ["jupyter", "lab", "--ip", "0.0.0.0"]
 """

@@ -1,0 +1,199 @@
+"""repo2docker's container engine, replaced by one that builds every step with limits, offline.
+
+``docker buildx build`` ignores repo2docker's memory limits, and its docker
+driver ignores a cgroup parent (see DESIGN.md). Docker's classic builder runs
+each ``RUN`` step in an ordinary container, so the kernel enforces, per step:
+memory with no swap (``build_memory_limit``), CPU (``build_cpu_limit``), the
+processes of the repository's user (``build_pids_limit``, as RLIMIT_NPROC;
+root steps are bounded by the memory limit), and the network: steps run on
+``build_network``, whose kernel rules let them reach the package index and
+the internet but nothing internal. While a build runs, ``DiskWatch`` stops
+any step container whose writable layer grows past ``build_disk_limit``; the
+finished image must be under ``max_image_size``. The classic builder has no
+cache mounts, so no step of one repository can write into a cache another
+reads (the uv download cache used to be shared that way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+from docker.utils.build import process_dockerfile, tar
+from repo2docker.docker import DockerEngine
+
+from binderlite.errors import BuildFailedError
+from binderlite.settings import Settings, parse_size
+
+CPU_PERIOD = 100_000  # microseconds; the quota is a share of it
+DISK_WATCH_SECONDS = 3.0
+KILLED = 137  # 128 + SIGKILL: what a step killed for its memory or its disk returns
+
+
+@dataclass(frozen=True)
+class BuildLimits:
+    """What every build step may use (from settings)."""
+
+    memory: int
+    cpus: float
+    processes: int
+    disk: int
+    image: int
+    network: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BuildLimits:
+        return cls(
+            memory=parse_size(settings.build_memory_limit, "build_memory_limit"),
+            cpus=settings.build_cpu_limit,
+            processes=settings.build_pids_limit,
+            disk=parse_size(settings.build_disk_limit, "build_disk_limit"),
+            image=parse_size(settings.max_image_size, "max_image_size"),
+            network=settings.build_network,
+        )
+
+    def query(self) -> dict[str, Any]:
+        """The classic builder's parameters that apply these limits to every step."""
+        return {
+            "memory": self.memory,
+            "memswap": self.memory,  # the same: no swap
+            "cpuperiod": CPU_PERIOD,
+            "cpuquota": int(self.cpus * CPU_PERIOD),
+            "ulimits": json.dumps([{"Name": "nproc", "Soft": self.processes, "Hard": self.processes}]),
+            "networkmode": self.network,
+        }
+
+
+class DiskWatch:
+    """Stops build step containers (on the build network) whose writable layer exceeds the disk limit."""
+
+    def __init__(self, client: docker.APIClient, limits: BuildLimits):
+        self.client = client
+        self.limits = limits
+        self.stopped: set[str] = set()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="build-disk-watch")
+
+    def __enter__(self) -> DiskWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def check(self) -> None:
+        try:
+            steps = self.client.containers(filters={"network": self.limits.network}, size=True)
+        except docker.errors.DockerException:
+            return
+        for step in steps:
+            if (step.get("SizeRw") or 0) > self.limits.disk and step["Id"] not in self.stopped:
+                self.stopped.add(step["Id"])
+                try:
+                    self.client.kill(step["Id"])
+                except docker.errors.DockerException:
+                    pass
+
+    def _run(self) -> None:
+        while not self._done.wait(DISK_WATCH_SECONDS):
+            self.check()
+
+
+def failure_reason(error: str, limits: BuildLimits, disk_stopped: bool) -> str:
+    """The classic builder's error, said so a user knows which limit (if any) was hit."""
+    code = re.search(r"returned a non-zero code: (\d+)", error)
+    if code and int(code.group(1)) == KILLED:
+        if disk_stopped:
+            return (
+                f"A build step wrote more than {limits.disk // 1024**2} MiB (setting build_disk_limit) and was stopped."
+            )
+        return (
+            f"A build step was killed: it needed more than {limits.memory // 1024**2} MiB of memory "
+            "(setting build_memory_limit) or too many processes."
+        )
+    if "pull access denied" in error or "manifest unknown" in error or "repository does not exist" in error:
+        image = re.search(r"(?:for|image) ([^\s,]+)", error)
+        named = f" {image.group(1)}" if image else ""
+        return f"The Dockerfile's base image{named} is not available here."
+    if "dial tcp" in error or "no such host" in error or "i/o timeout" in error:
+        return "The Dockerfile's base image could not be pulled: no registry is reachable from this machine."
+    return error.strip().splitlines()[-1] if error.strip() else "The build failed."
+
+
+class LimitedDockerEngine(DockerEngine):
+    """repo2docker's Docker engine, building with the classic builder and binderlite's limits."""
+
+    limits: BuildLimits
+
+    def build(
+        self,
+        *,
+        push: bool = False,
+        load: bool = False,
+        buildargs: dict | None = None,
+        cache_from: list | None = None,
+        container_limits: dict | None = None,
+        tag: str = "",
+        custom_context: bool = False,
+        dockerfile: str = "",
+        fileobj: Any = None,
+        path: str = "",
+        labels: dict | None = None,
+        platform: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[str]:
+        client = docker.APIClient(version="auto", **self.extra_init_args)
+        params: dict[str, Any] = {
+            "t": tag,
+            "rm": "1",
+            "forcerm": "1",  # intermediate containers go even when a step fails
+            "version": "1",  # the classic builder
+            "buildargs": json.dumps(buildargs or {}),
+            "labels": json.dumps(labels or {}),
+            **self.limits.query(),
+        }
+        if cache_from:
+            params["cachefrom"] = json.dumps(cache_from)
+        if custom_context:
+            context = fileobj
+        else:
+            params["dockerfile"], _ = process_dockerfile(dockerfile or "Dockerfile", path)
+            context = tar(path, exclude=_dockerignore(path), dockerfile=(params["dockerfile"], None))
+        response = client._post(
+            client._url("/build"),
+            data=context,
+            params=params,
+            headers={"Content-Type": "application/x-tar"},
+            stream=True,
+            timeout=None,
+        )
+        client._raise_for_status(response)
+        with DiskWatch(client, self.limits) as watch:
+            for chunk in client._stream_helper(response, decode=True):
+                if "error" in chunk:
+                    raise BuildFailedError(failure_reason(chunk["error"], self.limits, bool(watch.stopped)))
+                if chunk.get("stream"):
+                    yield chunk["stream"]
+        size = client.inspect_image(tag).get("Size", 0)
+        if size > self.limits.image:
+            client.remove_image(tag, force=True)
+            raise BuildFailedError(
+                f"The image is {size // 1024**2} MiB, more than the {self.limits.image // 1024**2} MiB "
+                "an image may have (setting max_image_size); it was removed."
+            )
+
+
+def _dockerignore(path: str) -> list[str] | None:
+    ignore = os.path.join(path, ".dockerignore")
+    if not os.path.exists(ignore):
+        return None
+    with open(ignore) as fh:
+        return [line.strip() for line in fh.read().splitlines() if line.strip() and not line.startswith("#")]
