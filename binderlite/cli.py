@@ -73,16 +73,27 @@ def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, 
     return resolved, final["imageName"]
 
 
+ALLOW_LOCAL_HELP = (
+    "Allow a local directory, a file:// URL or a git host on this machine or its network, for this command "
+    "only (the web app follows the allow_local_repos setting alone)."
+)
+
+
+def _with_local(settings: Settings, allow_local: bool) -> Settings:
+    return settings.with_overrides(allow_local_repos=True) if allow_local else settings
+
+
 @main.command()
 @click.argument("link")
 @click.option("--ref", default="HEAD", show_default=True, help="Ref to build when LINK is a git URL.")
+@click.option("--allow-local", is_flag=True, help=ALLOW_LOCAL_HELP)
 @click.pass_context
-def build(ctx: click.Context, link: str, ref: str) -> None:
+def build(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
     """Build the image for LINK (gh/org/repo/ref, git/<escaped url>/<ref>, a git URL or a directory).
 
     The build log streams to stderr; the image name is the last line of stdout.
     """
-    _, image = build_image(_settings(ctx), link, ref)
+    _, image = build_image(_with_local(_settings(ctx), allow_local), link, ref)
     click.echo(image)
 
 
@@ -98,10 +109,11 @@ def base_image(ctx: click.Context) -> None:
 @main.command()
 @click.argument("link")
 @click.option("--ref", default="HEAD", show_default=True, help="Ref to launch when LINK is a git URL.")
+@click.option("--allow-local", is_flag=True, help=ALLOW_LOCAL_HELP)
 @click.pass_context
-def launch(ctx: click.Context, link: str, ref: str) -> None:
+def launch(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
     """Build (if needed) and launch LINK on the running binderlite; print the URL with its token."""
-    settings = _settings(ctx)
+    settings = _with_local(_settings(ctx), allow_local)
     resolved, image = build_image(settings, link, ref)
     final = Event.log("")
     for ev in launch_server(settings, resolved, image):

@@ -267,6 +267,18 @@ class Settings:
         "a workshop launches one repository for everyone.",
         check=at_least(0),
     )
+    launch_rate_limit: int = _setting(
+        30,
+        "Launches one client address may start per launch_rate_period; 0 means no limit (default 30: "
+        "generous for a person, stops a script; a classroom behind one NAT address may need more).",
+        check=at_least(0),
+    )
+    launch_rate_period: int = _setting(60, "Seconds of the launch rate limit's window (default 60).", check=at_least(1))
+    build_queue_limit: int = _setting(
+        32,
+        "Builds that may wait in the queue; one more is refused at once (default 32); 0 means no limit.",
+        check=at_least(0),
+    )
     launch_timeout: int = _setting(
         600,
         "Seconds a launch may take before it fails (default 600, as BinderHub).",

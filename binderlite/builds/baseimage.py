@@ -1,15 +1,20 @@
 """The base image every build starts from: find it, load it, pull it, or make it.
 
 Builds never depend on Docker Hub. In order: the image is already there; a
-configured ``docker save`` tarball is loaded; a registry pull is tried; a
+configured ``docker save`` tarball is loaded; a pull, but only of a fully
+qualified, pinned reference (``registry.example.org/base@sha256:…``) that the
+administrator configured — never an unqualified name such as
+``binderlite/base:bookworm``, which Docker would look up on Docker Hub, where
+whoever owns that namespace would supply every image's base; otherwise a
 Debian base is made locally with ``debootstrap --variant=minbase`` and
-``docker import``ed. The local base carries Python with ``venv`` and the CA
-certificates, so builds from it need only the package index.
+``docker import``ed. The local base carries Python with ``venv`` and the
+CA certificates, so builds from it need only the package index.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -42,14 +47,27 @@ def ensure_base_image(settings: Settings, log: Callable[[str], None] = print) ->
             f"{settings.base_image_tarball} did not contain {name}; "
             "check the tarball with `docker load -i` and the base_image setting."
         )
-    log(f"Pulling base image {name}")
-    try:
-        client.images.pull(name)
-        return "pulled"
-    except docker.errors.DockerException as exc:
-        log(f"Could not pull {name} ({exc.__class__.__name__}); building a Debian base locally")
+    if is_pinned_reference(name):
+        log(f"Pulling base image {name}")
+        try:
+            client.images.pull(name)
+            return "pulled"
+        except docker.errors.DockerException as exc:
+            raise BaseImageMissingError(
+                f"Could not pull the base image {name} ({exc.__class__.__name__}); check the registry, "
+                "or set base_image_tarball."
+            ) from None
+    log(f"{name} is not a pinned reference to a registry, so it is not pulled; building a Debian base locally")
     build_debian_base(name, log)
     return "built"
+
+
+def is_pinned_reference(name: str) -> bool:
+    """True for ``host[:port]/path@sha256:<64 hex>``: a registry named explicitly and a digest."""
+    repository, at, digest = name.partition("@")
+    first, slash, _ = repository.partition("/")
+    names_registry = bool(slash) and ("." in first or ":" in first or first == "localhost")
+    return names_registry and bool(at) and bool(re.fullmatch(r"sha256:[0-9a-f]{64}", digest))
 
 
 def build_debian_base(name: str, log: Callable[[str], None] = print) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from binderlite.errors import UnavailableError
 from binderlite.events import Event, EventLog
 from binderlite.settings import Settings
 
@@ -45,6 +46,14 @@ CREATE TABLE IF NOT EXISTS image_usage (
 );
 """
 ACTIVE = ("queued", "running")
+
+
+class QueueFull(UnavailableError):
+    """``build_queue_limit`` builds are already waiting."""
+
+    status = 429
+
+
 DISPATCH_GRACE = 30.0
 
 
@@ -109,6 +118,10 @@ class BuildQueue:
             if row:
                 db.execute("COMMIT")
                 return Build(**dict(row)), False
+            (waiting,) = db.execute("SELECT COUNT(*) FROM builds WHERE state = 'queued'").fetchone()
+            if self.settings.build_queue_limit and waiting >= self.settings.build_queue_limit:
+                db.execute("ROLLBACK")
+                raise QueueFull("Too many builds are waiting on this BinderHub! Try again soon.")
             build_id = uuid.uuid4().hex[:16]
             db.execute(
                 "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created) "

@@ -55,7 +55,9 @@ class HubClient:
         try:
             return self.session.request(method, self.api + path, **kwargs)
         except requests.RequestException as exc:
-            raise HubError(f"JupyterHub is not reachable at {self.api} ({exc.__class__.__name__})") from None
+            raise HubError(
+                f"JupyterHub is not reachable ({exc.__class__.__name__}); is it running?", retryable=False, status=503
+            ) from None
 
     @staticmethod
     def _message(resp: requests.Response) -> str:

@@ -15,8 +15,8 @@ def resolve_local_dir(path: str, settings: Settings) -> ResolvedRepo:
     """A ResolvedRepo for a directory: its git HEAD commit, or a hash of its path and mtime."""
     if not settings.allow_local_repos:
         raise UnsafeURLError(
-            f"{path} is a local directory; local repositories are refused unless the setting "
-            "allow_local_repos is on (BINDERLITE_ALLOW_LOCAL_REPOS=true)."
+            f"{path} is a local directory; build it with `binderlite build --allow-local {path}` "
+            "(local repositories are refused otherwise)."
         )
     path = os.path.abspath(path)
     proc = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True)

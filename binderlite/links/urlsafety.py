@@ -1,4 +1,8 @@
-"""Which repository URLs binderlite may fetch from.
+"""Which repository URLs binderlite may fetch from: an early, friendly refusal.
+
+The enforcement is the kernel's (``binderlite.sandbox.netrules``), at connect
+time, for every fetch; this check refuses the obvious cases before anything
+runs, with a message, using the same list of internal networks.
 
 A link names a URL that this server will contact. Unless ``allow_local_repos``
 is on, URLs that reach inside this machine or its network are refused:
@@ -15,6 +19,7 @@ import socket
 from urllib.parse import urlsplit
 
 from binderlite.errors import UnsafeURLError
+from binderlite.sandbox.netrules import is_blocked
 
 ALLOWED_SCHEMES = ("http", "https", "git", "ssh")
 GIT_SCP_PATTERN = re.compile(r"^([\w\-.]+@[\w\-.]+):(?!//)(.+)$")
@@ -27,13 +32,6 @@ def normalize_git_url(url: str) -> str:
         user_host, path = match.groups()
         return f"ssh://{user_host}/{path}"
     return url
-
-
-def _is_internal(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
 
 
 def _resolve(host: str) -> list[str]:
@@ -64,7 +62,7 @@ def check_repo_url(url: str, allow_local: bool = False) -> str:
             return url
         raise UnsafeURLError(
             f"Repository URL {url!r} is a local path or file:// URL; these are refused "
-            "unless the setting allow_local_repos is on."
+            "unless allowed (the CLI's --allow-local, or the setting allow_local_repos for the web app)."
         )
     if scheme not in ALLOWED_SCHEMES:
         raise UnsafeURLError(f"Repository URL {url!r} uses protocol {scheme!r}; allowed: {', '.join(ALLOWED_SCHEMES)}.")
@@ -79,11 +77,12 @@ def check_repo_url(url: str, allow_local: bool = False) -> str:
     addresses = [host] if _is_ip(host) else _resolve(host)
     if not addresses:
         raise UnsafeURLError(f"Host {host!r} of repository URL {url!r} does not resolve.")
-    internal = [a for a in addresses if _is_internal(a)]
+    internal = [a for a in addresses if is_blocked(a)]
     if internal:
         raise UnsafeURLError(
             f"Repository URL {url!r} points to an internal address ({internal[0]}); "
-            "loopback, link-local and private addresses are refused unless allow_local_repos is on."
+            "loopback, link-local and private addresses are refused unless allowed (the CLI's --allow-local, "
+            "or the setting allow_local_repos for the web app)."
         )
     return url
 

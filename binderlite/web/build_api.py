@@ -25,6 +25,7 @@ from binderlite import links
 from binderlite.builds import pipeline
 from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
 from binderlite.events import Event, Phase
+from binderlite.launch import quotas
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
 
@@ -59,9 +60,13 @@ def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> Event:
 
 
 def events_for(
-    settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event
+    settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event, client: str = ""
 ) -> Iterator[Event]:
     """The whole request as events: resolve, build (or find) the image, launch; never raises."""
+    wait = None if build_only else quotas.rate_limited(settings, client)
+    if wait:
+        yield failed(f"Too many launches from your address; try again in {wait:.0f} s.", 429)
+        return
     try:
         resolved = links.resolve(provider, spec, settings)
     except BinderliteError as exc:
@@ -99,10 +104,18 @@ def events_for(
         launch.close()
 
 
-def produce(settings: Settings, provider: str, spec: str, build_only: bool, out: queue.Queue, stop: threading.Event):
+def produce(
+    settings: Settings,
+    provider: str,
+    spec: str,
+    build_only: bool,
+    out: queue.Queue,
+    stop: threading.Event,
+    client: str = "",
+):
     """Thread body: put every event on ``out``, then ``_DONE``; an exception becomes ``failed``."""
     try:
-        for ev in events_for(settings, provider, spec, build_only, stop):
+        for ev in events_for(settings, provider, spec, build_only, stop, client):
             out.put(ev)
             if ev.ends_stream:
                 break
@@ -147,8 +160,12 @@ def build(provider: str, _spec: str):
     settings = get_settings()
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
+    client = request.remote_addr or "unknown"
     worker = threading.Thread(
-        target=produce, args=(settings, provider, spec, build_only, events, stop), daemon=True, name="build-stream"
+        target=produce,
+        args=(settings, provider, spec, build_only, events, stop, client),
+        daemon=True,
+        name="build-stream",
     )
     worker.start()
     body = stream(events, stop, current_app.config["STREAM_KEEPALIVE"], current_app.config["STREAM_LINGER"])

@@ -102,3 +102,29 @@ def test_launch_token_is_not_kept_in_the_hub(hubstack, recorder_image):
     assert ready["token"] not in json.dumps(model), "the launch token is readable from the hub API"
     database = (hubstack.hub_dir / "jupyterhub.sqlite").read_bytes()
     assert ready["token"].encode() not in database, "the launch token is stored in clear"
+
+
+def test_twenty_concurrent_launches_against_a_quota_of_three(hubstack, launch_image):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from binderlite.launch import launch
+    from tests.integration.hubstack import fake_resolved
+
+    quota = dataclasses.replace(hubstack, total_quota=3, per_repo_quota=0)
+    client = HubClient(hubstack)
+    before = {user["name"] for user in client.users()}
+    for name in before:  # servers of earlier tests count against the quota
+        client.delete_user(name)
+
+    def one(i: int) -> dict:
+        return list(launch(quota, fake_resolved(f"bltest/crowd{i}"), launch_image, retry_delay=0.2))[-1]
+
+    with ThreadPoolExecutor(20) as pool:
+        finals = list(pool.map(one, range(20)))
+    ready = [f for f in finals if f["phase"] == "ready"]
+    refused = [f for f in finals if f["phase"] == "failed"]
+    assert len(ready) == 3, [f["message"] for f in finals]
+    assert len(refused) == 17
+    assert all(f["status_code"] == 429 and "Too many users on this BinderHub!" in f["message"] for f in refused)
+    running = [u for u in client.users(state="active") if u.get("servers")]
+    assert len(running) == 3, "the hub runs exactly the quota"

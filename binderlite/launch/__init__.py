@@ -22,6 +22,7 @@ from binderlite.errors import HubError
 from binderlite.events import Event
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
+from binderlite.launch import quotas
 from binderlite.links import ResolvedRepo
 from binderlite.settings import Settings
 
@@ -40,18 +41,6 @@ def username_for(repo_url: str) -> str:
     return f"{prefix or 'binder'}-{suffix}"
 
 
-def _quota_message(settings: Settings, client: HubClient, repo_url: str) -> str | None:
-    if not (settings.total_quota or settings.per_repo_quota):
-        return None
-    servers = client.running_servers()
-    if settings.total_quota and len(servers) >= settings.total_quota:
-        return "Too many users on this BinderHub! Try again soon.\n"
-    same_repo = sum(1 for options in servers if options.get("repo_url") == repo_url)
-    if settings.per_repo_quota and same_repo >= settings.per_repo_quota:
-        return f"Too many users running {repo_url}! Try again soon.\n"
-    return None
-
-
 def launch(
     settings: Settings,
     resolved: ResolvedRepo,
@@ -63,15 +52,7 @@ def launch(
     """Start ``image`` for ``resolved`` and yield BinderHub launch events (never raises)."""
     yield Event.launching("Launching server...")
     deadline = time.monotonic() + settings.launch_timeout
-    try:
-        client = HubClient(settings, session)
-        quota = _quota_message(settings, client, resolved.repo_url)
-    except HubError as exc:
-        yield Event.failed(exc.message, 503)
-        return
-    if quota:
-        yield Event.failed(quota, 429)
-        return
+    client = HubClient(settings, session)
     user_options = {
         "image": image,
         "repo_url": resolved.repo_url,
@@ -87,10 +68,15 @@ def launch(
         started = False
         token = ""
         try:
-            client.create_user(name)
-            token = client.new_server_token(name)["token"]
-            yield from _attempt(client, name, user_options, deadline)
+            with quotas.slot(settings, client, resolved.repo_url):
+                client.create_user(name)
+                token = client.new_server_token(name)["token"]
+                client.start_server(name, user_options)
+            yield from _follow(client, name, deadline)
             started = True
+        except quotas.QuotaExceeded as exc:
+            yield Event.failed(exc.message, exc.status)
+            return
         except HubError as exc:
             error = exc
         except Exception as exc:  # a launch must end in an event, whatever happened
@@ -110,9 +96,8 @@ def launch(
         delay *= 2
 
 
-def _attempt(client: HubClient, name: str, user_options: dict, deadline: float) -> Iterator[Event]:
-    """One try (the user exists): start the server, relay progress; HubError on failure."""
-    client.start_server(name, user_options)
+def _follow(client: HubClient, name: str, deadline: float) -> Iterator[Event]:
+    """Relay the spawn's progress until the server is ready; HubError on failure."""
     for event in client.progress(name, deadline):
         if event.get("failed"):
             raise HubError(f"Server failed to start: {event.get('message', 'no reason given')}")

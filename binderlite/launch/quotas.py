@@ -1,0 +1,96 @@
+"""Quotas that hold under concurrency, and a per-client launch rate limit.
+
+The hub's list of running servers is the truth, but twenty launches that
+all ask it at once all see room. So a launch holds a *slot* from before it
+counts until its server exists in the hub (the hub counts a server as active
+from the moment its start is requested): slots and servers are counted
+together, under one lock across every web worker and CLI process (a SQLite
+transaction in ``<state>/run/launches.sqlite``). A slot whose process died
+is forgotten after ``SLOT_SECONDS``. The rate limit counts each client's
+launches in a sliding window, in the same database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from binderlite.errors import UnavailableError
+from binderlite.hub.api import HubClient
+from binderlite.settings import Settings
+
+SLOT_SECONDS = 120.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, repo_url TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (client TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS attempts_client ON attempts (client, at);
+"""
+
+
+class QuotaExceeded(UnavailableError):
+    """No room for another server (BinderHub's messages)."""
+
+    status = 429
+
+
+def _db(settings: Settings) -> sqlite3.Connection:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(settings.run_dir / "launches.sqlite", timeout=30, isolation_level=None)
+    db.executescript(SCHEMA)
+    return db
+
+
+@contextmanager
+def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]:
+    """Hold a slot while a server is being created; QuotaExceeded if the quotas are full."""
+    if not (settings.total_quota or settings.per_repo_quota):
+        yield
+        return
+    db = _db(settings)
+    slot_id = uuid.uuid4().hex
+    try:
+        db.execute("BEGIN IMMEDIATE")  # one counter at a time, across processes
+        db.execute("DELETE FROM slots WHERE created < ?", (time.time() - SLOT_SECONDS,))
+        held = [row[0] for row in db.execute("SELECT repo_url FROM slots")]
+        running = [options.get("repo_url") for options in client.running_servers()]
+        if settings.total_quota and len(running) + len(held) >= settings.total_quota:
+            raise QuotaExceeded("Too many users on this BinderHub! Try again soon.")
+        same_repo = sum(1 for url in [*running, *held] if url == repo_url)
+        if settings.per_repo_quota and same_repo >= settings.per_repo_quota:
+            raise QuotaExceeded(f"Too many users running {repo_url}! Try again soon.")
+        db.execute("INSERT INTO slots (id, repo_url, created) VALUES (?, ?, ?)", (slot_id, repo_url, time.time()))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+        raise
+    try:
+        yield
+    finally:
+        db.execute("DELETE FROM slots WHERE id = ?", (slot_id,))
+        db.close()
+
+
+def rate_limited(settings: Settings, client: str, now: float | None = None) -> float | None:
+    """Seconds ``client`` must wait before launching again, or None (and the launch is counted)."""
+    if not settings.launch_rate_limit:
+        return None
+    now = time.time() if now is None else now
+    window_start = now - settings.launch_rate_period
+    db = _db(settings)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM attempts WHERE at < ?", (window_start,))
+        times = [row[0] for row in db.execute("SELECT at FROM attempts WHERE client = ? ORDER BY at", (client,))]
+        if len(times) >= settings.launch_rate_limit:
+            db.execute("COMMIT")
+            return max(1.0, times[0] - window_start)
+        db.execute("INSERT INTO attempts (client, at) VALUES (?, ?)", (client, now))
+        db.execute("COMMIT")
+        return None
+    finally:
+        db.close()
