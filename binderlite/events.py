@@ -124,6 +124,9 @@ class Event(dict[str, Any]):
         return ev
 
 
+READ_CHUNK = 1024 * 1024  # what a watcher reads at once
+MAX_LOG_BYTES = 16 * 1024 * 1024  # a build log stops growing here (a repository's output is unbounded)
+MAX_LINE_CHARS = 64 * 1024
 CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/\s@]+@")
 
 
@@ -137,10 +140,23 @@ class EventLog:
 
     def __init__(self, path: Path):
         self.path = path
+        self._said_full = False
 
     def append(self, ev: Event) -> None:
+        """Add one event; past ``MAX_LOG_BYTES`` plain log lines are dropped (phases are always kept)."""
         if "message" in ev:
-            ev = Event({**ev, "message": redact(ev.message)})
+            ev = Event({**ev, "message": redact(ev.message[:MAX_LINE_CHARS])})
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if size > MAX_LOG_BYTES and not self._said_full:
+            self._said_full = True
+            self._write(Event.log(f"(the build log is over {MAX_LOG_BYTES // 1024**2} MiB: its output is left out)\n"))
+        if size > MAX_LOG_BYTES and ev.phase is None:
+            return
+        if size > MAX_LOG_BYTES and ev.phase is not None and not ev.ends_build:
+            ev = Event({**ev, "message": ""})  # the phase still counts; the text is left out
+        self._write(ev)
+
+    def _write(self, ev: Event) -> None:
         line = json.dumps(ev, separators=(",", ":")) + "\n"
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
@@ -148,15 +164,17 @@ class EventLog:
             os.fsync(fh.fileno())
 
     def read_from(self, offset: int) -> tuple[list[Event], int]:
-        """Complete events after byte ``offset``, and the offset after them."""
+        """Complete events after byte ``offset`` (at most ``READ_CHUNK`` bytes of them), and the offset after them."""
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(offset)
-                data = fh.read()
+                data = fh.read(READ_CHUNK)
         except FileNotFoundError:
             return [], offset
         end = data.rfind(b"\n")
         if end < 0:
+            if len(data) == READ_CHUNK:  # one line longer than a chunk: skip it, saying so
+                return [Event.log("(a log line too long to show was left out)\n")], offset + len(data)
             return [], offset
         events = []
         for raw in data[: end + 1].splitlines():

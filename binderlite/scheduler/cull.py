@@ -19,6 +19,7 @@ dry run sees exactly what a real run would.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -32,6 +33,7 @@ from binderlite.settings import Settings
 log = logging.getLogger("binderlite.scheduler.cull")
 SERVER_TIMEOUT = (3.0, 5.0)  # a slow or hostile server must not stall the culler
 PROBE_TOKEN_SECONDS = 120
+PROBE_WORKERS = 8
 
 
 @dataclass
@@ -108,11 +110,17 @@ class Observer:
 
 
 def decide(settings: Settings, observer: Observer, now: datetime | None = None) -> list[CullDecision]:
-    """What should be culled right now (nothing is changed, no idle clock is reset)."""
+    """What should be culled right now (nothing is changed, no idle clock is reset).
+
+    Servers the hub and the proxy call idle are asked about themselves at
+    the same time (``PROBE_WORKERS``), each within ``SERVER_TIMEOUT``: a slow
+    or silent server delays the run by seconds, not by its count.
+    """
     now = now or datetime.now(UTC)
     decisions = []
     anonymous = settings.auth_mode == "anonymous"
     routes = observer.proxy_routes()
+    idle_candidates = []  # (user, server name, model, latest activity seen)
     for user in observer.users():
         for name, server in (user.get("servers") or {}).items():
             if server.get("pending") or not server.get("ready"):
@@ -127,9 +135,11 @@ def decide(settings: Settings, observer: Observer, now: datetime | None = None) 
             route = routes.get(urlsplit(server.get("url") or "").path.rstrip("/")) or {}
             seen = [_parse_time(server.get("last_activity")), _parse_time(route.get("last_activity")), started]
             latest = max((t for t in seen if t is not None), default=now)
-            if (now - latest).total_seconds() <= settings.cull_idle_timeout:
-                continue
-            report = observer.probe(user["name"], name, server, routes)
+            if (now - latest).total_seconds() > settings.cull_idle_timeout:
+                idle_candidates.append((user["name"], name, server, latest))
+    with ThreadPoolExecutor(PROBE_WORKERS) as pool:
+        reports = pool.map(lambda c: observer.probe(c[0], c[1], c[2], routes), idle_candidates)
+        for (user_name, name, _, latest), report in zip(idle_candidates, reports, strict=True):
             if report is not None:
                 if report.busy:
                     continue
@@ -137,9 +147,8 @@ def decide(settings: Settings, observer: Observer, now: datetime | None = None) 
                     latest = max(latest, report.last_activity)
             idle = (now - latest).total_seconds()
             if idle > settings.cull_idle_timeout:
-                decisions.append(
-                    CullDecision(user["name"], name, f"idle {idle:.0f}s > {settings.cull_idle_timeout}s", anonymous)
-                )
+                reason = f"idle {idle:.0f}s > {settings.cull_idle_timeout}s"
+                decisions.append(CullDecision(user_name, name, reason, anonymous))
     return decisions
 
 

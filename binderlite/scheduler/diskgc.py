@@ -8,6 +8,7 @@ launched first, until the disk is below the low-water mark.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from binderlite.dockerutil import docker_client
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler.diskgc")
+SERVICE_LOG_MAX_BYTES = 50 * 1024 * 1024
 
 
 def disk_percent_used(path: str) -> float:
@@ -79,9 +81,32 @@ def expire_logs(settings: Settings, now: float | None = None) -> list[Path]:
     return expired
 
 
+def rotate_service_logs(settings: Settings, max_bytes: int = SERVICE_LOG_MAX_BYTES) -> list[Path]:
+    """Keep each service's log under ``max_bytes``: the log goes to ``<name>.log.1`` and starts again.
+
+    The services write to their log in append mode from a file descriptor
+    ``binderlite up`` opened, so the log is copied and then truncated in place
+    (what logrotate calls copytruncate); under systemd they log to the journal.
+    """
+    rotated = []
+    for path in sorted(settings.logs_dir.glob("*.log")) if settings.logs_dir.is_dir() else []:
+        if path.stat().st_size > max_bytes:
+            shutil.copyfile(path, path.with_suffix(".log.1"))
+            os.truncate(path, 0)
+            rotated.append(path)
+    return rotated
+
+
 def collect(settings: Settings) -> dict[str, list]:
     """One garbage-collection run; logs one line."""
     removed = gc_images(settings)
     expired = expire_logs(settings)
-    log.info("disk gc: removed %d images %s, expired %d build logs/work dirs", len(removed), removed, len(expired))
-    return {"images": removed, "logs": [str(p) for p in expired]}
+    rotated = rotate_service_logs(settings)
+    log.info(
+        "disk gc: removed %d images %s, expired %d build logs/work dirs, rotated %d service logs",
+        len(removed),
+        removed,
+        len(expired),
+        len(rotated),
+    )
+    return {"images": removed, "logs": [str(p) for p in expired], "rotated": [str(p) for p in rotated]}

@@ -32,6 +32,7 @@ from binderlite.web.helpers import get_settings, raw_spec
 log = logging.getLogger(__name__)
 bp = Blueprint("build_api", __name__)
 _DONE = object()
+STREAM_BUFFER = 256  # events waiting for a slow client
 
 
 def sse(ev: dict) -> str:
@@ -113,20 +114,33 @@ def produce(
     stop: threading.Event,
     client: str = "",
 ):
-    """Thread body: put every event on ``out``, then ``_DONE``; an exception becomes ``failed``."""
+    """Thread body: put every event on ``out``, then ``_DONE``; an exception becomes ``failed``.
+
+    ``out`` is bounded: a client that reads slowly slows the producer down (it
+    only follows a log on disk), and one that is gone (``stop``) ends it.
+    """
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=1.0)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     try:
         for ev in events_for(settings, provider, spec, build_only, stop, client):
-            out.put(ev)
-            if ev.ends_stream:
+            if not put(ev) or ev.ends_stream:
                 break
         else:
             if not stop.is_set():
-                out.put(failed("The build ended without a result; see the server log."))
+                put(failed("The build ended without a result; see the server log."))
     except Exception as exc:  # the stream must end in an event, whatever happened
         log.exception("Build stream for %s/%s failed", provider, spec)
-        out.put(failed(f"Unexpected error: {exc.__class__.__name__}: {exc}"))
+        put(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
     finally:
-        out.put(_DONE)
+        put(_DONE)
 
 
 def stream(events: queue.Queue, stop: threading.Event, keepalive: float, linger: float) -> Iterator[str]:
@@ -158,7 +172,7 @@ def build(provider: str, _spec: str):
     provider, spec = raw_spec(request.environ, "build")
     build_only = request.args.get("build_only", "").lower() == "true"
     settings = get_settings()
-    events: queue.Queue = queue.Queue()
+    events: queue.Queue = queue.Queue(maxsize=STREAM_BUFFER)
     stop = threading.Event()
     client = request.remote_addr or "unknown"
     worker = threading.Thread(

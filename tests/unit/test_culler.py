@@ -92,3 +92,17 @@ def test_starting_servers_are_skipped():
 def test_probe_token_opens_one_server_only():
     assert server_scope("alice", "") == "access:servers!server=alice/"
     assert server_scope("alice", "proj") == "access:servers!server=alice/proj"
+
+
+def test_slow_servers_are_asked_at_the_same_time():
+    import time
+
+    class Slow(FakeAdmin):
+        def probe(self, user, server, model, routes):
+            time.sleep(0.5)
+            return super().probe(user, server, model, routes)
+
+    admin = Slow([user(f"idle{i}", 2000, 900) for i in range(8)])
+    started = time.monotonic()
+    assert len(decide(SETTINGS, admin, NOW)) == 8
+    assert time.monotonic() - started < 2.0, "eight half-second probes took turns"

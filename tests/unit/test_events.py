@@ -71,3 +71,60 @@ def test_log_reads_back_what_was_appended_and_survives_garbage(tmp_path):
     assert events[1].message == "not json\n"
     assert log.read_from(offset) == ([], offset)
     assert log.tail_text(2) == "not json\ndone"
+
+
+def test_credentials_in_urls_are_redacted(tmp_path):
+    log = EventLog(tmp_path / "b.jsonl")
+    log.append(Event.log("Looking in indexes: https://user:s3cret@mirror.example/simple via http://tok@proxy:3128\n"))
+    text = log.path.read_text()
+    assert "s3cret" not in text and "tok@" not in text
+    assert "https://***@mirror.example/simple" in text and "http://***@proxy:3128" in text
+
+
+def test_a_log_stops_growing_but_keeps_phases_and_the_end(tmp_path, monkeypatch):
+    from binderlite import events
+
+    monkeypatch.setattr(events, "MAX_LOG_BYTES", 2000)
+    log = EventLog(tmp_path / "b.jsonl")
+    for i in range(200):
+        log.append(Event.log(f"line {i} " + "x" * 50 + "\n"))
+    log.append(Event.building("Step 9"))
+    log.append(Event.failed("the reason"))
+    assert log.path.stat().st_size < 4000
+    evs = list(log)
+    assert any("left out" in e.message for e in evs)
+    assert [e.phase for e in evs if e.phase] == [Phase.BUILDING, Phase.FAILED]
+    assert evs[-1].message == "the reason\n"
+
+
+def test_a_reader_takes_at_most_a_chunk_at_a_time(tmp_path, monkeypatch):
+    from binderlite import events
+
+    monkeypatch.setattr(events, "READ_CHUNK", 100)
+    log = EventLog(tmp_path / "b.jsonl")
+    for i in range(20):
+        log.append(Event.log(f"line {i}\n"))
+    seen, offset = [], 0
+    while True:
+        batch, offset = log.read_from(offset)
+        if not batch:
+            break
+        assert len(batch) < 20
+        seen += batch
+    assert [e.message for e in seen] == [f"line {i}\n" for i in range(20)]
+
+
+def test_service_logs_are_rotated_in_place(tmp_path):
+    from binderlite.scheduler.diskgc import rotate_service_logs
+    from binderlite.settings import Settings
+
+    settings = Settings(state_dir=str(tmp_path))
+    settings.logs_dir.mkdir(parents=True)
+    big, small = settings.logs_dir / "hub.log", settings.logs_dir / "proxy.log"
+    big.write_text("x" * 300)
+    small.write_text("y" * 10)
+    with open(big, "a") as writer:  # a service keeps writing to its open log
+        assert rotate_service_logs(settings, max_bytes=100) == [big]
+        writer.write("after\n")
+    assert (settings.logs_dir / "hub.log.1").read_text() == "x" * 300
+    assert big.read_text() == "after\n" and small.read_text() == "y" * 10

@@ -161,7 +161,8 @@ def test_unexpected_exception_becomes_failed_event(client, fake_pipeline, monkey
     monkeypatch.setattr(pipeline, "build_events", broken)
     evs = events(client.get("/build/gh/org/repo/HEAD", headers=STREAM))
     assert [ev["phase"] for ev in evs] == ["waiting", "failed"]
-    assert "disk on fire" in evs[-1]["message"]
+    assert "RuntimeError" in evs[-1]["message"] and "server log" in evs[-1]["message"]
+    assert "disk on fire" not in evs[-1]["message"], "an unexpected error's details stay in the server log"
 
 
 def test_failed_build_does_not_launch(client, fake_pipeline, monkeypatch):
