@@ -107,6 +107,12 @@ class Settings:
         "Allow file://, local paths and git URLs on loopback/private/link-local addresses. "
         "Off by default: such URLs reach internal services.",
     )
+    service_user: str = _setting(
+        "binderlite",
+        "System user the proxy and the registry run as (created if missing): neither needs root or the Docker "
+        "socket. The hub, the web app, the scheduler and builds run as root: each needs the Docker socket "
+        "(root-equivalent), and the web app and builds start sandboxed fetches as another user.",
+    )
     sandbox_user: str = _setting(
         "binderlite-sandbox",
         "System user that fetches repositories and records (created if missing; `<name>-local` is the one "
@@ -449,9 +455,22 @@ class Settings:
         return Path(self.state_dir) / "run"
 
     def ensure_dirs(self) -> None:
-        """Create the state tree."""
-        for path in (Path(self.state_dir), self.build_logs_dir, self.build_work_dir):
+        """Create the state tree, private to root.
+
+        The state dir itself may be entered but not listed by others (0711),
+        so the service user reaches its own registry folder; everything in it
+        is 0700, and the hub's files (its database holds tokens' hashes and
+        users' server options) are 0600.
+        """
+        root = Path(self.state_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o711)
+        for path in (self.build_logs_dir, self.build_work_dir, self.hub_dir, self.logs_dir, self.run_dir):
             path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o700)
+        for path in self.hub_dir.iterdir():
+            if path.is_file():
+                path.chmod(0o600)
 
     @functools.cached_property
     def banned_patterns(self) -> tuple[re.Pattern, ...]:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from binderlite.errors import ServiceError
+from binderlite.sandbox.process import ensure_user
 from binderlite.services.table import Service
 from binderlite.settings import Settings
 
@@ -23,6 +24,24 @@ LOG_TAIL_LINES = 30
 POLL_INTERVAL = 0.2
 
 _children: dict[int, subprocess.Popen] = {}
+
+
+def _run_as(settings: Settings, service: Service) -> dict:
+    """Popen arguments that drop to the service's user (when binderlite runs as root), owning its folders."""
+    if not service.user or os.geteuid() != 0:
+        return {}
+    for folder in Path(settings.state_dir).parents:
+        if not folder.stat().st_mode & 0o001:
+            raise ServiceError(
+                f"{service.name} runs as user {service.user}, who cannot enter {folder} on the way to the "
+                f"state dir {settings.state_dir}: make it traversable (chmod o+x {folder}) or move state_dir."
+            )
+    user = ensure_user(service.user)
+    for folder in service.owns:
+        if folder.stat().st_uid != user.pw_uid:
+            subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(folder)], check=True)
+        folder.chmod(0o700)
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
@@ -80,8 +99,7 @@ def start(settings: Settings, service: Service) -> int:
             f"Something already answers at {service.describe}, where {service.name} should "
             "run; stop it or choose other ports in the settings."
         )
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_dirs()
     log_path = settings.logs_dir / f"{service.name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -92,6 +110,8 @@ def start(settings: Settings, service: Service) -> int:
             env={**os.environ, **service.env},
             cwd=settings.state_dir,
             start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
+            umask=0o077,  # what services write (the hub's database, the registry's blobs) is theirs alone
+            **_run_as(settings, service),
         )
     _children[proc.pid] = proc
     _pid_file(settings, service.name).write_text(f"{proc.pid}\n")

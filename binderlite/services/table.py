@@ -31,6 +31,8 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 60.0
     describe: str = ""  # where it answers, for messages
+    user: str | None = None  # the system user it runs as (None: root, because it needs the Docker socket)
+    owns: list[Path] = field(default_factory=list)  # folders that user must own
 
 
 def _http_ok(url: str, headers: dict[str, str] | None = None) -> Callable[[], bool]:
@@ -54,9 +56,8 @@ def _executable(name: str) -> str:
 
 
 def registry_service(settings: Settings) -> Service:
-    """Debian's docker-registry on ``settings.registry``, storing under ``registry_dir``."""
-    config = settings.run_dir / "registry.yml"
-    config.parent.mkdir(parents=True, exist_ok=True)
+    """Debian's docker-registry on ``settings.registry``, storing under ``registry_dir``, as the service user."""
+    config = settings.registry_dir / "config.yml"
     settings.registry_dir.mkdir(parents=True, exist_ok=True)
     config.write_text(
         "version: 0.1\n"
@@ -71,6 +72,8 @@ def registry_service(settings: Settings) -> Service:
         argv=[_executable("docker-registry"), "serve", str(config)],
         ready=_http_ok(f"http://{settings.registry}/v2/"),
         describe=f"http://{settings.registry}/v2/",
+        user=settings.service_user,
+        owns=[settings.registry_dir],
     )
 
 
@@ -94,6 +97,7 @@ def proxy_service(settings: Settings) -> Service:
         env={"CONFIGPROXY_AUTH_TOKEN": token},
         ready=_http_ok(f"{api}/api/routes", {"Authorization": f"token {token}"}),
         describe=api,
+        user=settings.service_user,
     )
 
 

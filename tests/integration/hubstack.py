@@ -61,8 +61,11 @@ def remove_stack_containers(client: docker.DockerClient, settings: Settings, wai
 @pytest.fixture(scope="module", name="hubstack")
 def hubstack_fixture(tmp_path_factory, docker_client):
     """Settings of a running registry + proxy + hub; everything removed afterwards."""
+    state_dir = tmp_path_factory.mktemp("bltest-hub")
+    for folder in (state_dir.parent, state_dir.parent.parent):  # pytest's temp folders are 0700; the proxy
+        folder.chmod(folder.stat().st_mode | 0o001)  # and the registry run as the service user
     settings = Settings(
-        state_dir=str(tmp_path_factory.mktemp("bltest-hub")),
+        state_dir=str(state_dir),
         registry=REGISTRY,
         launch_timeout=180,
         http_proxy=TEST_PROXY,

@@ -128,3 +128,21 @@ def test_twenty_concurrent_launches_against_a_quota_of_three(hubstack, launch_im
     assert all(f["status_code"] == 429 and "Too many users on this BinderHub!" in f["message"] for f in refused)
     running = [u for u in client.users(state="active") if u.get("servers")]
     assert len(running) == 3, "the hub runs exactly the quota"
+
+
+def test_state_is_private_and_proxy_and_registry_are_not_root(hubstack):
+    import os
+    import stat
+
+    from binderlite.services import supervisor
+
+    state = hubstack.hub_dir.parent
+    assert stat.S_IMODE(state.stat().st_mode) == 0o711
+    for folder in (hubstack.hub_dir, hubstack.logs_dir, hubstack.run_dir, hubstack.build_logs_dir):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    database = hubstack.hub_dir / "jupyterhub.sqlite"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600, "the hub's database is root's alone"
+    for name in ("proxy", "registry"):
+        pid = supervisor.running_pid(hubstack, name)
+        uid = int(next(line for line in open(f"/proc/{pid}/status") if line.startswith("Uid:")).split()[1])
+        assert uid != 0 and uid == os.stat(hubstack.registry_dir).st_uid, f"{name} runs as uid {uid}"
