@@ -59,6 +59,15 @@ def an_http_url(value: str) -> str | None:
     return None
 
 
+def an_index_url(value: str) -> str | None:
+    if urllib.parse.urlsplit(value).username:
+        return (
+            "must not carry credentials: build steps would record them in the image's history (Docker keeps "
+            "only the proxy settings out of it); use an index that needs none from the build network, or a proxy"
+        )
+    return an_http_url(value)
+
+
 def networks(value: str) -> str | None:
     for text in filter(None, (part.strip() for part in value.split(","))):
         try:
@@ -153,12 +162,12 @@ class Settings:
     package_index_url: str = _setting(
         "",
         "Python package index used by builds (pip/uv); empty means PyPI.",
-        check=an_http_url,
+        check=an_index_url,
     )
     extra_index_url: str = _setting(
         "",
         "An extra package index for builds.",
-        check=an_http_url,
+        check=an_index_url,
     )
     trusted_host: str = _setting("", "Host whose TLS certificate builds do not verify (a plain-HTTP mirror).")
     ca_bundle: str = _setting(

@@ -86,7 +86,7 @@ ensure_venv() {
     fi
     log "Installing binderlite into $VENV"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e "$REPO_DIR[test]"
+    "$VENV/bin/pip" install -q -c "$REPO_DIR/constraints.txt" -e "$REPO_DIR[test]"
     ln -sf "$VENV/bin/binderlite" /usr/local/bin/binderlite
 }
 

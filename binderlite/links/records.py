@@ -8,9 +8,9 @@ same name (``binderlite.builds.fetch``), which receives ``ResolvedRepo.repo_url`
 as BinderHub passes it.
 
 DOIs are looked up with doi.org's handle API (as repo2docker does), so no
-redirect chain is followed to hosts nobody checked; every other host —
-a dataset URL the user gave, or the host a DOI points to — passes
-``check_repo_url`` before it is contacted, and so does every redirect.
+redirect chain is followed to hosts nobody checked; every connection — to a
+dataset URL the user gave, the host a DOI points to, or a redirect — is
+checked as it is made (``sandbox.guardedhttp``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from typing import Any
 import escapism
 import requests
 
-from binderlite.errors import RefNotFoundError, SpecError
+from binderlite.errors import FetchError, RefNotFoundError, SpecError
 from binderlite.links.model import RepoProvider, ResolvedRepo
 from binderlite.links.urlsafety import check_repo_url
+from binderlite.sandbox.guardedhttp import guarded_session
 from binderlite.settings import Settings
 
 HTTP_TIMEOUT = 20
@@ -74,16 +75,33 @@ def _verify(settings: Settings) -> str | bool:
     return settings.ca_bundle if settings.ca_bundle and os.path.isfile(settings.ca_bundle) else True
 
 
-def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests.Response:
-    """GET ``url`` (checked unless ``trusted``), following only checked redirects.
+def _network_reason(exc: requests.RequestException) -> str:
+    """What went wrong, in words that say nothing about what lies behind an internal address."""
+    if "internal address" in str(exc):
+        return "it resolves to an internal address"
+    if isinstance(exc, requests.Timeout):
+        return "it did not answer in time"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "its TLS certificate was not accepted"
+    return "it could not be reached"
 
-    Any network error or HTTP error status becomes RefNotFoundError.
+
+def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests.Response:
+    """GET ``url``, following redirects one by one, every connection checked where it is made.
+
+    ``check_repo_url`` gives early, friendly refusals; the enforcement is the
+    session's (``guarded_session``: no connection to an internal address,
+    whatever DNS or a redirect says), unless ``allow_local_repos`` is on or the
+    URL is ``trusted`` (binderlite's own DOI resolver; a redirect from it is
+    not). A network failure is a FetchError, an HTTP error status a RefNotFoundError.
     """
+    direct, guarded = requests.Session(), guarded_session()
     for _ in range(MAX_REDIRECTS + 1):
         if not trusted:
             url = check_repo_url(url, settings.allow_local_repos)
+        session = direct if trusted or settings.allow_local_repos else guarded
         try:
-            resp = requests.get(
+            resp = session.get(
                 url,
                 timeout=HTTP_TIMEOUT,
                 verify=_verify(settings),
@@ -91,8 +109,8 @@ def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests
                 headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             )
         except requests.RequestException as exc:
-            reason = (str(exc).splitlines() or [""])[0]
-            raise RefNotFoundError(f"Could not reach {url}: {type(exc).__name__} {reason}".strip()) from None
+            host = urllib.parse.urlsplit(url).hostname or url
+            raise FetchError(f"Could not reach {host}: {_network_reason(exc)}.") from None
         if resp.is_redirect and resp.headers.get("location"):
             url = urllib.parse.urljoin(url, resp.headers["location"])
             trusted = False

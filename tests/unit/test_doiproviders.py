@@ -11,7 +11,7 @@ from unittest import mock
 import pytest
 import requests
 
-from binderlite.errors import RefNotFoundError, SpecError, UnsafeURLError
+from binderlite.errors import FetchError, RefNotFoundError, SpecError, UnsafeURLError
 from binderlite.links import records as doiproviders
 from binderlite.links.records import (
     HTTP_TIMEOUT,
@@ -313,13 +313,19 @@ def test_redirect_loop(server, cfg):
         DataverseProvider(urllib.parse.quote(f"{server.url}/d?persistentId=x", safe=""), cfg).resolve()
 
 
-@pytest.mark.parametrize("exc", [requests.ConnectionError("no route\nto host"), requests.Timeout("slow")])
-def test_network_errors_are_ref_not_found(cfg, exc):
-    with mock.patch.object(doiproviders.requests, "get", side_effect=exc):
-        with pytest.raises(RefNotFoundError) as err:
+@pytest.mark.parametrize(
+    "exc, reason",
+    [
+        (requests.ConnectionError("HTTPConnectionPool(host='10.1.2.3', port=22): no route\nto host"), "be reached"),
+        (requests.Timeout("slow"), "did not answer in time"),
+    ],
+)
+def test_network_errors_are_network_errors_and_say_nothing_more(cfg, exc, reason):
+    with mock.patch.object(requests.Session, "get", side_effect=exc):
+        with pytest.raises(FetchError) as err:
             ZenodoProvider("10.5281/zenodo.1", cfg).resolve()
-    assert "\n" not in err.value.message
-    assert type(exc).__name__ in err.value.message
+    assert "\n" not in err.value.message and reason in err.value.message
+    assert "10.1.2.3" not in err.value.message and "port" not in err.value.message
 
 
 def test_requests_use_timeout_and_ca_bundle(tmp_path):
@@ -328,7 +334,7 @@ def test_requests_use_timeout_and_ca_bundle(tmp_path):
     cfg = Settings(state_dir=str(tmp_path), ca_bundle=str(bundle))
     answer = mock.Mock(is_redirect=False, status_code=200, headers={})
     answer.json.return_value = {"values": [{"type": "URL", "data": {"value": "https://zenodo.org/records/7"}}]}
-    with mock.patch.object(doiproviders.requests, "get", return_value=answer) as get:
+    with mock.patch.object(requests.Session, "get", return_value=answer) as get:
         assert ZenodoProvider("10.5281/zenodo.7", cfg).resolve().resolved_ref == "7"
     assert get.call_args.kwargs["timeout"] == HTTP_TIMEOUT
     assert get.call_args.kwargs["verify"] == str(bundle)
@@ -359,7 +365,25 @@ def test_redirect_inside_the_network_is_refused(server, tmp_path, monkeypatch):
 )
 def test_user_urls_are_checked_before_any_request(tmp_path, provider, url):
     strict = Settings(state_dir=str(tmp_path))
-    with mock.patch.object(doiproviders.requests, "get") as get:
+    with mock.patch.object(requests.Session, "get") as get:
         with pytest.raises(UnsafeURLError):
             get_provider(provider, urllib.parse.quote(url, safe=""), strict).resolve()
     get.assert_not_called()
+
+
+def test_a_name_that_resolves_inside_is_refused_when_connecting(tmp_path, monkeypatch):
+    """DNS rebinding, a second answer: the guard checks the addresses it connects to, not the name."""
+    import socket
+
+    strict = Settings(state_dir=str(tmp_path), ca_bundle="")
+    real = socket.getaddrinfo
+
+    def rebinding(host, port, *args, **kwargs):
+        if host == "rebind.example":  # public to the early string check (no port), internal when connecting
+            address = "93.184.216.34" if port is None else "127.0.0.1"
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port or 0))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    with pytest.raises(FetchError, match="internal address"):
+        get_provider("ckan", urllib.parse.quote("https://rebind.example/dataset/x", safe=""), strict).resolve()

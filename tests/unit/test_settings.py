@@ -119,6 +119,8 @@ def test_missing_explicit_config_file(tmp_path, use_env):
         ({"BINDERLITE_BLOCKED_NETWORKS": "10.0.0.0/8,lan"}, "'lan' is not one"),
         ({"BINDERLITE_PACKAGE_INDEX_URL": "ftp://mirror/simple"}, "must be an http(s) URL"),
         ({"BINDERLITE_REGISTRY": "localhost"}, "must be host:port"),
+        ({"BINDERLITE_PACKAGE_INDEX_URL": "https://u:p@mirror/simple"}, "must not carry credentials"),
+        ({"BINDERLITE_EXTRA_INDEX_URL": "https://token@mirror/simple"}, "must not carry credentials"),
         ({"BINDERLITE_STATE_DIR": "relative/dir"}, "must be an absolute path"),
         ({"BINDERLITE_DISK_LOW_WATER": "90"}, "disk_low_water (90) must be below disk_high_water (85)"),
     ],

@@ -27,6 +27,7 @@ from binderlite.builds.buildpacks.template import TEMPLATE
 log = logging.getLogger("repo2docker")
 
 VENV_PIP = "uv pip install --python ${VENV_DIR}/bin/python"
+PYTHON_VERSION = re.compile(r"\d+(\.\d+){0,2}")
 GENERATED_IN_IMAGE = "/srv/binderlite"
 
 
@@ -68,13 +69,15 @@ class BinderlitePythonBuildPack(BaseImage):
         return Conversion()
 
     def _python_request(self) -> tuple[str, str]:
-        """(command, source) of the Python the repository asks for."""
+        """(command, source) of the Python the repository asks for; only ``pythonX.Y`` ever reaches the Dockerfile."""
         name, version, _ = self.runtime
         if name == "python" and version:
-            return f"python{version}", "runtime.txt"
-        requested = self._conversion().python_version
-        if requested and re.match(r"^\d+\.\d+", requested):
-            major_minor = ".".join(requested.split(".")[:2])
+            if PYTHON_VERSION.fullmatch(version):
+                return f"python{'.'.join(version.split('.')[:2])}", "runtime.txt"
+            log.warning(f"binderlite: runtime.txt asks for python-{version!r}, which is not a version; ignored.\n")
+        requested = self._conversion().python_version or ""
+        major_minor = ".".join(requested.split(".")[:2])
+        if PYTHON_VERSION.fullmatch(major_minor):
             return f"python{major_minor}", "the environment file"
         return "python3", "default"
 
