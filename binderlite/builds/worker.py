@@ -1,9 +1,11 @@
-"""One build, supervised: run the builder process, enforce the timeout, push, record.
+"""One build, supervised: fetch in the sandbox, run repo2docker, enforce the timeout, push, record.
 
 Started detached by the build queue (``python -m binderlite.builds.worker <id>``).
-It appends every event to the build's log, stops the builder's whole process
-group when ``build_timeout`` passes, pushes the image to the registry, writes
-the final ``built``/``failed`` event and then lets the next queued build start.
+It fetches the repository (``fetch``), runs ``run_repo2docker`` on the
+checkout in its own process group, appends every event to the build's log,
+stops that whole group when ``build_timeout`` passes, pushes the image to the
+registry, writes the final ``built``/``failed`` event, removes the checkout
+and then lets the next queued build start.
 """
 
 from __future__ import annotations
