@@ -26,7 +26,7 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.utils.build import process_dockerfile, tar
+from docker.utils.build import tar
 from repo2docker.docker import DockerEngine
 
 from binderlite.errors import BuildFailedError
@@ -165,7 +165,7 @@ class LimitedDockerEngine(DockerEngine):
         if custom_context:
             context = fileobj
         else:
-            params["dockerfile"], _ = process_dockerfile(dockerfile or "Dockerfile", path)
+            params["dockerfile"] = dockerfile or "Dockerfile"  # repo2docker names it inside the context
             context = tar(path, exclude=_dockerignore(path), dockerfile=(params["dockerfile"], None))
         response = client._post(
             client._url("/build"),
