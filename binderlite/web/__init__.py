@@ -4,8 +4,10 @@
 Each concern is a blueprint in its own module — ``build_api`` (the SSE build
 stream), ``pages`` (landing and launch pages), ``status`` (health, versions,
 badges) — and every error becomes JSON for API paths or a small page for
-browsers, from the one handler here. Settings hang off ``app.extensions``,
-never a module global, so tests make as many apps as they like.
+browsers, from the one handler here; ``headers`` puts the security headers
+(Content-Security-Policy and the rest) on every response. Settings hang off
+``app.extensions``, never a module global, so tests make as many apps as they
+like.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from binderlite.errors import BinderliteError
 from binderlite.settings import Settings, load_settings
-from binderlite.web import build_api, pages, status
+from binderlite.web import build_api, headers, pages, status
 from binderlite.web.helpers import error_response
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(build_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(status.bp)
+    headers.init_app(app)
     app.register_error_handler(BinderliteError, _binderlite_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

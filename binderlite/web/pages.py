@@ -3,14 +3,15 @@
 The launch page (``/v2/<provider>/<spec>``) is a thin shell: its script opens
 the build stream, fills the log, and on ``ready`` sends the browser to the
 server with ``urlpath``/``labpath``/``filepath`` applied client-side, as
-BinderHub's own page does.
+BinderHub's own page does, but only to a page inside that server (see
+``static/launch.js``). It is never cached: it leads to a token.
 """
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, make_response, redirect, render_template, request
 
 from binderlite.links.registry import repo_providers
 from binderlite.web.helpers import raw_spec
@@ -27,13 +28,15 @@ def index():
 def launch_page(provider: str, _spec: str):
     provider, spec = raw_spec(request.environ, "v2")
     build_url = f"{request.script_root}/build/{provider}/{spec}"
-    return render_template("launch.html", provider=provider, spec=spec, build_url=build_url)
+    response = make_response(render_template("launch.html", provider=provider, spec=spec, build_url=build_url))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/repo/<user>/<repo>")
 @bp.get("/repo/<user>/<repo>/<path:urlpath>")
 def legacy_repo(user: str, repo: str, urlpath: str = ""):
-    url = f"{request.script_root}/v2/gh/{user}/{repo}/master"
+    url = f"{request.script_root}/v2/gh/{quote(user, safe='')}/{quote(repo, safe='')}/master"
     if urlpath.strip("/"):
         url += "?" + urlencode({"urlpath": urlpath})
     return redirect(url, code=302)

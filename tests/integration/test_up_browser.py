@@ -8,7 +8,6 @@ files. A screenshot is saved under test-artifacts/. Then SIGTERM stops it all.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -16,89 +15,27 @@ from pathlib import Path
 
 import pytest
 import requests
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from binderlite.settings import Settings
+from tests.helpers.browser import WEB, appliance_env, chromium, running_appliance
 from tests.integration.conftest import binderlite_cli
-from tests.integration.hubstack import remove_stack_containers
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", "HUB_PORT": "18881"}
-WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
-
-
-def appliance_env(state: Path) -> dict:
-    """The environment `binderlite up` and the CLI run with in these tests."""
-    env = dict(
-        os.environ,
-        BINDERLITE_STATE_DIR=str(state),
-        BINDERLITE_ALLOW_LOCAL_REPOS="true",
-        BINDERLITE_IMAGE_PREFIX="bltest-up-",
-        BINDERLITE_REGISTRY="127.0.0.1:18850",
-        BINDERLITE_BINDER_LAUNCH_HOST=WEB + "/",
-    )
-    env.update({f"BINDERLITE_{k}": v for k, v in PORTS.items()})
-    return env
 
 
 @pytest.fixture(scope="module")
 def appliance(tmp_path_factory, git_server, settings, docker_client):
-    state = tmp_path_factory.mktemp("bltest-up")
-    env = appliance_env(state)
-    log = open(state / "up.log", "wb")
-    proc = subprocess.Popen([*binderlite_cli(), "up"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (state / "up.log").read_text()[-4000:]
-            try:
-                if requests.get(f"{WEB}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("binderlite up did not become healthy:\n" + (state / "up.log").read_text()[-4000:])
-        yield {"state": state, "proc": proc}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        # `up` leaves users' servers running across restarts (cleanup_servers=False); tests remove theirs.
-        remove_stack_containers(docker_client, Settings(state_dir=str(state)))
-        print((state / "up.log").read_text()[-3000:])
-
-
-def _browser() -> webdriver.Chrome:
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
+    with running_appliance(tmp_path_factory.mktemp("bltest-up"), docker_client) as up:
+        yield up
 
 
 def test_browser_opens_link_sees_log_and_lands_in_jupyterlab(appliance, git_server):
     git_server.add_fixture("requirements", "browser")
     link = f"{WEB}/v2/{git_server.link('browser')}?urlpath=lab/tree/index.ipynb"
     ARTIFACTS.mkdir(exist_ok=True)
-    browser = _browser()
+    browser = chromium()
     try:
         browser.get(link)
         WebDriverWait(browser, 60).until(

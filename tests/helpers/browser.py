@@ -1,0 +1,97 @@
+"""What the browser tests share: `binderlite up` on test ports, and headless Chromium that stays on 127.0.0.1.
+
+``running_appliance`` starts the whole appliance (registry, proxy, hub, web
+app, scheduler) the way a user does and stops it, removing the servers it left.
+``chromium`` resolves every host name but 127.0.0.1 and localhost to nothing,
+so a page that tries to go elsewhere fails in the browser and no request
+leaves the machine; it keeps the console and network logs for assertions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service as ChromeService
+
+from binderlite.settings import Settings
+from tests.integration.conftest import binderlite_cli
+from tests.integration.hubstack import remove_stack_containers
+
+PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", "HUB_PORT": "18881"}
+WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
+
+
+def appliance_env(state: Path) -> dict:
+    """The environment `binderlite up` and the CLI run with in these tests."""
+    env = dict(
+        os.environ,
+        BINDERLITE_STATE_DIR=str(state),
+        BINDERLITE_ALLOW_LOCAL_REPOS="true",
+        BINDERLITE_IMAGE_PREFIX="bltest-up-",
+        BINDERLITE_REGISTRY="127.0.0.1:18850",
+        BINDERLITE_BINDER_LAUNCH_HOST=WEB + "/",
+    )
+    env.update({f"BINDERLITE_{k}": v for k, v in PORTS.items()})
+    return env
+
+
+@contextlib.contextmanager
+def running_appliance(state: Path, docker_client) -> Iterator[dict]:
+    """`binderlite up` with its state in ``state``, healthy; yields ``{"state", "proc"}``."""
+    log = open(state / "up.log", "wb")
+    proc = subprocess.Popen([*binderlite_cli(), "up"], env=appliance_env(state), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (state / "up.log").read_text()[-4000:]
+            try:
+                if requests.get(f"{WEB}/health", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail("binderlite up did not become healthy:\n" + (state / "up.log").read_text()[-4000:])
+        yield {"state": state, "proc": proc}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        # `up` leaves users' servers running across restarts (cleanup_servers=False); tests remove theirs.
+        remove_stack_containers(docker_client, Settings(state_dir=str(state)))
+        log.close()
+        print((state / "up.log").read_text()[-3000:])
+
+
+def chromium() -> webdriver.Chrome:
+    """Headless Chromium that reaches 127.0.0.1 only, leaves alerts open, and logs console and network."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+    ):
+        options.add_argument(flag)
+    options.unhandled_prompt_behavior = "ignore"
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    return webdriver.Chrome(service=ChromeService("/usr/bin/chromedriver"), options=options)
