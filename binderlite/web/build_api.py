@@ -167,6 +167,8 @@ def stream(events: queue.Queue, stop: threading.Event, keepalive: float, linger:
 
 @bp.get("/build/<provider>/<path:_spec>")
 def build(provider: str, _spec: str):
+    if request.method == "HEAD":  # Flask answers HEAD with this view: it must not start a build nobody reads
+        return jsonify(message="The build stream is opened with GET."), 405, {"Allow": "GET"}
     if "text/event-stream" not in request.headers.get("Accept", ""):
         return jsonify(message="Requests to /build/ must accept text/event-stream (this is an event stream)."), 400
     provider, spec = raw_spec(request.environ, "build")
@@ -186,5 +188,5 @@ def build(provider: str, _spec: str):
     return Response(
         body,
         mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-cache, no-store", "X-Accel-Buffering": "no"},  # it carries the token
     )

@@ -253,3 +253,9 @@ def test_unknown_route_is_404_json_for_api_and_html_for_browsers(client):
     assert api.status_code == 404 and "message" in api.get_json()
     page = client.get("/nothing", headers={"Accept": "text/html"})
     assert page.status_code == 404 and page.mimetype == "text/html"
+
+
+def test_head_request_starts_nothing(client, fake_pipeline):
+    response = client.head("/build/gh/org/repo/HEAD", headers=STREAM)
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+    assert "resolved" not in fake_pipeline, "a HEAD request resolved (and would have built) the link"
