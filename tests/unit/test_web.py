@@ -90,7 +90,7 @@ def test_build_then_launch_event_order_and_headers(client, fake_pipeline):
     response = client.get("/build/gh/org/repo/HEAD", headers=STREAM)
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
-    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Cache-Control"] == "no-cache, no-store"
     assert response.headers["X-Accel-Buffering"] == "no"
     phases = [ev.get("phase") for ev in events(response)]
     assert phases == ["waiting", "building", None, "built", "launching", "ready"]
