@@ -415,7 +415,7 @@ class Settings:
     disk_low_water: int = _setting(
         70,
         "Percent used that image garbage collection brings the disk down to.",
-        check=between(1, 100),
+        check=between(0, 100),
     )
     log_retention_days: int = _setting(
         14,

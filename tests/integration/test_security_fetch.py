@@ -210,8 +210,10 @@ def test_a_submodule_on_an_internal_address_is_refused(settings, outside, tmp_pa
     subprocess.run(
         [*git, "-C", str(work), "update-index", "--add", "--cacheinfo", f"160000,{'b' * 40},sub"], check=True
     )
-    subprocess.run([*git, "-C", str(work), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(work), "add", "requirements.txt", ".gitmodules"], check=True)
     subprocess.run([*git, "-C", str(work), "commit", "-qm", "parent with an internal submodule"], check=True)
+    listed = subprocess.run(["git", "-C", str(work), "ls-tree", "HEAD"], capture_output=True, text=True).stdout
+    assert "160000 commit" in listed, "the submodule's gitlink is committed"
     subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "parent.git")], check=True)
     subprocess.run(["git", "-C", str(served / "parent.git"), "update-server-info"], check=True)
     port = 18091

@@ -119,7 +119,7 @@ def stream(base: str, path: str, deadline: float = BUILD_DEADLINE) -> list[dict]
     with requests.get(base + path, headers=STREAM, stream=True, timeout=(5, 60)) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
-        assert response.headers["Cache-Control"] == "no-cache"
+        assert response.headers["Cache-Control"] == "no-cache, no-store"
         events, _ = read_events(response, deadline)
     return events
 
