@@ -15,6 +15,7 @@ is the seam where per-host credentials of an authenticated install will attach.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from binderlite.links.urlsafety import check_repo_url, normalize_git_url
 from binderlite.sandbox import netrules, process
 from binderlite.settings import Settings, proxy_environment
 
+log = logging.getLogger("binderlite.links.git")  # git's own words go to the administrator's log only
 SHA1 = re.compile(r"^[0-9a-f]{40}\Z")
 NAME_PART = re.compile(r"^[A-Za-z0-9_.\-]+\Z")
 GIT_TIMEOUT = 60
@@ -140,6 +142,7 @@ def ls_remote(settings: Settings, url: str, ref: str) -> str | None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if proc.returncode != 0:
+        log.info("git ls-remote of %s failed (exit %s): %s", url, proc.returncode, proc.stdout.strip()[-2000:])
         reason = git_failure_reason(proc.stdout)
         error = RefNotFoundError if reason == NOT_PUBLIC else FetchError  # a network failure is not a 404
         raise error(f"Could not read the repository {url}: {reason}.")

@@ -33,7 +33,9 @@ OUTPUT_LIMIT = 256 * 1024
 HIDDEN_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lib/docker", "/etc/binderlite", "/root")
 SETUP_SCRIPT = r"""
 set -e
+umask 022
 mkdir -p "$BINDERLITE_SANDBOX_MOUNT"
+chmod 0755 "${BINDERLITE_SANDBOX_MOUNT%/*}"
 mount --bind "$BINDERLITE_SANDBOX_WORK" "$BINDERLITE_SANDBOX_MOUNT"
 for dir in $BINDERLITE_SANDBOX_HIDE; do
     if [ -d "$dir" ]; then mount -t tmpfs -o size=64m,mode=1777,nosuid,nodev tmpfs "$dir"; fi
