@@ -26,7 +26,7 @@ DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"
 
 @functools.lru_cache(maxsize=8)
 def _network_gateway(docker_host: str, network: str) -> str:
-    """The gateway Docker reports (cached); raises when Docker does not answer, so that is not cached."""
+    """The network's gateway, the network made if missing (cached); raises when Docker does not answer: not cached."""
     client = docker_client(Settings(docker_host=docker_host), timeout=10)
     try:
         return ensure_network(client, network)

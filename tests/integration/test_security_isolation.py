@@ -50,13 +50,13 @@ class DNS(socketserver.BaseRequestHandler):
     # Answers every A query with ANSWER; logs each query's name and source.
     def handle(self):
         data, sock = self.request
-        end = 12
+        labels, end = [], 12
         while data[end]:
+            labels.append(data[end + 1:end + 1 + data[end]].decode("ascii", "replace"))
             end += data[end] + 1
-        name = data[13:end]
         qtype = struct.unpack(">H", data[end + 1:end + 3])[0]
         with open(LOG, "a") as log:
-            log.write(f"{self.client_address[0]} {name!r} {qtype}\\n")
+            log.write(f"{self.client_address[0]} {'.'.join(labels)} {qtype}\\n")
         question = data[12:end + 5]
         answer = b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(ANSWER) if qtype == 1 else b""
         header = data[:2] + b"\\x81\\x80" + struct.pack(">HHHH", 1, 1 if answer else 0, 0, 0)
@@ -110,9 +110,11 @@ def _container(docker_client, settings, ready: dict):
     return container
 
 
-def _ip(container, network: str) -> str:
+def _ip(container) -> str:
+    """The container's address on the one network it is on."""
     container.reload()
-    return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+    (network,) = container.attrs["NetworkSettings"]["Networks"].values()
+    return network["IPAddress"]
 
 
 def _sh(*argv: str) -> str:
@@ -231,7 +233,7 @@ def test_servers_reach_the_hub_and_nothing_else_on_this_host(hubstack, servers, 
 def test_a_server_cannot_reach_another_users_server_or_other_containers(hubstack, servers, docker_client):
     first, second = servers
     other = _container(docker_client, hubstack, second)
-    peer = (_ip(other, hubstack.server_network), 8888)
+    peer = (_ip(other), 8888)
     assert probe_from_host(*peer) == "open", "the other server listens (the host reaches it)"
     bystander = docker_client.containers.run(
         "binderlite/base:bookworm",
@@ -241,7 +243,7 @@ def test_a_server_cannot_reach_another_users_server_or_other_containers(hubstack
         remove=True,
     )
     try:
-        elsewhere = (_ip(bystander, "bridge"), 8000)  # a container on Docker's default bridge
+        elsewhere = (_ip(bystander), 8000)  # a container on Docker's default bridge
         deadline = time.monotonic() + 20
         while probe_from_host(*elsewhere) != "open" and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -332,7 +334,7 @@ def test_dns_works_on_the_servers_network_and_goes_through_its_rules(hubstack, s
     assert "nameserver 127.0.0.11" in run_code(first["url"], first["token"], "open('/etc/resolv.conf').read()")
     other = _container(docker_client, hubstack, second)
     looked_up = run_code(first["url"], first["token"], f"import socket; socket.gethostbyname({other.name!r})")
-    assert looked_up == repr(_ip(other, hubstack.server_network))
+    assert looked_up == repr(_ip(other))
     # it forwards other names from the container's namespace, so the host's resolvers are let through
     bridge = dockernet.bridge_name(hubstack.server_network)
     for chain in dockernet.chain_names(bridge):
