@@ -15,13 +15,14 @@ import re
 from binderlite.errors import UnsafeRepositoryError
 
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[0-9][A-Za-z0-9.+~:-]*)?")
+LINE_END = re.compile(r"\r\n|\r|\n")  # as Python reads the file for repo2docker; other controls stay in the line
 SHOWN = 80  # characters of a refused line repeated in the message
 
 
 def check_apt_packages(text: str) -> list[str]:
     """The packages ``apt.txt`` lists, in order, each once; UnsafeRepositoryError at the first bad line."""
     packages: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(LINE_END.split(text), start=1):
         entry = line.partition("#")[0].strip()
         if not entry:
             continue
