@@ -11,6 +11,7 @@ is the rules' doing and not a dead canary.
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ import textwrap
 import threading
 import time
 
+import docker.errors
 import pytest
 import requests
 
@@ -85,13 +87,13 @@ def probe(host, port):
         return f"error: {exc}"
     finally:
         sock.close()
-[probe(host, port) for host, port in TARGETS]
 """
 
 
 def probe_from(ready: dict, targets: list[tuple[str, int]]) -> list[str]:
     """Try a TCP connection to each target from the server's kernel: open, refused, timeout or error."""
-    return ast.literal_eval(run_code(ready["url"], ready["token"], f"TARGETS = {targets!r}\n{PROBE}"))
+    code = f"{PROBE}\n[probe(host, port) for host, port in {targets!r}]"
+    return ast.literal_eval(run_code(ready["url"], ready["token"], code))
 
 
 def probe_from_host(host: str, port: int) -> str:
@@ -368,3 +370,36 @@ def test_dns_works_on_the_servers_network_and_goes_through_its_rules(hubstack, s
         dockernet.ensure_networks(hubstack, force=True)
     assert resolve_with_canary() == ["unresolved", "1"], "the rules are back"
     assert requests.get(hub.hub_url(hubstack) + "/hub/api/", timeout=10).status_code == 200
+
+
+def test_build_steps_on_the_build_network_reach_the_package_index_and_nothing_else_inside(
+    hubstack, host_canary, netns_canary, docker_client
+):
+    """The network half of the builds' isolation: a legacy-builder step on ``build_network``."""
+    addresses, port = host_canary
+    index = dockernet.bridge_address(hubstack.build_network)  # e.g. a local index on the builds' gateway
+    assert index in addresses
+    with_index = hubstack.with_overrides(package_index_url=f"http://{index}:{port}/simple/")
+    targets = [(index, port), ("172.17.0.1", port), (hub.hub_ip(hubstack), hubstack.hub_port), *netns_canary["tcp"]]
+    program = f"{PROBE}\nprint('PROBED', [probe(host, port) for host, port in {targets!r}])"
+    dockerfile = f"FROM binderlite/base:bookworm\nRUN {json.dumps(['python3', '-c', program])}\n"
+    tag = f"{TEST_PREFIX}buildnet-{os.getpid()}"
+    try:
+        dockernet.ensure_networks(with_index, force=True)
+        _image, logs = docker_client.images.build(
+            fileobj=io.BytesIO(dockerfile.encode()),
+            tag=tag,
+            network_mode=hubstack.build_network,
+            nocache=True,
+            rm=True,
+            forcerm=True,
+        )
+    finally:
+        dockernet.ensure_networks(hubstack, force=True)
+        try:
+            docker_client.images.remove(tag, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+    output = "".join(chunk.get("stream", "") for chunk in logs)
+    probed = ast.literal_eval(output.split("PROBED ", 1)[1].splitlines()[0])
+    assert probed == ["open", "refused", "refused", "refused", "refused"], list(zip(targets, probed, strict=True))
