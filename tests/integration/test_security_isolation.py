@@ -190,9 +190,9 @@ def netns_canary(tmp_path_factory):
     try:
         _sh("ip", "netns", "add", NETNS)
         _sh("ip", "link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
-        for (host, canary), prefix in ((PRIVATE, "24"), (LINK_LOCAL, "24")):
-            _sh("ip", "addr", "add", f"{host}/{prefix}", "dev", VETH)
-            _sh("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{canary}/{prefix}", "dev", "eth0")
+        for host, canary in (PRIVATE, LINK_LOCAL):  # /24s: the host routes to both through the pair
+            _sh("ip", "addr", "add", f"{host}/24", "dev", VETH)
+            _sh("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{canary}/24", "dev", "eth0")
         _sh("ip", "link", "set", VETH, "up")
         _sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
         _sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "eth0", "up")
