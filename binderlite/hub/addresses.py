@@ -2,13 +2,14 @@
 
 The hub process (``jupyterhub_config.py``), the proxy and the launcher all ask
 this module, so they always agree on addresses and tokens. The hub's address
-defaults to the Docker bridge's gateway, looked up once per process.
+defaults to the host's address on the servers' Docker network (its gateway),
+the one address of this host that servers may reach; it is looked up once per
+process (the network is created if missing, so the address exists).
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 from pathlib import Path
 
 import docker.errors
@@ -16,6 +17,7 @@ import docker.errors
 from binderlite.dockerutil import docker_client
 from binderlite.errors import DockerUnavailableError
 from binderlite.hub.tokens import persistent_secret, service_token
+from binderlite.sandbox.dockernet import bridge_address, ensure_network
 from binderlite.settings import Settings
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
@@ -23,36 +25,33 @@ DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"
 
 
 @functools.lru_cache(maxsize=8)
-def _bridge_gateway(docker_host: str) -> str:
-    """The gateway Docker reports (cached); raises when Docker does not answer, so that is not cached."""
+def _network_gateway(docker_host: str, network: str) -> str:
+    """The network's gateway, the network made if missing (cached); raises when Docker does not answer: not cached."""
     client = docker_client(Settings(docker_host=docker_host), timeout=10)
     try:
-        configs = client.networks.get("bridge").attrs["IPAM"]["Config"] or []
+        return ensure_network(client, network)
     finally:
         client.close()
-    for config in configs:
-        if config.get("Gateway"):
-            return config["Gateway"]
-        if config.get("Subnet"):
-            # Docker gives the bridge the first address of its subnet.
-            return str(ipaddress.ip_network(config["Subnet"])[1])
-    return DEFAULT_BRIDGE_GATEWAY
 
 
-def docker_bridge_gateway(settings: Settings) -> str:
-    """The host's address on Docker's default bridge (what containers reach the host on)."""
+def server_network_gateway(settings: Settings) -> str:
+    """The host's address on the servers' network (what servers reach the hub on).
+
+    When Docker does not answer, the kernel still knows the address of the
+    network's bridge; failing that, Docker's usual default bridge address.
+    """
     try:
-        return _bridge_gateway(settings.docker_host)
+        return _network_gateway(settings.docker_host, settings.server_network)
     except (DockerUnavailableError, docker.errors.DockerException):
-        return DEFAULT_BRIDGE_GATEWAY
+        return bridge_address(settings.server_network) or DEFAULT_BRIDGE_GATEWAY
 
 
 def hub_ip(settings: Settings) -> str:
-    return settings.hub_ip or docker_bridge_gateway(settings)
+    return settings.hub_ip or server_network_gateway(settings)
 
 
 def hub_url(settings: Settings, ip: str | None = None) -> str:
-    """The hub's own URL, e.g. ``http://172.17.0.1:8081`` (no trailing slash)."""
+    """The hub's own URL, e.g. ``http://172.18.0.1:8081`` (no trailing slash)."""
     return f"http://{ip or hub_ip(settings)}:{settings.hub_port}"
 
 

@@ -6,15 +6,22 @@ in; binderlite creates a temporary user per launch through the REST API with
 its service token, and the launch token opens only that user's server.
 """
 
+import functools
+
 from binderlite.hub.addresses import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
 from binderlite.hub.addresses import public_url as proxy_public_url
 from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
+from binderlite.sandbox.dockernet import ensure_networks
 from binderlite.settings import load_settings, proxy_environment
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by JupyterHub)
 
 settings = load_settings()
 settings.hub_dir.mkdir(parents=True, exist_ok=True)
+# The servers' network and the kernel's rules on it, before the hub listens on its gateway
+# (however the hub was started: `binderlite up`, systemd, a test); a hub that cannot confine
+# its servers does not start.
+ensure_networks(settings, force=True)
 _hub_ip = hub_ip(settings)
 
 # ---- hub state, all under the state prefix
@@ -23,7 +30,7 @@ c.JupyterHub.db_url = f"sqlite:///{_db_path}"
 c.JupyterHub.cookie_secret_file = str(settings.hub_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(settings.hub_dir / "jupyterhub.pid")
 
-# ---- network: the hub on the Docker bridge (containers call it), never public
+# ---- network: the hub on the servers' network gateway (servers call it), never public
 c.JupyterHub.hub_bind_url = hub_url(settings, _hub_ip)
 c.JupyterHub.hub_connect_url = hub_url(settings, _hub_ip)
 c.JupyterHub.bind_url = proxy_public_url(settings)
@@ -63,14 +70,18 @@ c.Spawner.start_timeout = settings.launch_timeout
 c.Spawner.http_timeout = min(settings.launch_timeout, 300)
 c.DockerSpawner.remove = True
 c.DockerSpawner.pull_policy = "never"
+# Servers join binderlite's own network only (no traffic between them, none to this host but the
+# hub); the proxy reaches each one on a port published on 127.0.0.1.
+c.DockerSpawner.network_name = settings.server_network
 c.DockerSpawner.host_ip = "127.0.0.1"
 c.DockerSpawner.use_internal_ip = False
+c.BinderSpawner.ensure_network = functools.partial(ensure_networks, settings)
 c.DockerSpawner.mem_limit = settings.memory_limit
 c.DockerSpawner.cpu_limit = float(settings.cpu_limit)
 c.DockerSpawner.prefix = "binderlite"
 c.BinderSpawner.instance = settings.state_dir
 # The site's proxy reaches users' code at run time, never stored in an image.
-c.Spawner.environment = proxy_environment(settings, bypass=(hub_ip(settings), "127.0.0.1", "localhost"))
+c.Spawner.environment = proxy_environment(settings, bypass=(_hub_ip, "127.0.0.1", "localhost"))
 c.BinderSpawner.pids_limit = settings.pids_limit
 c.BinderSpawner.docker_threads = settings.spawner_docker_threads
 c.DockerSpawner.client_kwargs = {"timeout": 120}

@@ -7,6 +7,12 @@ server before the spawn (``HubClient.new_server_token``), so it never sits in
 reader of the server model. The image must be on this machine and carry
 repo2docker's label (a name prefix is not enough: the base image shares it);
 nothing is ever pulled.
+
+The container runs as uid 1000 on binderlite's servers network (whose rules
+``ensure_network`` checks before each spawn) with no capabilities at all,
+``no-new-privileges`` (a setuid binary the repository planted gives it
+nothing), an init process that reaps orphans, and memory (no swap), CPU and
+process limits.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from docker.errors import APIError, DockerException
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Callable, Integer, Unicode, default
+
+from binderlite.errors import BinderliteError
 
 BUILT_LABEL = "repo2docker.version"
 BINDER_ENV_OPTIONS = (
@@ -37,6 +45,12 @@ class BinderSpawner(DockerSpawner):
     instance = Unicode("", config=True, help="Names this binderlite install in container labels (its state_dir).")
     pids_limit = Integer(0, config=True, help="Process limit per container; 0 means none.")
     docker_threads = Integer(8, config=True, help="Threads for Docker API calls, shared by all spawners.")
+    ensure_network = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="Called in a thread before each spawn: makes sure the servers' network and its rules are in place.",
+    )
 
     _binder_executor: ThreadPoolExecutor | None = None
 
@@ -83,7 +97,18 @@ class BinderSpawner(DockerSpawner):
                 "binderlite.server": self.name,
             },
         }
-        host_config = {"memswap_limit": self.mem_limit} if self.mem_limit else {}
+        if self.ensure_network is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.executor, self.ensure_network)
+            except BinderliteError as exc:
+                raise web.HTTPError(500, f"Servers cannot be confined, so none starts: {exc.message}") from None
+        host_config = {
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,
+        }
+        if self.mem_limit:
+            host_config["memswap_limit"] = self.mem_limit
         if self.pids_limit:
             host_config["pids_limit"] = self.pids_limit
         self.extra_host_config = host_config

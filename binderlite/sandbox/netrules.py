@@ -13,7 +13,8 @@ the sandbox users by owner match:
 
 The chains are replaced atomically (``iptables-restore --noflush``), at most
 every ``RECHECK_SECONDS`` per process (resolvers and proxies may change). A
-fetch never starts without them (fail closed).
+fetch never starts without them (fail closed). ``dockernet`` confines the
+Docker networks of servers and builds with the same address lists and helpers.
 """
 
 from __future__ import annotations
@@ -118,22 +119,29 @@ def resolvers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
     return found
 
 
-def proxy_endpoints(settings: Settings) -> list[tuple[str, int]]:
-    """(address, port) of every configured HTTP(S) proxy, resolved now."""
+def url_endpoints(urls: list[str]) -> list[tuple[str, int]]:
+    """(address, port) of every host the URLs name, resolved now (a host that does not resolve is left out)."""
     endpoints = set()
-    for key, url in proxy_environment(settings).items():
-        if key.lower() == "no_proxy" or not url:
-            continue
+    for url in urls:
         parts = urlsplit(url if "://" in url else f"http://{url}")
-        if not parts.hostname:
-            continue
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+            host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # a port that is not a number
+            continue
+        if not host:
+            continue
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
         except socket.gaierror:
             continue
         endpoints.update((info[4][0], port) for info in infos)
     return sorted(endpoints)
+
+
+def proxy_endpoints(settings: Settings) -> list[tuple[str, int]]:
+    """(address, port) of every configured HTTP(S) proxy, resolved now."""
+    urls = [url for key, url in proxy_environment(settings).items() if key.lower() != "no_proxy" and url]
+    return url_endpoints(urls)
 
 
 @dataclass(frozen=True)
@@ -151,13 +159,18 @@ class RuleSet:
         return "\n".join([*lines, "COMMIT", ""])
 
 
-def _reject(network, family: int) -> list[str]:
-    tcp = "tcp-reset"
+def reject_rules(family: int, match: str = "") -> list[str]:
+    """Refuse what ``match`` selects at once: a TCP reset, an ICMP "port unreachable" for the rest."""
     other = "icmp-port-unreachable" if family == 4 else "icmp6-port-unreachable"
+    match = f"{match} " if match else ""
     return [
-        f"-d {network} -p tcp -j REJECT --reject-with {tcp}",
-        f"-d {network} -j REJECT --reject-with {other}",
+        f"{match}-p tcp -j REJECT --reject-with tcp-reset",
+        f"{match}-j REJECT --reject-with {other}",
     ]
+
+
+def _reject(network, family: int) -> list[str]:
+    return reject_rules(family, f"-d {network}")
 
 
 def rule_set(family: int, dns: list[str], proxies: list[tuple[str, int]], extra: str = "") -> RuleSet:
@@ -176,28 +189,38 @@ def rule_set(family: int, dns: list[str], proxies: list[tuple[str, int]], extra:
     return RuleSet(family, tuple(allowed + strict), tuple(local))
 
 
-def _tool(family: int, name: str) -> str:
+def tool(family: int, name: str) -> str:
+    """``iptables``/``iptables-restore`` or their IPv6 twins."""
     return name if family == 4 else name.replace("iptables", "ip6tables")
 
 
-def _run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
+def run_tool(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
-        raise ConfigError(f"{argv[0]} is not installed; the sandbox needs it: apt-get install iptables.") from None
+        raise ConfigError(f"{argv[0]} is not installed; binderlite needs it: apt-get install iptables.") from None
+
+
+def restore_chains(family: int, text: str, what: str) -> None:
+    """Replace the chains ``text`` declares, all at once, leaving every other chain alone."""
+    proc = run_tool([tool(family, "iptables-restore"), "-w", "--noflush"], text)
+    if proc.returncode != 0:
+        raise ConfigError(f"Could not install {what} (IPv{family}): {proc.stderr.strip()}")
+
+
+def ensure_jump(family: int, rule: list[str], what: str) -> None:
+    """Insert ``rule`` (e.g. ``["OUTPUT", "-m", …, "-j", CHAIN]``) first in its chain unless it is there."""
+    if run_tool([tool(family, "iptables"), "-w", "-C", *rule]).returncode != 0:
+        proc = run_tool([tool(family, "iptables"), "-w", "-I", *rule])
+        if proc.returncode != 0:
+            raise ConfigError(f"Could not install {what} (IPv{family}): {proc.stderr.strip()}")
 
 
 def _install(rules: RuleSet, uids: dict[str, int]) -> None:
-    family = rules.family
-    proc = _run([_tool(family, "iptables-restore"), "-w", "--noflush"], rules.restore_input())
-    if proc.returncode != 0:
-        raise ConfigError(f"Could not install the sandbox's network rules (IPv{family}): {proc.stderr.strip()}")
+    what = "the sandbox's network rules"
+    restore_chains(rules.family, rules.restore_input(), what)
     for chain, uid in ((STRICT_CHAIN, uids["strict"]), (LOCAL_CHAIN, uids["local"])):
-        jump = ["OUTPUT", "-m", "owner", "--uid-owner", str(uid), "-j", chain]
-        if _run([_tool(family, "iptables"), "-w", "-C", *jump]).returncode != 0:
-            proc = _run([_tool(family, "iptables"), "-w", "-I", *jump])
-            if proc.returncode != 0:
-                raise ConfigError(f"Could not install the sandbox's network rules: {proc.stderr.strip()}")
+        ensure_jump(rules.family, ["OUTPUT", "-m", "owner", "--uid-owner", str(uid), "-j", chain], what)
 
 
 def ipv6_in_use() -> bool:

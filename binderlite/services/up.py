@@ -2,8 +2,10 @@
 
 The registry, the proxy, JupyterHub, the web app (gunicorn) and the
 scheduler each run as their own process (see ``table``); this module adds
-the prerequisite checks with actionable messages and the foreground loop that
-stops everything on Ctrl-C or SIGTERM, and stops all if one of them dies.
+the prerequisite checks with actionable messages, binderlite's Docker networks
+and their kernel rules (before any service asks for the hub's address on
+them), and the foreground loop that stops everything on Ctrl-C or SIGTERM,
+and stops all if one of them dies.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, ConfigError
+from binderlite.sandbox.dockernet import ensure_networks
 from binderlite.services import supervisor
 from binderlite.services.table import all_services
 from binderlite.settings import Settings
@@ -43,6 +46,7 @@ def run_all(settings: Settings, echo: Callable[[str], None] = print) -> None:
     """Start everything, wait for a signal or a dead service, then stop everything."""
     settings.ensure_dirs()
     check_prerequisites(settings)
+    ensure_networks(settings, force=True)
     wanted = all_services(settings)
     stopping = False
 

@@ -1,7 +1,9 @@
 """The launch stack for integration tests: registry, proxy and JupyterHub as real processes.
 
 Started through ``binderlite.services`` exactly as ``binderlite up`` starts
-them, on non-default ports and a temporary state dir. Teardown deletes the
+them, on non-default ports, Docker networks of its own (``NETWORKS``: a
+second install on this machine, never sharing the servers' rules with a real
+one) and a temporary state dir. Teardown deletes the
 hub's users, removes this stack's containers (even when a test failed) and
 prints the end of each service's log.
 """
@@ -25,6 +27,7 @@ from binderlite.services import supervisor, table
 from binderlite.settings import Settings
 
 PORTS = {"proxy_port": 18740, "proxy_api_port": 18741, "hub_port": 18781}
+NETWORKS = {"server_network": "bltest-srv", "build_network": "bltest-bld"}
 REGISTRY = "127.0.0.1:15740"
 TEST_PROXY = "http://bltest-proxy.invalid:3128"  # never contacted: the hub is on NO_PROXY
 
@@ -71,6 +74,7 @@ def hubstack_fixture(tmp_path_factory, docker_client):
         http_proxy=TEST_PROXY,
         https_proxy=TEST_PROXY,
         **PORTS,
+        **NETWORKS,
     )
     stack = table.core_services(settings)
     try:
