@@ -208,9 +208,8 @@ class Settings:
     # ---- launch settings (JupyterHub, DockerSpawner, proxy) -------------
     hub_ip: str = _setting(
         "",
-        "Address JupyterHub listens on. Empty (default) means the Docker bridge gateway "
-        "(e.g. 172.17.0.1): containers must reach the hub, and that address is not on the "
-        "public network.",
+        "Address JupyterHub listens on. Empty (default) means the gateway of server_network: "
+        "servers must reach the hub, and that address is on no public network.",
     )
     hub_port: int = _setting(
         8081,
@@ -353,7 +352,8 @@ class Settings:
     )
     build_network: str = _setting(
         "binderlite-builds",
-        "Docker network build steps run on (created by binderlite): the package index and the internet only.",
+        "Docker network build steps run on (created by binderlite): the internet, the configured package "
+        "index and proxies, and DNS; nothing else on this host or its network.",
     )
     build_memory_limit: str = _setting(
         "4G",
@@ -600,6 +600,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"Setting disk_low_water ({settings.disk_low_water}) must be below disk_high_water "
             f"({settings.disk_high_water}): image collection stops at the low mark once above the high one."
+        )
+    if settings.server_network == settings.build_network:
+        raise ConfigError(
+            f"Settings server_network and build_network are both {settings.server_network!r}: servers and build "
+            "steps need networks of their own (their rules differ)."
         )
     settings.banned_patterns  # noqa: B018 (a pattern that does not compile raises ConfigError here)
 

@@ -20,13 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+from binderlite.builds.buildpacks.apt import check_apt_packages
 from binderlite.builds.fetch import Fetcher
 from binderlite.builds.queue import BuildQueue
 from binderlite.builds.registry import push_image, split_image
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.events import Event, EventLog, Phase
-from binderlite.sandbox import checkout
+from binderlite.sandbox import checkout, dockernet
 from binderlite.settings import Settings, load_settings
 
 
@@ -66,6 +67,16 @@ def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> 
         timeout=settings.build_timeout,
     )
     return fetcher.fetch(build.repo_url, build.ref, build.content_provider)
+
+
+def check_apt_txt(source: Path) -> None:
+    """Refuse an apt.txt that is not package names, whichever build packs run (repo2docker's check is weaker)."""
+    for folder in ("binder", ".binder", ""):
+        if (source / folder).is_dir() or not folder:
+            apt = source / folder / "apt.txt"
+            if apt.is_file():
+                check_apt_packages(apt.read_text(errors="replace"))
+            return
 
 
 def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple[bool, str]:
@@ -146,6 +157,8 @@ def main(build_id: str) -> int:
     work_dir = settings.build_work_dir / "checkouts" / build_id
     try:
         source = fetch_checkout(settings, build, log, work_dir)
+        check_apt_txt(source)
+        dockernet.ensure_networks(settings)  # build steps run on build_network, under its rules
         ok, failure = run_builder(settings, build, log, source)
         if ok:
             push(settings, build.image, log)

@@ -21,6 +21,7 @@ import jinja2
 from repo2docker.buildpacks.base import DEFAULT_NB_UID, BaseImage
 from repo2docker.utils import is_local_pip_requirement, open_guess_encoding
 
+from binderlite.builds.buildpacks.apt import check_apt_packages
 from binderlite.builds.buildpacks.specfiles import Conversion, convert_environment_yml, convert_pipfile
 from binderlite.builds.buildpacks.template import TEMPLATE
 
@@ -139,9 +140,28 @@ class BinderlitePythonBuildPack(BaseImage):
             files[req] = req
         return files
 
+    def _apt_script(self) -> list[tuple[str, str]]:
+        """apt.txt's packages as a root step; only package names reach it (``check_apt_packages``)."""
+        try:
+            with open_guess_encoding(self.binder_path("apt.txt")) as fh:
+                packages = check_apt_packages(fh.read())
+        except FileNotFoundError:
+            return []
+        if not packages:
+            return []
+        names = " ".join(shell_quote(p) for p in sorted(packages))
+        return [
+            (
+                "root",
+                "apt-get -qq update && "
+                f"apt-get install --yes --no-install-recommends {names} && "
+                "apt-get -qq purge && apt-get -qq clean && rm -rf /var/lib/apt/lists/*",
+            )
+        ]
+
     @lru_cache
     def get_preassemble_scripts(self) -> list[tuple[str, str]]:
-        scripts = list(super().get_preassemble_scripts())  # apt.txt
+        scripts = self._apt_script()  # in place of repo2docker's, which lets more than a package name through
         if self._generated_files():
             target = f"{GENERATED_IN_IMAGE}/converted-requirements.txt"
             scripts.append(
