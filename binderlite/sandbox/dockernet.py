@@ -275,8 +275,6 @@ def ensure_networks(settings: Settings, force: bool = False) -> None:
     each spawn; the rules are rewritten at most every ``RECHECK_SECONDS`` per
     process unless ``force`` (the host may have flushed them meanwhile).
     """
-    if settings.server_network == settings.build_network:
-        raise ConfigError("server_network and build_network must differ: builds may not reach the hub.")
     client = docker_client(settings, timeout=30)
     try:
         server_gateway = ensure_network(client, settings.server_network)
