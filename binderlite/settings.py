@@ -253,6 +253,11 @@ class Settings:
         "Token shared by JupyterHub and configurable-http-proxy. Empty (default) means "
         "one is generated once and kept in <state_dir>/hub/proxy_token.",
     )
+    spawner_backend: str = _setting(
+        "docker",
+        "What starts users' servers: 'docker' (this machine's Docker daemon, through DockerSpawner).",
+        check=one_of("docker"),
+    )
     memory_limit: str = _setting(
         "2G",
         "Memory limit per server, no swap (default 2G: enough for typical notebooks, "

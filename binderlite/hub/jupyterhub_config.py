@@ -6,13 +6,12 @@ in; binderlite creates a temporary user per launch through the REST API with
 its service token, and the launch token opens only that user's server.
 """
 
-import functools
-
 from binderlite.hub.addresses import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
 from binderlite.hub.addresses import public_url as proxy_public_url
+from binderlite.hub.backends import configure_spawner
 from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
 from binderlite.sandbox.dockernet import ensure_networks
-from binderlite.settings import load_settings, proxy_environment
+from binderlite.settings import load_settings
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821 (injected by JupyterHub)
 
@@ -64,26 +63,5 @@ c.JupyterHub.load_roles = [
     }
 ]
 
-# ---- spawner
-c.JupyterHub.spawner_class = "binderlite.hub.spawner.BinderSpawner"
-c.Spawner.start_timeout = settings.launch_timeout
-c.Spawner.http_timeout = min(settings.launch_timeout, 300)
-c.DockerSpawner.remove = True
-c.DockerSpawner.pull_policy = "never"
-# Servers join binderlite's own network only (no traffic between them, none to this host but the
-# hub); the proxy reaches each one on a port published on 127.0.0.1.
-c.DockerSpawner.network_name = settings.server_network
-c.DockerSpawner.host_ip = "127.0.0.1"
-c.DockerSpawner.use_internal_ip = False
-c.BinderSpawner.ensure_network = functools.partial(ensure_networks, settings)
-c.DockerSpawner.mem_limit = settings.memory_limit
-c.DockerSpawner.cpu_limit = float(settings.cpu_limit)
-c.DockerSpawner.prefix = "binderlite"
-c.BinderSpawner.instance = settings.state_dir
-# The site's proxy reaches users' code at run time, never stored in an image.
-c.Spawner.environment = proxy_environment(settings, bypass=(_hub_ip, "127.0.0.1", "localhost"))
-c.BinderSpawner.pids_limit = settings.pids_limit
-c.BinderSpawner.docker_threads = settings.spawner_docker_threads
-c.DockerSpawner.client_kwargs = {"timeout": 120}
-if settings.docker_host:
-    c.DockerSpawner.client_kwargs = {"timeout": 120, "base_url": settings.docker_host}
+# ---- spawner: the one place it is chosen (binderlite.hub.backends)
+configure_spawner(c, settings, _hub_ip)
