@@ -59,13 +59,18 @@ def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, 
     """Resolve LINK and get its image, streaming the log to stderr; (resolved repo, image name)."""
     resolved = resolve_link(link, settings, ref)
     final: Event | None = None
+    warnings: list[str] = []
     for ev in build_events(settings, resolved):
         if ev is None:
             continue
         if ev.ends_build:
             final = ev
+        if ev.is_warning:
+            warnings.append(ev.message.strip())
         if ev.phase is not Phase.FAILED:  # a failure is said once, as the Error: line
             _say(ev.message)
+    if warnings:
+        _say("".join(f"Warning: {w.removeprefix('binderlite: ')}\n" for w in warnings))
     if final is None or final.phase is Phase.FAILED:
         lines = (final.message if final else "the build ended without a result").strip().splitlines()
         error = error_for_status(final.get("status_code") if final else None, BuildFailedError)

@@ -79,6 +79,15 @@ class Event(dict[str, Any]):
         return cls.of(None, message)
 
     @classmethod
+    def warning(cls, message: str) -> Event:
+        """A log line that says something was left out or may not work: shown apart by the page and the CLI."""
+        return cls.of(None, _line(message), warning=True)
+
+    @property
+    def is_warning(self) -> bool:
+        return self.get("warning") is True
+
+    @classmethod
     def waiting(cls, message: str, queue_position: int | None = None) -> Event:
         extra = {"queue_position": queue_position} if queue_position else {}
         return cls.of(Phase.WAITING, _line(message), **extra)

@@ -107,10 +107,28 @@ class DiskWatch:
             self.check()
 
 
+STEPS = (  # what a failed RUN line was, in the repository's terms (most specific first)
+    ("./postBuild", "postBuild"),
+    ("apt-get install", "apt.txt"),
+    ("converted-requirements.txt", "the environment file's packages (environment.yml or Pipfile)"),
+    ("requirements.txt", "requirements.txt"),
+    ("uv pip install --python ${VENV_DIR}/bin/python .", "installing the repository (setup.py or pyproject.toml)"),
+    ("uv venv", "the tooling step (Python, JupyterLab, jupyterhub)"),
+)
+
+
+def describe_step(command: str) -> str:
+    """A failed step named as a user knows it: postBuild, apt.txt, requirements.txt, … or the Dockerfile."""
+    for marker, name in STEPS:
+        if marker in command:
+            return name
+    return "a step of the repository's Dockerfile" if "/bin/sh -c" in command else "a build step"
+
+
 def failure_reason(error: str, limits: BuildLimits, disk_stopped: bool) -> str:
-    """The classic builder's error, said so a user knows which limit (if any) was hit."""
-    code = re.search(r"returned a non-zero code: (\d+)", error)
-    if code and int(code.group(1)) == KILLED:
+    """The classic builder's error as one line a user understands: which step, which limit, never a command."""
+    code = re.search(r"The command '(.*)' returned a non-zero code: (\d+)", error, re.S)
+    if code and int(code.group(2)) == KILLED:
         if disk_stopped:
             return (
                 f"A build step wrote more than {limits.disk // 1024**2} MiB (setting build_disk_limit) and was stopped."
@@ -125,6 +143,10 @@ def failure_reason(error: str, limits: BuildLimits, disk_stopped: bool) -> str:
         return f"The Dockerfile's base image{named} is not available here."
     if "dial tcp" in error or "no such host" in error or "i/o timeout" in error:
         return "The Dockerfile's base image could not be pulled: no registry is reachable from this machine."
+    if code:
+        return f"{describe_step(code.group(1))} failed (exit status {code.group(2)}); its output is above."
+    if "requires BuildKit" in error or "--mount" in error or "--chmod" in error:
+        return f"The Dockerfile uses a BuildKit-only feature, which binderlite's builds do not run ({error.strip()})."
     return error.strip().splitlines()[-1] if error.strip() else "The build failed."
 
 

@@ -22,7 +22,7 @@ from repo2docker.app import Repo2Docker
 from binderlite.builds.buildpacks import buildpack_classes
 from binderlite.builds.engine import BuildLimits, LimitedDockerEngine
 from binderlite.errors import BinderliteError
-from binderlite.events import Event
+from binderlite.events import Event, Phase
 from binderlite.settings import Settings, load_settings, proxy_environment
 
 NB_USER = "jovyan"
@@ -30,13 +30,15 @@ NB_UID = 1000
 
 
 class EventLineHandler(logging.Handler):
-    """repo2docker log records → one JSON event per line on stdout."""
+    """repo2docker log records → one JSON event per line on stdout; warnings are marked as such."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        ev = {"message": record.getMessage()}
+        message = record.getMessage()
         phase = getattr(record, "phase", None)
-        if phase:
-            ev["phase"] = str(phase.value if hasattr(phase, "value") else phase)
+        if record.levelno >= logging.WARNING and not phase:
+            ev = Event.warning(message)
+        else:
+            ev = Event.of(Phase(str(getattr(phase, "value", phase))) if phase else None, message)
         sys.stdout.write(json.dumps(ev) + "\n")
         sys.stdout.flush()
 
@@ -97,8 +99,10 @@ def main(argv: list[str]) -> int:
     except BinderliteError as exc:
         sys.stdout.write(json.dumps(Event.failed(exc.message)) + "\n")
         return 1
-    except Exception as exc:  # every failure becomes a failed event, never a traceback
-        sys.stdout.write(json.dumps(Event.failed(f"{exc.__class__.__name__}: {exc}")) + "\n")
+    except Exception as exc:  # every failure becomes a failed event in words, never a traceback or a repr
+        sys.stdout.write(
+            json.dumps(Event.failed(str(exc) or f"repo2docker stopped ({exc.__class__.__name__}).")) + "\n"
+        )
         return 1
     return 0
 

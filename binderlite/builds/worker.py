@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from binderlite.builds.buildpacks.apt import check_apt_packages
@@ -173,8 +174,11 @@ def main(build_id: str) -> int:
         message = f"Build failed: {exc.message}\n"
         queue.finish(build_id, "failed", message)
         log.append(Event.failed(message, exc.status))
-    except Exception as exc:  # the worker must always leave a result behind
-        message = f"Build failed: {exc.__class__.__name__}: {exc}\n"
+    except Exception as exc:  # the worker must always leave a result behind; the details go to its own log
+        traceback.print_exc()
+        message = (
+            f"Build failed: an internal error of binderlite ({exc.__class__.__name__}); see the build worker's log.\n"
+        )
         queue.finish(build_id, "failed", message)
         log.append(Event.failed(message))
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import urllib.parse
 
-from binderlite.errors import BannedSpecError, SpecError
+from binderlite.errors import BannedSpecError, BinderliteError, SpecError
 from binderlite.links.git import GistProvider, GitHubProvider, GitLabProvider, GitProvider
 from binderlite.links.model import RepoProvider, ResolvedRepo
 from binderlite.links.records import (
@@ -95,6 +95,15 @@ def parse_link(link: str, settings: Settings) -> RepoProvider:
     if not sep:
         raise SpecError(f'Link {link!r} is not of the form "<provider>/<spec>", e.g. "gh/org/repo/HEAD".')
     return get_provider(provider, spec, settings)
+
+
+def describe_link(provider: str, spec: str, settings: Settings) -> tuple[str, str]:
+    """(repository, ref) as a person reads them — a URL, not the escaped spec — without contacting anything."""
+    try:
+        parsed = get_provider(provider, spec, settings)
+    except BinderliteError:  # the build stream says what is wrong with the link
+        return f"{provider}/{spec}", ""
+    return parsed.repo_url(), getattr(parsed, "unresolved_ref", "")
 
 
 def repo_providers() -> list[dict]:

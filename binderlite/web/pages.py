@@ -13,8 +13,8 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, make_response, redirect, render_template, request
 
-from binderlite.links.registry import repo_providers
-from binderlite.web.helpers import raw_spec
+from binderlite.links.registry import describe_link, repo_providers
+from binderlite.web.helpers import get_settings, raw_spec
 
 bp = Blueprint("pages", __name__)
 
@@ -28,7 +28,9 @@ def index():
 def launch_page(provider: str, _spec: str):
     provider, spec = raw_spec(request.environ, "v2")
     build_url = f"{request.script_root}/build/{provider}/{spec}"
-    response = make_response(render_template("launch.html", provider=provider, spec=spec, build_url=build_url))
+    repository, ref = describe_link(provider, spec, get_settings())
+    page = render_template("launch.html", repository=repository, ref=ref, build_url=build_url)
+    response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -259,3 +259,13 @@ def test_head_request_starts_nothing(client, fake_pipeline):
     response = client.head("/build/gh/org/repo/HEAD", headers=STREAM)
     assert response.status_code == 405 and response.headers["Allow"] == "GET"
     assert "resolved" not in fake_pipeline, "a HEAD request resolved (and would have built) the link"
+
+
+def test_launch_page_names_the_repository_as_a_person_reads_it(client):
+    page = client.get("/v2/git/https%3A%2F%2Fgit.example.org%2Flab%2Fanalysis.git/main").get_data(as_text=True)
+    assert "https://git.example.org/lab/analysis.git" in page and "<code>main</code>" in page
+    assert "https%3A%2F%2F" not in page.split("data-build-url")[0], "the heading shows no escaped spec"
+    gh = client.get("/v2/gh/org/repo/HEAD").get_data(as_text=True)
+    assert "https://github.com/org/repo" in gh
+    odd = client.get("/v2/nosuch/x/y")
+    assert odd.status_code == 200 and "nosuch/x/y" in odd.get_data(as_text=True)

@@ -112,6 +112,8 @@ class BinderlitePythonBuildPack(BaseImage):
         conversion = self._conversion()
         for note in conversion.notes:
             log.info(f"binderlite: {note}\n")
+        for warning in conversion.warnings:  # shown apart, on the launch page and in the CLI's summary
+            log.warning(f"binderlite: {warning}\n")
         if not conversion.requirements:
             return {}
         text = conversion.text()

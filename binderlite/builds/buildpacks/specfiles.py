@@ -2,10 +2,12 @@
 
 binderlite builds install from the Python package index alone, so an
 ``environment.yml`` becomes: its ``pip:`` section as is, plus its conda
-dependencies under their package-index names (a small table maps the names
-that differ; non-Python conda packages are skipped). ``Pipfile.lock`` (or,
-without a lock, ``Pipfile``) becomes pinned requirements. Every decision is
-returned as a note so the build log says what was mapped or skipped.
+dependencies under their package-index names (``CONDA_TO_PYPI`` maps the
+names that differ, metapackages included; non-Python conda packages are
+skipped, each with a *warning* the launch page and the CLI show, saying what
+to put in apt.txt instead). ``Pipfile.lock`` (or, without a lock,
+``Pipfile``) becomes pinned requirements. Every other decision is a note in
+the build log.
 """
 
 from __future__ import annotations
@@ -17,63 +19,95 @@ from dataclasses import dataclass, field
 
 from ruamel.yaml import YAML
 
-# conda-forge name → package-index name, where they differ.
+# conda-forge name → requirement on the package index, where they differ. Metapackages become the
+# extras that bring what conda's metapackage brings (conda's `dask` is dask + distributed + bokeh
+# + pandas + pyarrow + …, which is PyPI's `dask[complete]`).
 CONDA_TO_PYPI = {
+    "dask": "dask[complete]",
+    "dask-core": "dask",
     "pytorch": "torch",
+    "pytorch-cpu": "torch",
+    "torchvision": "torchvision",
     "matplotlib-base": "matplotlib",
     "pytables": "tables",
-    "py-opencv": "opencv-python",
-    "opencv": "opencv-python",
+    "py-opencv": "opencv-python-headless",
+    "opencv": "opencv-python-headless",
+    "libopencv": "opencv-python-headless",
     "python-graphviz": "graphviz",
     "pillow-simd": "pillow",
     "msgpack-python": "msgpack",
     "ipython_genutils": "ipython-genutils",
     "tensorflow-base": "tensorflow",
+    "tensorflow-cpu": "tensorflow-cpu",
+    "pyqt": "PyQt5",
+    "netcdf4": "netCDF4",
+    "pymc3": "pymc3",
+    "jupyter": "jupyter",
+    "ruamel_yaml": "ruamel.yaml",
+    "typing_extensions": "typing-extensions",
+    "importlib_metadata": "importlib-metadata",
+    "beautifulsoup4": "beautifulsoup4",
+    "pywavelets": "PyWavelets",
+    "pyyaml": "PyYAML",
+    "pyarrow": "pyarrow",
+    "arrow-cpp": "pyarrow",
+    "xgboost": "xgboost",
+    "py-xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "altair": "altair",
+    "vega_datasets": "vega-datasets",
 }
-# Present in every image already, or not Python packages at all.
-CONDA_SKIP = {
-    "python",
-    "pip",
-    "setuptools",
-    "wheel",
-    "nodejs",
-    "jupyterlab",
-    "notebook",
-    "jupyterhub",
-    "jupyterhub-singleuser",
-    "r-base",
-    "r",
-    "julia",
-    "gcc",
-    "gxx",
-    "compilers",
-    "make",
-    "cmake",
-    "git",
-    "curl",
-    "openssl",
-    "ca-certificates",
-    "libgcc-ng",
-    "libstdcxx-ng",
-    "mkl",
-    "blas",
-    "openblas",
-    "libblas",
-    "cudatoolkit",
-    "cudnn",
-    "graphviz",
-    "ffmpeg",
+# In every image already (the tooling step installs them): nothing to install, nothing missing.
+CONDA_PROVIDED = {
+    "python", "pip", "setuptools", "wheel", "jupyterlab", "notebook", "jupyterhub", "jupyterhub-singleuser",
+    "ipykernel", "nb_conda_kernels",
+}  # fmt: skip
+# Not Python packages: skipped with a warning that says what to do instead (the Debian package for
+# apt.txt, where one exists). Names starting with "r-" (R packages) and "lib" are skipped the same way.
+CONDA_NOT_PYTHON = {
+    "nodejs": "nodejs",
+    "r-base": "r-base (and an install.R)",
+    "r": "r-base (and an install.R)",
+    "julia": None,
+    "gcc": None,
+    "gxx": None,
+    "gfortran": None,
+    "compilers": None,
+    "make": "make",
+    "cmake": "cmake",
+    "git": "git",
+    "curl": "curl",
+    "wget": "wget",
+    "openssl": None,
+    "ca-certificates": None,
+    "mkl": None,
+    "blas": None,
+    "openblas": None,
+    "cudatoolkit": None,
+    "cudnn": None,
+    "graphviz": "graphviz",
+    "ffmpeg": "ffmpeg",
+    "pandoc": "pandoc",
+    "imagemagick": "imagemagick",
+    "gdal": "gdal-bin (then GDAL on the package index needs libgdal-dev)",
+    "proj": "proj-bin",
+    "geos": "libgeos-dev",
+    "hdf5": "libhdf5-dev",
+    "texlive-core": "texlive",
+    "poppler": "poppler-utils",
+    "tesseract": "tesseract-ocr",
 }
 CONDA_DEP = re.compile(r"^([A-Za-z0-9_.\-]+)\s*([=<>!~].*|[0-9*].*)?$")
 
 
 @dataclass
 class Conversion:
-    """Requirements lines, an optional Python version request, and log notes."""
+    """Requirements lines, an optional Python version request, log notes and warnings (what was left out)."""
 
     requirements: list[str] = field(default_factory=list)
     python_version: str | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         return "".join(line + "\n" for line in self.requirements)
@@ -106,15 +140,20 @@ def convert_environment_yml(text: str) -> Conversion:
         raw = str(dep).split("::")[-1].strip()
         match = CONDA_DEP.match(raw)
         if not match:
-            result.notes.append(f"skipped conda dependency {raw!r}: not understood")
+            result.warnings.append(f"skipped conda dependency {raw!r}: not understood")
             continue
         name, version = match.group(1).lower(), (match.group(2) or "").strip()
         if name == "python":
             if version:
                 result.python_version = version.lstrip("=").rstrip(".*").rstrip("*")
             continue
-        if name in CONDA_SKIP or name.startswith(("r-", "lib")):
-            result.notes.append(f"skipped conda package {name!r}: provided by the image or not a Python package")
+        if name in CONDA_PROVIDED:
+            result.notes.append(f"conda package {name!r} is in every image already")
+            continue
+        if name in CONDA_NOT_PYTHON or name.startswith(("r-", "lib")):
+            debian = CONDA_NOT_PYTHON.get(name)
+            instead = f"; if the repository needs it, add {debian} to apt.txt" if debian else ""
+            result.warnings.append(f"skipped conda package {name!r}: it is not a Python package{instead}")
             continue
         pypi = CONDA_TO_PYPI.get(name, name)
         req = pypi + conda_version_to_pip(version)
@@ -145,7 +184,7 @@ def convert_pipfile(pipfile_text: str | None, lock_text: str | None) -> Conversi
         elif isinstance(version, dict) and "version" in version:
             result.requirements.append(f"{name}{version['version']}")
         else:
-            result.notes.append(f"skipped Pipfile entry {name!r}: only version requirements are supported")
+            result.warnings.append(f"skipped Pipfile entry {name!r}: only version requirements are supported")
     result.python_version = (pipfile.get("requires") or {}).get("python_version")
     result.notes.append(f"installing {len(result.requirements)} packages from Pipfile (no Pipfile.lock)")
     return result

@@ -74,13 +74,24 @@
     if (atBottom) log.scrollTop = log.scrollHeight;
   }
 
+  // The reason first (its first line, in words), then the rest of the message; the full log stays below.
   function fail(message) {
     finished = true;
     phase.textContent = "failed";
     status.textContent = "The launch failed.";
-    document.getElementById("failure-message").textContent = message;
+    const lines = message.trim().split("\n");
+    document.getElementById("failure-reason").textContent = lines[0];
+    document.getElementById("failure-message").textContent = lines.slice(1).join("\n");
     document.getElementById("failure").hidden = false;
     document.getElementById("log-box").open = true;
+  }
+
+  // Warnings (a conda package left out, …) are listed apart, above the log.
+  function warn(text) {
+    const item = document.createElement("li");
+    item.textContent = text.trim().replace(/^binderlite: /, "");
+    document.getElementById("warning-list").appendChild(item);
+    document.getElementById("warnings").hidden = false;
   }
 
   function openServer(data) {
@@ -129,6 +140,7 @@
     }
     if (data.phase) phase.textContent = data.phase;
     if (data.message) append(data.message);
+    if (data.warning === true && data.message) warn(data.message);
     if (data.phase === "failed") {
       source.close();
       fail(data.message || "The build or launch failed.");

@@ -1,0 +1,38 @@
+"""A failed build ends with one line a user understands: the step, its exit status, the limit hit."""
+
+import pytest
+
+from binderlite.builds.engine import BuildLimits, failure_reason
+
+LIMITS = BuildLimits(memory=512 * 2**20, cpus=1.0, processes=64, disk=200 * 2**20, image=2**34, network="n")
+
+
+def command(script: str, code: int) -> str:
+    return f"The command '/bin/sh -c {script}' returned a non-zero code: {code}"
+
+
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        (command("chmod +x postBuild && ./postBuild", 3), "postBuild failed (exit status 3)"),
+        (command("apt-get -qq update && apt-get install --yes x", 100), "apt.txt failed (exit status 100)"),
+        (
+            command("uv pip install --python ${VENV_DIR}/bin/python -r 'requirements.txt'", 1),
+            "requirements.txt failed (exit status 1)",
+        ),
+        (command("make all", 2), "a step of the repository's Dockerfile failed (exit status 2)"),
+        (
+            "pull access denied for jupyter/scipy-notebook, repository does not exist",
+            "base image jupyter/scipy-notebook is not available here",
+        ),
+        (command("./postBuild", 137), "needed more than 512 MiB of memory (setting build_memory_limit)"),
+    ],
+)
+def test_build_failures_name_the_step_never_the_command(error, reason):
+    said = failure_reason(error, LIMITS, disk_stopped=False)
+    assert reason in said and "/bin/sh" not in said, said
+
+
+def test_a_step_stopped_for_its_disk_says_so():
+    said = failure_reason(command("./postBuild", 137), LIMITS, disk_stopped=True)
+    assert "more than 200 MiB (setting build_disk_limit)" in said
