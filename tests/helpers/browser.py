@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 
 from binderlite.settings import Settings
-from tests.integration.conftest import binderlite_cli
-from tests.integration.hubstack import remove_stack_containers
+from tests.helpers.containers import remove_stack_containers
+from tests.helpers.diagnostics import watching
+from tests.helpers.net import wait_for_http
+from tests.helpers.stack import binderlite_cli, stop_process
 
 PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", "HUB_PORT": "18881"}
 WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
@@ -46,33 +45,26 @@ def appliance_env(state: Path) -> dict:
 
 @contextlib.contextmanager
 def running_appliance(state: Path, docker_client) -> Iterator[dict]:
-    """`binderlite up` with its state in ``state``, healthy; yields ``{"state", "proc"}``."""
-    log = open(state / "up.log", "wb")
+    """`binderlite up` with its state in ``state``, healthy; yields ``{"state", "proc"}``.
+
+    Its output is ``<state>/logs/up.log``, beside the services' logs, where a failing test's report finds it.
+    """
+    (state / "logs").mkdir(exist_ok=True)
+    up_log = state / "logs" / "up.log"
+    log = open(up_log, "wb")
     proc = subprocess.Popen([*binderlite_cli(), "up"], env=appliance_env(state), stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (state / "up.log").read_text()[-4000:]
-            try:
-                if requests.get(f"{WEB}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail("binderlite up did not become healthy:\n" + (state / "up.log").read_text()[-4000:])
-        yield {"state": state, "proc": proc}
+        if not wait_for_http(f"{WEB}/health", timeout=180, process=proc, interval=1):
+            assert proc.poll() is None, up_log.read_text()[-4000:]
+            pytest.fail("binderlite up did not become healthy:\n" + up_log.read_text()[-4000:])
+        with watching(state):
+            yield {"state": state, "proc": proc}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, timeout=90)
         # `up` leaves users' servers running across restarts (cleanup_servers=False); tests remove theirs.
         remove_stack_containers(docker_client, Settings(state_dir=str(state)))
         log.close()
-        print((state / "up.log").read_text()[-3000:])
+        print(up_log.read_text()[-3000:])
 
 
 def chromium() -> webdriver.Chrome:

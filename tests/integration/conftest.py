@@ -1,43 +1,42 @@
-"""Integration fixtures: a real Docker engine, fixture repos over HTTP, a real registry.
+"""Integration fixtures: a real Docker engine, fixture repos over HTTP, a real registry, a real hub stack.
 
 Everything a test creates is named with the ``bltest-`` prefix and removed at
-the end, even when a test fails.
+the end, even when a test fails. When a test fails, its report also shows the
+logs of the containers it started and the end of the running stacks' service
+logs (``pytest_runtest_makereport`` below).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import time
 from pathlib import Path
 
-import docker
 import pytest
-import requests
 
+from binderlite.services import supervisor, table
 from binderlite.settings import Settings
-from tests.integration.gitserver import GitServer
+from tests.helpers import diagnostics
+from tests.helpers.containers import TEST_PREFIX, docker_or_none, remove_containers_and_images
+from tests.helpers.gitserver import GitServer
+from tests.helpers.images import build_fixture
+from tests.helpers.registry import docker_registry
+from tests.helpers.stack import running_stack, traversable
 
-TEST_PREFIX = "bltest-"
-OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-")
 REGISTRY_PORT = 15000
-
-
-def _docker_or_skip():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("no Docker engine")
-    return client
+HUB_PORTS = {"proxy_port": 18740, "proxy_api_port": 18741, "hub_port": 18781}
+HUB_NETWORKS = {"server_network": "bltest-srv", "build_network": "bltest-bld"}  # never a real install's networks
+HUB_REGISTRY = "127.0.0.1:15740"
+TEST_PROXY = "http://bltest-proxy.invalid:3128"  # never contacted: the hub is on NO_PROXY
 
 
 @pytest.fixture(scope="session")
 def docker_client():
-    return _docker_or_skip()
+    client = docker_or_none()
+    if client is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("no Docker engine answers (CI needs one)")
+        pytest.skip("no Docker engine")
+    return client
 
 
 @pytest.fixture(scope="session")
@@ -48,30 +47,8 @@ def state_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
     """Debian's docker-registry on 127.0.0.1, storage in a temp dir."""
-    root = tmp_path_factory.mktemp("registry")
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{REGISTRY_PORT}\n"
-    )
-    log = open(root / "registry.log", "wb")
-    proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{REGISTRY_PORT}"
-    for _ in range(50):
-        try:
-            if requests.get(f"http://{address}/v2/", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("docker-registry did not start: " + (root / "registry.log").read_text()[-2000:])
-    yield address
-    proc.terminate()
-    proc.wait(timeout=10)
+    with docker_registry(tmp_path_factory.mktemp("registry"), REGISTRY_PORT) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")
@@ -101,52 +78,65 @@ def cleanup_test_images():
     belong to tools that clean up after themselves and may be running meanwhile.
     """
     yield
-    try:
-        client = docker.from_env()
-    except docker.errors.DockerException:
-        return
-    for container in client.containers.list(all=True):
-        if _ours(container.name):
-            container.remove(force=True)
-    for image in client.images.list():
-        for tag in image.tags:
-            if _ours(tag.rsplit("/", 1)[-1]):
-                try:
-                    client.images.remove(tag, force=True)
-                except docker.errors.APIError:
-                    pass
-
-
-def _ours(name: str) -> bool:
-    return name.startswith(TEST_PREFIX) and not name.startswith(OTHER_TOOLS_PREFIXES)
-
-
-def run_in_image(client, image: str, command: str) -> str:
-    """Run ``command`` in a login shell in a fresh bltest- container; return its output."""
-    name = f"{TEST_PREFIX}check-{os.getpid()}-{time.monotonic_ns()}"
-    try:
-        out = client.containers.run(image, ["bash", "-lc", command], name=name, remove=False)
-        return out.decode()
-    finally:
-        try:
-            client.containers.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
-
-
-def binderlite_cli() -> list[str]:
-    exe = shutil.which("binderlite")
-    return [exe] if exe else ["python", "-m", "binderlite.cli"]
+    client = docker_or_none()
+    if client is not None:
+        remove_containers_and_images(client)
 
 
 @pytest.fixture(scope="session")
 def launch_image(settings, git_server) -> str:
     """A real binderlite-built image (the requirements fixture), for launch tests."""
-    from binderlite.builds.pipeline import build_events
-    from binderlite.links import resolve_link
+    image, _ = build_fixture(settings, git_server, "requirements", "launchable")
+    return image
 
-    git_server.add_fixture("requirements", "launchable")
-    resolved = resolve_link(git_server.link("launchable"), settings)
-    events = [ev for ev in build_events(settings, resolved) if ev is not None]
-    assert events[-1]["phase"] == "built", "".join(e.get("message", "") for e in events)[-3000:]
-    return events[-1]["imageName"]
+
+@pytest.fixture(scope="module")
+def hubstack(tmp_path_factory, docker_client):
+    """Settings of a running registry + proxy + hub (started as `binderlite up` starts them); removed afterwards.
+
+    The stack has Docker networks of its own (``HUB_NETWORKS``: a second install on this
+    machine, never sharing the servers' rules with a real one), non-default ports and a temp state dir.
+
+    Teardown deletes the hub's users, removes this stack's containers (even
+    when a test failed) and prints the end of each service's log.
+    """
+    state_dir = tmp_path_factory.mktemp("bltest-hub")
+    traversable(state_dir)  # pytest's temp folders are 0700; the proxy and the registry run as the service user
+    settings = Settings(
+        state_dir=str(state_dir),
+        registry=HUB_REGISTRY,
+        launch_timeout=180,
+        http_proxy=TEST_PROXY,
+        https_proxy=TEST_PROXY,
+        **HUB_PORTS,
+        **HUB_NETWORKS,
+    )
+    stack = table.core_services(settings)
+    try:
+        with running_stack(settings, stack, docker_client):
+            yield settings
+    finally:
+        for service in stack:
+            print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
+
+
+# ---- logs of what a failed test started -------------------------------------------------
+CONTAINERS_BEFORE = pytest.StashKey[set]()
+
+
+@pytest.fixture(autouse=True)
+def containers_before(request):
+    """Remember the containers that exist before the test, so a failure shows only those it started."""
+    before = diagnostics.container_ids()
+    if before is not None:
+        request.node.stash[CONTAINERS_BEFORE] = before
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure (setup, test or teardown), add the containers' and services' logs to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for title, text in diagnostics.failure_sections(item.stash.get(CONTAINERS_BEFORE, None)):
+            report.sections.append((f"{title} [{report.when}]", text))

@@ -9,36 +9,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 
 import pytest
 
 from binderlite.builds.pipeline import build_events, image_for
-from binderlite.builds.queue import BuildQueue
 from binderlite.builds.registry import registry_has_image
 from binderlite.links import resolve_link
-from tests.integration.conftest import binderlite_cli, run_in_image
+from tests.helpers.images import build_fixture, build_link, builds_of_image, run_in_image
+from tests.helpers.parallel import run_at_once
+from tests.helpers.stack import binderlite_cli
+from tests.helpers.streams import log_text
 
 pytestmark = pytest.mark.integration
 
 
-def build(settings, link):
-    """Run the pipeline for a link; return (final event, all events)."""
-    resolved = resolve_link(link, settings)
-    events = [ev for ev in build_events(settings, resolved) if ev is not None]
-    return events[-1], events
-
-
-def built_image(settings, git_server, fixture):
-    git_server.add_fixture(fixture)
-    final, events = build(settings, git_server.link(fixture))
-    log = "".join(ev.get("message", "") for ev in events)
-    assert final["phase"] == "built", log[-3000:]
-    return final["imageName"], log
-
-
 def test_requirements_repo_builds_runs_as_jovyan_and_executes_notebook(settings, git_server, docker_client):
-    image, _ = built_image(settings, git_server, "requirements")
+    image, _ = build_fixture(settings, git_server, "requirements")
     out = run_in_image(
         docker_client,
         image,
@@ -57,13 +43,13 @@ def test_requirements_repo_builds_runs_as_jovyan_and_executes_notebook(settings,
 
 
 def test_image_is_pushed_to_registry(settings, git_server, docker_client):
-    image, _ = built_image(settings, git_server, "requirements")
+    image, _ = build_fixture(settings, git_server, "requirements")
     assert image.startswith(settings.registry + "/")
     assert registry_has_image(settings.registry, image)
 
 
 def test_apt_postbuild_and_start(settings, git_server, docker_client):
-    image, _ = built_image(settings, git_server, "apt-postbuild")
+    image, _ = build_fixture(settings, git_server, "apt-postbuild")
     out = run_in_image(
         docker_client, image, "command -v jq; cat ~/postbuild-marker.txt; echo start=$BINDERLITE_START_RAN"
     )
@@ -73,40 +59,40 @@ def test_apt_postbuild_and_start(settings, git_server, docker_client):
 
 
 def test_setup_py_package_is_installed(settings, git_server, docker_client):
-    image, _ = built_image(settings, git_server, "setup-py")
+    image, _ = build_fixture(settings, git_server, "setup-py")
     out = run_in_image(docker_client, image, "cd /tmp && python -c 'import fixturepkg; print(fixturepkg.ANSWER)'")
     assert out.strip().endswith("42")
 
 
 def test_environment_yml_maps_conda_and_pip(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "environment-yml")
+    image, log = build_fixture(settings, git_server, "environment-yml")
     assert "skipped conda package 'r-base'" in log
     out = run_in_image(docker_client, image, "python -c 'import six, toolz; print(six.__version__, toolz.__version__)'")
     assert "1.16" in out and "0.12.1" in out
 
 
 def test_pipfile_lock_is_installed(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "pipfile")
+    image, log = build_fixture(settings, git_server, "pipfile")
     assert "Pipfile.lock" in log
     out = run_in_image(docker_client, image, "python -c 'import six; print(six.__version__)'")
     assert "1.16.0" in out
 
 
 def test_runtime_txt_unavailable_python_warns_and_uses_base_python(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "runtime-txt")
+    image, log = build_fixture(settings, git_server, "runtime-txt")
     assert "python3.12 (requested by runtime.txt) is not in the base image" in log
     out = run_in_image(docker_client, image, "python --version")
     assert "Python 3.11" in out
 
 
 def test_dockerfile_is_passed_through(settings, git_server, docker_client):
-    image, _ = built_image(settings, git_server, "dockerfile")
+    image, _ = build_fixture(settings, git_server, "dockerfile")
     out = run_in_image(docker_client, image, "cat /srv/marker.txt; id -u")
     assert "dockerfile-ok" in out and "1000" in out
 
 
 def test_binder_folder_takes_precedence(settings, git_server, docker_client):
-    image, _ = built_image(settings, git_server, "binder-folder")
+    image, _ = build_fixture(settings, git_server, "binder-folder")
     out = run_in_image(
         docker_client, image, "python -c 'import six; print(six.__version__)'; cat ~/binder-postbuild.txt"
     )
@@ -115,12 +101,12 @@ def test_binder_folder_takes_precedence(settings, git_server, docker_client):
 
 def test_failing_build_reports_reason_and_log_tail_then_next_build_works(settings, git_server, docker_client):
     git_server.add_fixture("failing")
-    final, _ = build(settings, git_server.link("failing"))
+    final, _ = build_link(settings, git_server.link("failing"))
     assert final["phase"] == "failed"
     assert "this-package-does-not-exist-binderlite" in final["message"]
     assert "last lines of the build log" in final["message"]
     # nothing left behind blocks the next build
-    image, _ = built_image(settings, git_server, "requirements")
+    image, _ = build_fixture(settings, git_server, "requirements")
     assert image
 
 
@@ -128,25 +114,14 @@ def test_concurrent_requests_share_one_build_and_rebuild_is_reused(settings, git
     commit = git_server.add_fixture("requirements", "dedup")
     resolved = resolve_link(git_server.link("dedup"), settings)
     assert resolved.resolved_ref == commit
-    results = []
-
-    def watch():
-        results.append([ev for ev in build_events(settings, resolved) if ev is not None])
-
-    threads = [threading.Thread(target=watch) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=900)
-    assert len(results) == 4
+    results = run_at_once(lambda: [ev for ev in build_events(settings, resolved) if ev is not None], 4, 900)
+    assert len(results) == 4 and all(isinstance(events, list) for events in results), results
     assert all(events[-1]["phase"] == "built" for events in results)
     image = image_for(settings, resolved)
-    queue = BuildQueue(settings)
-    with queue._db() as db:
-        (count,) = db.execute("SELECT COUNT(*) FROM builds WHERE image = ?", (image,)).fetchone()
+    count = builds_of_image(settings.db_path, image)
     assert count == 1, "four concurrent requests must produce exactly one repo2docker run"
     # the second build of the same commit reuses the image
-    final, events = build(settings, git_server.link("dedup"))
+    final, events = build_link(settings, git_server.link("dedup"))
     assert final == {"phase": "built", "imageName": image, "message": "Found built image, launching...\n"}
 
 
@@ -197,8 +172,8 @@ def test_proxy_reaches_build_steps_but_never_the_image(settings, git_server, doc
     proxy = "http://bltest-proxy.invalid:3128"
     proxied = dataclasses.replace(settings, https_proxy=proxy, http_proxy=proxy, no_proxy="*")
     git_server.add_fixture("proxy-check")
-    final, events = build(proxied, git_server.link("proxy-check"))
-    log = "".join(ev.get("message", "") for ev in events)
+    final, events = build_link(proxied, git_server.link("proxy-check"))
+    log = log_text(events)
     assert final["phase"] == "built", log[-3000:]
     assert f"build step sees HTTPS_PROXY={proxy} NO_PROXY=*" in log
     image = docker_client.images.get(final["imageName"])

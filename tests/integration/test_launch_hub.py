@@ -11,26 +11,11 @@ from binderlite import launch as launcher
 from binderlite.hub import addresses as hub
 from binderlite.hub.api import HubClient
 from binderlite.services import supervisor, table
-from tests.integration.hubstack import (
-    fake_resolved,
-    hubstack_fixture,  # noqa: F401 - the `hubstack` fixture
-    launch_ready,
-    run_code,
-)
+from tests.helpers.images import build_fixture
+from tests.helpers.kernel import run_code
+from tests.helpers.stack import fake_resolved, launch_ready, server_container, user_of
 
 pytestmark = pytest.mark.integration
-
-
-def _container(docker_client, settings, user: str):
-    found = docker_client.containers.list(
-        filters={"label": [f"binderlite.instance={settings.state_dir}", f"binderlite.user={user}"]}
-    )
-    assert len(found) == 1, found
-    return found[0]
-
-
-def _user_of(ready: dict) -> str:
-    return ready["url"].rstrip("/").rsplit("/", 1)[-1]
 
 
 def test_launch_runs_code_with_the_ready_token(launch_image, hubstack):
@@ -56,7 +41,7 @@ def test_token_opens_only_its_own_server_and_limits_hold(launch_image, hubstack,
     assert other.status_code == 403
     browser = requests.get(f"{second['url']}lab?token={first['token']}", timeout=30)
     assert "JupyterLab" not in browser.text
-    container = _container(docker_client, hubstack, _user_of(first))
+    container = server_container(docker_client, hubstack, user_of(first))
     assert container.attrs["Config"]["User"] == "1000"
     assert container.attrs["HostConfig"]["Memory"] == 2 * 1024**3
     assert container.attrs["HostConfig"]["MemorySwap"] == 2 * 1024**3
@@ -118,15 +103,9 @@ def test_hub_down_gives_a_failed_event_and_restart_keeps_servers(launch_image, h
 
 
 def test_image_that_fails_to_start_ends_with_failed_event_and_its_output(hubstack, settings, git_server):
-    from binderlite.builds.pipeline import build_events
-    from binderlite.links import resolve_link
-
-    git_server.add_fixture("broken-start")
-    resolved = resolve_link(git_server.link("broken-start"), settings)
-    built = [ev for ev in build_events(settings, resolved) if ev is not None][-1]
-    assert built["phase"] == "built", built
+    image, _ = build_fixture(settings, git_server, "broken-start")
     started = time.monotonic()
-    events = list(launcher.launch(hubstack, fake_resolved("bltest/broken"), built["imageName"], retry_delay=0.2))
+    events = list(launcher.launch(hubstack, fake_resolved("bltest/broken"), image, retry_delay=0.2))
     assert events[-1]["phase"] == "failed"
     assert "start script fails on purpose" in events[-1]["message"]
     assert time.monotonic() - started < 60, "a dead server is reported at once, not after the launch timeout"

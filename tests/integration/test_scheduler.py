@@ -3,72 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 import time
 import uuid
 
 import pytest
 import requests
-import websocket
 
 from binderlite.hub.api import HubClient, ProxyClient
 from binderlite.scheduler import cull as culler
 from binderlite.scheduler import reconcile
 from binderlite.scheduler.runner import lock_held, read_counts
-from tests.integration.conftest import TEST_PREFIX, binderlite_cli
-from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
+from tests.helpers.containers import TEST_PREFIX
+from tests.helpers.kernel import start_busy_cell
+from tests.helpers.stack import binderlite_cli, launch_ready, server_container, user_of
 
 pytestmark = pytest.mark.integration
-
-
-def _user(ready: dict) -> str:
-    return ready["url"].rstrip("/").rsplit("/", 1)[-1]
 
 
 def _hub_user(settings, name: str) -> dict | None:
     return HubClient(settings).user(name)
 
 
-def _start_busy_cell(url: str, token: str, seconds: int):
-    """Start a kernel and send a long-running cell without waiting for it (no browser attached)."""
-    headers = {"Authorization": f"token {token}"}
-    kernel = requests.post(f"{url}api/kernels", headers=headers, json={}, timeout=60).json()
-    ws = websocket.create_connection(
-        url.replace("http://", "ws://", 1) + f"api/kernels/{kernel['id']}/channels",
-        header=[f"Authorization: token {token}"],
-        timeout=30,
-    )
-    ws.send(
-        json.dumps(
-            {
-                "header": {
-                    "msg_id": uuid.uuid4().hex,
-                    "username": "t",
-                    "session": uuid.uuid4().hex,
-                    "msg_type": "execute_request",
-                    "version": "5.3",
-                },
-                "parent_header": {},
-                "metadata": {},
-                "channel": "shell",
-                "buffers": [],
-                "content": {
-                    "code": f"import time; time.sleep({seconds})",
-                    "silent": False,
-                    "store_history": False,
-                    "user_expressions": {},
-                    "allow_stdin": False,
-                },
-            }
-        )
-    )
-    ws.close()
-
-
 def test_idle_server_is_culled_and_temporary_user_deleted(hubstack, launch_image):
     ready = launch_ready(hubstack, launch_image, name="bltest/idle")
-    user = _user(ready)
+    user = user_of(ready)
     quick = dataclasses.replace(hubstack, cull_idle_timeout=3, cull_max_age=0)
     time.sleep(6)
     culled = culler.cull(quick)
@@ -79,8 +38,8 @@ def test_idle_server_is_culled_and_temporary_user_deleted(hubstack, launch_image
 
 def test_busy_kernel_is_not_idle_but_max_age_culls_it(hubstack, launch_image):
     ready = launch_ready(hubstack, launch_image, name="bltest/busy")
-    user = _user(ready)
-    _start_busy_cell(ready["url"], ready["token"], 120)
+    user = user_of(ready)
+    start_busy_cell(ready["url"], ready["token"], 120)
     time.sleep(8)
     quick = dataclasses.replace(hubstack, cull_idle_timeout=3, cull_max_age=0)
     assert user not in [d.user for d in culler.cull(quick, dry_run=True)], "a busy kernel counts as activity"
@@ -104,8 +63,8 @@ def test_orphan_container_removed_and_killed_container_cleared(hubstack, launch_
         },
     )
     ready = launch_ready(hubstack, launch_image, name="bltest/killed")
-    user = _user(ready)
-    victim = docker_client.containers.list(filters={"label": [f"binderlite.user={user}"]})[0]
+    user = user_of(ready)
+    victim = server_container(docker_client, hubstack, user)
     victim.kill()
     done = reconcile.reconcile(hubstack, grace=0)
     assert orphan.name in done["containers"]
@@ -142,7 +101,7 @@ def test_running_scheduler_culls_an_idle_server_on_schedule(hubstack, launch_ima
 
     quick = dataclasses.replace(hubstack, cull_every=2, cull_idle_timeout=4, reconcile_every=3600, gc_every=3600)
     ready = launch_ready(hubstack, launch_image, name="bltest/scheduled")
-    user = _user(ready)
+    user = user_of(ready)
     env = {**os.environ, **quick.to_environment()}
     scheduler = subprocess.Popen([*binderlite_cli(), "scheduler"], env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -162,7 +121,7 @@ def test_cull_dry_run_lists_without_culling(hubstack, launch_image):
     import os
 
     ready = launch_ready(hubstack, launch_image, name="bltest/dryrun")
-    user = _user(ready)
+    user = user_of(ready)
     time.sleep(3)
     env = {**os.environ, **dataclasses.replace(hubstack, cull_idle_timeout=1).to_environment()}
     out = subprocess.run([*binderlite_cli(), "cull", "--dry-run"], env=env, capture_output=True, text=True, timeout=60)

@@ -18,10 +18,11 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from binderlite.builds.pipeline import build_events
 from binderlite.errors import FetchError, RefNotFoundError
-from binderlite.links import parse_link, resolve_link
+from binderlite.links import resolve_link
+from tests.helpers.images import build_link
 from tests.helpers.netns import outside_host
+from tests.helpers.streams import log_text
 
 pytestmark = pytest.mark.integration
 
@@ -88,24 +89,18 @@ def escape_targets(tmp_path):
     shutil.rmtree(outside, ignore_errors=True)
 
 
-def _build(settings, link: str) -> list[dict]:
-    resolved = parse_link(link, settings).resolve()
-    return [ev for ev in build_events(settings, resolved) if ev is not None]
-
-
 def test_ckan_record_with_absolute_resource_ids_writes_nothing_outside(settings, escape_targets):
     ckan = FakeCKAN([str(target) for target in escape_targets])
     try:
-        events = _build(settings, ckan.link("hostile"))
+        final, events = build_link(settings, ckan.link("hostile"))
     finally:
         ckan.close()
     for target in escape_targets:
         assert not target.exists(), f"a CKAN record wrote {target} on the host"
     assert any(p.startswith("/files/") for p in ckan.requests), "the record's resources were requested"
-    final = events[-1]
     assert final["phase"] == "failed", final
     assert "outside the repository" in final["message"], final["message"]
-    assert "Traceback" not in "".join(e.get("message", "") for e in events)
+    assert "Traceback" not in log_text(events)
 
 
 # ---- the sandbox's network rules: a "public" host that points inside ------------------------------
@@ -187,10 +182,10 @@ def test_a_redirect_to_an_internal_address_is_refused_at_connect_time(settings, 
         canary.hits = 0
         with pytest.raises(FetchError, match="could not be reached"):
             resolve_link(f"git/{quote(url, safe='')}/main", _strict(settings))
-        events = _build(_strict(settings), f"git/{quote(url, safe='')}/{'a' * 40}")  # a SHA skips ls-remote
+        _, events = build_link(_strict(settings), f"git/{quote(url, safe='')}/{'a' * 40}")  # a SHA skips ls-remote
         assert events[-1]["phase"] == "failed", events[-1]
         assert canary.hits == 0, "the sandbox reached an internal address through a redirect"
-        text = "".join(e.get("message", "") for e in events)
+        text = log_text(events)
         assert f"127.0.0.1:{canary.port}" not in text, "git's own words (internal addresses) reach the user"
     finally:
         redirector.kill()
@@ -221,7 +216,7 @@ def test_a_submodule_on_an_internal_address_is_refused(settings, outside, tmp_pa
     server = _serve_in(outside, argv, port)
     try:
         url = quote(f"http://{outside.address}:{port}/parent.git", safe="")
-        events = _build(_strict(settings), f"git/{url}/main")
+        _, events = build_link(_strict(settings), f"git/{url}/main")
         assert events[-1]["phase"] == "failed", events[-1]
         assert "submodules" in events[-1]["message"], events[-1]["message"]
         assert canary.hits == 0, "a submodule URL reached an internal address"
@@ -253,8 +248,8 @@ def test_symlinks_to_host_files_are_refused_and_the_secret_goes_nowhere(settings
             os.symlink(target, repo / name)
             subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
             git_server.commit(repo.name, f"{name} points at {target}")
-            events = _build(settings, git_server.link(repo.name))
-            text = "".join(e.get("message", "") for e in events)
+            _, events = build_link(settings, git_server.link(repo.name))
+            text = log_text(events)
             assert events[-1]["phase"] == "failed", (name, events[-1])
             assert "outside the repository" in events[-1]["message"], (name, events[-1]["message"])
             assert secret not in text, f"the secret reached the build log through {name}"

@@ -13,27 +13,20 @@ import requests
 from binderlite.hub import addresses as hub
 from binderlite.hub.api import HubClient, ProxyClient, server_scope
 from binderlite.scheduler import cull as culler
-from tests.integration.hubstack import hubstack_fixture, launch_ready  # noqa: F401 - the `hubstack` fixture
+from tests.helpers.images import build_fixture
+from tests.helpers.stack import launch_ready, server_container, user_of
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def recorder_image(settings, git_server) -> str:
-    from binderlite.builds.pipeline import build_events
-    from binderlite.links import resolve_link
-
-    git_server.add_fixture("header-recorder")
-    resolved = resolve_link(git_server.link("header-recorder"), settings)
-    events = [ev for ev in build_events(settings, resolved) if ev is not None]
-    assert events[-1]["phase"] == "built", "".join(e.get("message", "") for e in events)[-3000:]
-    return events[-1]["imageName"]
+    image, _ = build_fixture(settings, git_server, "header-recorder")
+    return image
 
 
 def _seen_requests(docker_client, settings, user: str) -> list[dict]:
-    (container,) = docker_client.containers.list(
-        filters={"label": [f"binderlite.instance={settings.state_dir}", f"binderlite.user={user}"]}
-    )
+    container = server_container(docker_client, settings, user)
     code, out = container.exec_run(["cat", "/home/jovyan/seen-requests.jsonl"])
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()] if code == 0 else []
 
@@ -54,7 +47,7 @@ def _route_activity(settings, path: str) -> str | None:
 
 def test_culler_sends_user_servers_no_credential_beyond_that_server(hubstack, recorder_image, docker_client):
     ready = launch_ready(hubstack, recorder_image, name="bltest/recorder")
-    user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
+    user = user_of(ready)
     other = launch_ready(hubstack, recorder_image, name="bltest/bystander")
     client, proxy = HubClient(hubstack), ProxyClient(hubstack)
     path = f"/user/{user}/"
@@ -97,7 +90,7 @@ def test_culler_sends_user_servers_no_credential_beyond_that_server(hubstack, re
 
 def test_launch_token_is_not_kept_in_the_hub(hubstack, recorder_image):
     ready = launch_ready(hubstack, recorder_image, name="bltest/tokenstore")
-    user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
+    user = user_of(ready)
     model = HubClient(hubstack).user(user)
     assert ready["token"] not in json.dumps(model), "the launch token is readable from the hub API"
     database = (hubstack.hub_dir / "jupyterhub.sqlite").read_bytes()
@@ -108,7 +101,7 @@ def test_twenty_concurrent_launches_against_a_quota_of_three(hubstack, launch_im
     from concurrent.futures import ThreadPoolExecutor
 
     from binderlite.launch import launch
-    from tests.integration.hubstack import fake_resolved
+    from tests.helpers.stack import fake_resolved
 
     quota = dataclasses.replace(hubstack, total_quota=3, per_repo_quota=0)
     client = HubClient(hubstack)

@@ -29,8 +29,10 @@ import requests
 from binderlite.hub import addresses as hub
 from binderlite.sandbox import dockernet
 from binderlite.sandbox.netrules import resolvers
-from tests.integration.conftest import TEST_PREFIX, run_in_image
-from tests.integration.hubstack import hubstack_fixture, launch_ready, run_code  # noqa: F401 - `hubstack` fixture
+from tests.helpers.containers import TEST_PREFIX
+from tests.helpers.images import run_in_image
+from tests.helpers.kernel import run_code
+from tests.helpers.stack import launch_ready
 
 pytestmark = pytest.mark.integration
 

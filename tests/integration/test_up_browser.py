@@ -18,8 +18,13 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from binderlite.settings import Settings
 from tests.helpers.browser import WEB, appliance_env, chromium, running_appliance
-from tests.integration.conftest import binderlite_cli
+from tests.helpers.images import builds_of_image
+from tests.helpers.kernel import run_code
+from tests.helpers.parallel import run_at_once
+from tests.helpers.stack import binderlite_cli
+from tests.helpers.streams import final_event, stream_events
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -70,33 +75,14 @@ def test_cli_launch_prints_a_working_url(appliance, git_server):
 
 
 def test_two_simultaneous_launches_of_an_unbuilt_repo_share_one_build(appliance, git_server):
-    import json
-    import sqlite3
-    import threading
-
     git_server.add_fixture("requirements", "shared-build")
     link = f"{WEB}/build/{git_server.link('shared-build')}"
-    finals: list[dict] = []
-
-    def launch():
-        with requests.get(link, headers={"Accept": "text/event-stream"}, stream=True, timeout=(5, 600)) as resp:
-            for line in resp.iter_lines(decode_unicode=True):
-                if line and line.startswith("data:"):
-                    event = json.loads(line[5:])
-                    if event.get("phase") in ("ready", "failed"):
-                        finals.append(event)
-                        return
-
-    threads = [threading.Thread(target=launch) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=700)
+    outcomes = run_at_once(lambda: stream_events(link, deadline=600), 2, 700)
+    assert len(outcomes) == 2 and all(isinstance(events, list) for events in outcomes), outcomes
+    finals = [final_event(events) for events in outcomes]
     assert [e["phase"] for e in finals] == ["ready", "ready"], finals
     assert finals[0]["url"] != finals[1]["url"], "each launch gets its own server"
-    with sqlite3.connect(appliance["state"] / "binderlite.sqlite") as db:
-        (count,) = db.execute("SELECT COUNT(*) FROM builds WHERE image = ?", (finals[0]["image"],)).fetchone()
-    assert count == 1
+    assert builds_of_image(Settings(state_dir=str(appliance["state"])).db_path, finals[0]["image"]) == 1
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +103,6 @@ def binderhub_client(tmp_path_factory) -> Path:
 
 def test_binderhub_js_client_launches_unchanged(appliance, git_server, binderhub_client):
     import json
-
-    from tests.integration.hubstack import run_code
 
     git_server.add_fixture("requirements", "js-client")
     script = Path(__file__).with_name("js") / "binderhub_client_launch.mjs"

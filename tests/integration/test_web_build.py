@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,19 +22,15 @@ import requests
 from binderlite.builds.pipeline import image_for
 from binderlite.links import parse_link
 from binderlite.settings import Settings
+from tests.helpers.diagnostics import watching
+from tests.helpers.net import free_port, wait_for_http
+from tests.helpers.stack import stop_process
+from tests.helpers.streams import BUILD_DEADLINE, STREAM_HEADERS, log_text, stream_events
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "bltest-web-"
-STREAM = {"Accept": "text/event-stream"}
-BUILD_DEADLINE = 600
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +58,9 @@ def web(tmp_path_factory, docker_client):
     }
     settings = Settings(state_dir=str(root / "state"), allow_local_repos=True, image_prefix=PREFIX, registry="")
     settings.ensure_dirs()
-    log = open(root / "gunicorn.log", "wb")
+    settings.logs_dir.mkdir(exist_ok=True)
+    log_path = settings.logs_dir / "gunicorn.log"  # where a failing test's report finds it
+    log = open(log_path, "wb")
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen(
         [str(gunicorn), "-c", str(ROOT / "binderlite/web/gunicorn_conf.py"), "binderlite.web.wsgi:app"],
@@ -75,63 +71,23 @@ def web(tmp_path_factory, docker_client):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
+        if not wait_for_http(base + "/versions", timeout=30, process=proc):
             if proc.poll() is not None:
-                break
-            try:
-                if requests.get(base + "/versions", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            pytest.fail("gunicorn did not answer: " + (root / "gunicorn.log").read_text()[-3000:])
-        if proc.poll() is not None:
-            pytest.fail("gunicorn exited: " + (root / "gunicorn.log").read_text()[-3000:])
-        yield base, settings
+                pytest.fail("gunicorn exited: " + log_path.read_text()[-3000:])
+            pytest.fail("gunicorn did not answer: " + log_path.read_text()[-3000:])
+        with watching(settings.state_dir):
+            yield base, settings
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout=40)
         log.close()
         if os.environ.get("CI"):
-            print((root / "gunicorn.log").read_text()[-5000:])
-
-
-def read_events(response: requests.Response, deadline: float = BUILD_DEADLINE) -> tuple[list[dict], int]:
-    """Events of an SSE response until ready/failed (or the deadline), and the keepalives seen."""
-    events, keepalives = [], 0
-    end = time.monotonic() + deadline
-    for line in response.iter_lines(decode_unicode=True):
-        if line.startswith(":keepalive"):
-            keepalives += 1
-        elif line.startswith("data: "):
-            events.append(json.loads(line[len("data: ") :]))
-            if events[-1].get("phase") in ("ready", "failed"):
-                break
-        assert time.monotonic() < end, f"stream did not finish in {deadline} s: {events[-3:]}"
-    return events, keepalives
-
-
-def stream(base: str, path: str, deadline: float = BUILD_DEADLINE) -> list[dict]:
-    with requests.get(base + path, headers=STREAM, stream=True, timeout=(5, 60)) as response:
-        assert response.status_code == 200
-        assert response.headers["Content-Type"].startswith("text/event-stream")
-        assert response.headers["Cache-Control"] == "no-cache, no-store"
-        events, _ = read_events(response, deadline)
-    return events
-
-
-def log_text(events: list[dict]) -> str:
-    return "".join(ev.get("message", "") for ev in events)
+            print(log_path.read_text()[-5000:])
 
 
 def test_build_only_stream_reaches_ready(web, git_server, docker_client):
     base, _ = web
     git_server.add_fixture("requirements", "web-requirements")
-    events = stream(base, f"/build/{git_server.link('web-requirements')}?build_only=true")
+    events = stream_events(base + f"/build/{git_server.link('web-requirements')}?build_only=true")
     phases = [ev.get("phase") for ev in events]
     assert phases[0] == "waiting", log_text(events)[-3000:]
     assert "building" in phases, log_text(events)[-3000:]
@@ -142,7 +98,7 @@ def test_build_only_stream_reaches_ready(web, git_server, docker_client):
     docker_client.images.get(image)
 
     # A second request finds the image and skips the build.
-    again = stream(base, f"/build/{git_server.link('web-requirements')}?build_only=true", deadline=120)
+    again = stream_events(base + f"/build/{git_server.link('web-requirements')}?build_only=true", deadline=120)
     assert [ev.get("phase") for ev in again] == ["built", "ready"]
     assert again[-1]["imageName"] == image
 
@@ -150,7 +106,7 @@ def test_build_only_stream_reaches_ready(web, git_server, docker_client):
 def test_launch_with_hub_down_ends_with_failed_event(web, git_server):
     base, _ = web
     git_server.add_fixture("requirements", "web-requirements")
-    events = stream(base, f"/build/{git_server.link('web-requirements')}", deadline=BUILD_DEADLINE)
+    events = stream_events(base + f"/build/{git_server.link('web-requirements')}", deadline=BUILD_DEADLINE)
     phases = [ev.get("phase") for ev in events]
     assert "built" in phases and phases[-2:] == ["launching", "failed"], log_text(events)[-3000:]
     assert events[-1]["message"].endswith("\n")
@@ -166,7 +122,7 @@ def test_launch_with_hub_down_ends_with_failed_event(web, git_server):
 )
 def test_bad_links_end_with_failed_event(web, path, expected):
     base, _ = web
-    events = stream(base, path, deadline=120)
+    events = stream_events(base + path, deadline=120)
     assert events[-1]["phase"] == "failed"
     assert expected in events[-1]["message"]
 
@@ -183,7 +139,7 @@ def test_disconnect_mid_build_does_not_stop_it(web, git_server, docker_client):
     git_server.add_fixture("requirements", "web-disconnect")
     link = git_server.link("web-disconnect")
     image = image_for(settings, parse_link(link, settings).resolve())
-    with requests.get(f"{base}/build/{link}", headers=STREAM, stream=True, timeout=(5, 60)) as response:
+    with requests.get(f"{base}/build/{link}", headers=STREAM_HEADERS, stream=True, timeout=(5, 60)) as response:
         first = next(line for line in response.iter_lines(decode_unicode=True) if line.startswith("data: "))
         assert json.loads(first[len("data: ") :])["phase"] == "waiting"
     # Nobody is watching now; the build must still finish on its own.
@@ -195,6 +151,6 @@ def test_disconnect_mid_build_does_not_stop_it(web, git_server, docker_client):
         except docker.errors.ImageNotFound:
             assert time.monotonic() < end, "the build stopped when its only watcher went away"
             time.sleep(2)
-    events = stream(base, f"/build/{link}?build_only=true", deadline=120)
+    events = stream_events(base + f"/build/{link}?build_only=true", deadline=120)
     assert events[0] == {"phase": "built", "imageName": image, "message": "Found built image.\n"}
     assert events[-1]["phase"] == "ready"

@@ -55,8 +55,16 @@ class GitServer:
         if work.exists():
             shutil.rmtree(work)
         shutil.copytree(FIXTURES / fixture, work)
-        subprocess.run([*GIT, "init", "-q"], cwd=work, check=True)
+        self.work_tree(name)
         return self.commit(name, "initial commit")
+
+    def work_tree(self, name: str) -> Path:
+        """The work tree of repository ``name``, a git repository (made if new); publish it with ``commit``."""
+        work = self.work / name
+        if not (work / ".git").exists():
+            work.mkdir(parents=True, exist_ok=True)
+            subprocess.run([*GIT, "init", "-q"], cwd=work, check=True)
+        return work
 
     def commit(self, name: str, message: str) -> str:
         """Commit everything in the work tree of ``name`` and publish it; return the commit."""
