@@ -5,7 +5,7 @@ Run from the repository root::
     /opt/binderlite/venv/bin/python -m benchmarks.build [--runs N]
 
 It makes a small requirements.txt repository in a temp dir, serves it over
-git's HTTP protocol on 127.0.0.1 (tests/integration/gitserver.py) and
+git's HTTP protocol on 127.0.0.1 (tests/helpers/gitserver.py) and
 measures, with ``binderlite.builds.pipeline.build_events`` (the same path the CLI,
 the SSE API and the launcher use):
 
@@ -44,12 +44,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker as docker_sdk
+
 from binderlite.builds.pipeline import build_events
-from binderlite.builds.queue import BuildQueue, pid_alive
+from binderlite.builds.queue import pid_alive
 from binderlite.builds.run_repo2docker import proxy_build_args
 from binderlite.links import resolve_link
 from binderlite.settings import Settings
-from tests.integration.gitserver import GIT, GitServer
+from tests.helpers.containers import remove_containers_and_images
+from tests.helpers.gitserver import GitServer
+from tests.helpers.images import active_build_pids
 
 PREFIX = "bltest-bench-"
 FLOOR_IMAGE = f"{PREFIX}floor"
@@ -218,10 +222,7 @@ class Binderlite:
         self.server = server
 
     def publish(self, name: str, edit: int) -> str:
-        work = self.server.work / name
-        write_repo(work, edit)
-        if not (work / ".git").exists():
-            subprocess.run([*GIT, "init", "-q"], cwd=work, check=True)
+        write_repo(self.server.work_tree(name), edit)
         return self.server.commit(name, f"edit {edit}")
 
     def build(self, name: str) -> Timed:
@@ -251,9 +252,7 @@ class Binderlite:
 def stop_own_builds(settings: Settings) -> None:
     """Stop build workers (and their builders) this benchmark started that still run (Ctrl-C mid-build)."""
     try:
-        queue = BuildQueue(settings)
-        with queue._db() as db:
-            pids = [row[0] for row in db.execute("SELECT pid FROM builds WHERE state IN ('queued', 'running')")]
+        pids = active_build_pids(settings.db_path)
     except Exception:  # noqa: BLE001 - best effort during cleanup
         return
     for pid in pids:
@@ -272,19 +271,6 @@ def stop_own_builds(settings: Settings) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-
-
-def remove_bench_images() -> None:
-    containers = docker("ps", "-aq", "--filter", f"name={PREFIX}", check=False).stdout.split()
-    if containers:
-        docker("rm", "-f", *containers, check=False)
-    images = [
-        ref
-        for ref in docker("images", "--format", "{{.Repository}}:{{.Tag}}", check=False).stdout.split()
-        if ref.startswith(PREFIX)
-    ]
-    if images:
-        docker("rmi", "-f", *images, check=False)
 
 
 # ---------------------------------------------------------------- the run
@@ -315,11 +301,11 @@ def run_once(index: int, binderlite: Binderlite, floor: Floor, log) -> RunResult
         binderlite.publish(name, edit=0)
         log(f"run {index}: binderlite cold build (after docker builder prune -af)")
         prune_build_cache()
-        cold = binderlite.builds(name)
+        cold = binderlite.build(name)
         log(f"  {cold.seconds:.1f} s -> {cold.image}")
-        same = binderlite.builds(name)
+        same = binderlite.build(name)
         binderlite.publish(name, edit=index * 10 + 1)
-        notebook_only = binderlite.builds(name)
+        notebook_only = binderlite.build(name)
         log(f"  binderlite same commit {same.seconds:.1f} s, notebook-only {notebook_only.seconds:.1f} s")
         return cold, same, notebook_only
 
@@ -481,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_own_builds(settings)
         server.close()
-        remove_bench_images()
+        remove_containers_and_images(docker_sdk.from_env(), PREFIX, keep=())
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

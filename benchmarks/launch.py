@@ -22,26 +22,24 @@ or labelled with the benchmark's state dir, and are removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import docker
-import requests
 
-from binderlite import launcher, services
-from binderlite.services.up import web_service
+from binderlite.services import table
 from binderlite.settings import Settings
-from tests.integration.gitserver import GitServer
-from tests.integration.hubstack import remove_stack_containers, run_code
+from tests.helpers.gitserver import GitServer
+from tests.helpers.kernel import run_code
+from tests.helpers.net import free_port, wait_for_http
+from tests.helpers.parallel import run_at_once
+from tests.helpers.stack import delete_hub_users, running_stack
+from tests.helpers.streams import final_event, stream_events
 
 PREFIX = "bltest-bench-"
 PORTS = {"proxy_port": 19740, "proxy_api_port": 19741, "hub_port": 19781, "web_port": 19585}
@@ -54,33 +52,16 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def sse_until_ready(url: str, timeout: float = 600) -> dict:
-    """Read a /build event stream until ready or failed; return that event."""
-    with requests.get(url, headers={"Accept": "text/event-stream"}, stream=True, timeout=(5, timeout)) as resp:
-        for line in resp.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                event = json.loads(line[5:])
-                if event.get("phase") in ("ready", "failed"):
-                    return event
-    return {"phase": "failed", "message": "stream ended"}
-
-
 def binder_launch(web: str, link: str) -> tuple[float, dict]:
     """Seconds from GET /build to a kernel's ``2``; and the ready event."""
     start = time.monotonic()
-    ready = sse_until_ready(f"{web}/build/{link}")
+    ready = final_event(stream_events(f"{web}/build/{link}"))
     if ready.get("phase") != "ready":
         raise RuntimeError(ready.get("message", "launch failed"))
     result = run_code(ready["url"], ready["token"], "1+1")
     if result != "2":
         raise RuntimeError(f"kernel answered {result!r}")
     return time.monotonic() - start, ready
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def floor_launch(client: docker.DockerClient, image: str) -> float:
@@ -97,27 +78,13 @@ def floor_launch(client: docker.DockerClient, image: str) -> float:
     )
     try:
         url = f"http://127.0.0.1:{port}/"
-        while True:
-            try:
-                if requests.get(f"{url}api", headers={"Authorization": f"token {token}"}, timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() - start > 120:
-                raise RuntimeError("floor server did not answer in 120 s")
-            time.sleep(0.05)
+        if not wait_for_http(f"{url}api", timeout=120, headers={"Authorization": f"token {token}"}, interval=0.05):
+            raise RuntimeError("floor server did not answer in 120 s")
         if run_code(url, token, "1+1") != "2":
             raise RuntimeError("floor kernel did not answer 2")
         return time.monotonic() - start
     finally:
         container.remove(force=True)
-
-
-def cleanup_users(settings: Settings) -> None:
-    client = launcher.HubClient(settings)
-    resp = client._call("GET", "/users")
-    for user in resp.json() if resp.ok else []:
-        client.delete_user(user["name"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,65 +105,47 @@ def main(argv: list[str] | None = None) -> int:
     )
     settings.ensure_dirs()
     git = GitServer(tmp / "git")
-    stack = services.core_services(settings) + [web_service(settings)]
+    stack = table.core_services(settings) + [table.web_service(settings)]
     image = None
     try:
-        services.start_all(settings, stack)
-        web = f"http://127.0.0.1:{settings.web_port}"
-        git.add_fixture("requirements", "bench")
-        link = f"git/{quote(git.url('bench'), safe='')}/main"
-        built = sse_until_ready(f"{web}/build/{link}?build_only=true")
-        if built.get("phase") != "ready":
-            print("build failed:", built.get("message"))
-            return 1
-        image = built["imageName"]
-        floor_launch(client, image)  # warm the page cache for both sides
-        binder, floor = [], []
-        for _ in range(args.launches):
-            floor.append(floor_launch(client, image))
-            seconds, _ = binder_launch(web, link)
-            binder.append(seconds)
-            cleanup_users(settings)
-        results: list[float | Exception] = []
-        lock = threading.Lock()
-
-        def one() -> None:
-            try:
-                outcome: float | Exception = binder_launch(web, link)[0]
-            except Exception as exc:  # a failed launch is a data point
-                outcome = exc
-            with lock:
-                results.append(outcome)
-
-        threads = [threading.Thread(target=one) for _ in range(args.concurrent)]
-        started = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=900)
-        wall = time.monotonic() - started
-        ok = [r for r in results if isinstance(r, float)]
-        failures = [r for r in results if not isinstance(r, float)]
-        print(f"launch benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} CPUs — image {image}")
-        print(f"{'measurement':44} {'binderlite':>10} {'floor':>8} {'ratio':>7}   target")
-        print("-" * 90)
-        for label, pct in (("p50", 50), ("p95", 95)):
-            b, f = percentile(binder, pct), percentile(floor, pct)
-            target = f"≤ {TARGET}× floor ({'met' if b <= TARGET * f else 'missed'})" if pct == 50 else ""
-            print(f"{f'launch to 1+1, {label} of {len(binder)} [s]':44} {b:10.2f} {f:8.2f} {b / f:6.2f}×   {target}")
-        print(f"{'launch to 1+1, mean [s]':44} {statistics.mean(binder):10.2f} {statistics.mean(floor):8.2f}")
-        p95 = f"{percentile(ok, 95):.1f} s" if ok else "n/a"
-        print(f"concurrent: {len(ok)}/{args.concurrent} reached 1+1 on first try; p95 {p95}; wall {wall:.1f} s")
-        for exc in failures[:5]:
-            print(f"  failed: {exc}")
-        return 0
+        with running_stack(settings, stack, client, container_wait=60):
+            web = f"http://127.0.0.1:{settings.web_port}"
+            git.add_fixture("requirements", "bench")
+            link = git.link("bench")
+            built = final_event(stream_events(f"{web}/build/{link}?build_only=true"))
+            if built.get("phase") != "ready":
+                print("build failed:", built.get("message"))
+                return 1
+            image = built["imageName"]
+            floor_launch(client, image)  # warm the page cache for both sides
+            binder, floor = [], []
+            for _ in range(args.launches):
+                floor.append(floor_launch(client, image))
+                seconds, _ = binder_launch(web, link)
+                binder.append(seconds)
+                delete_hub_users(settings)
+            started = time.monotonic()
+            # a failed launch is a data point
+            results = run_at_once(lambda: binder_launch(web, link)[0], args.concurrent, timeout=900)
+            wall = time.monotonic() - started
+            ok = [r for r in results if isinstance(r, float)]
+            failures = [r for r in results if not isinstance(r, float)]
+            print(f"launch benchmark — {time.strftime('%Y-%m-%d %H:%M')} — {os.cpu_count()} CPUs — image {image}")
+            print(f"{'measurement':44} {'binderlite':>10} {'floor':>8} {'ratio':>7}   target")
+            print("-" * 90)
+            for label, pct in (("p50", 50), ("p95", 95)):
+                b, f = percentile(binder, pct), percentile(floor, pct)
+                target = f"≤ {TARGET}× floor ({'met' if b <= TARGET * f else 'missed'})" if pct == 50 else ""
+                print(
+                    f"{f'launch to 1+1, {label} of {len(binder)} [s]':44} {b:10.2f} {f:8.2f} {b / f:6.2f}×   {target}"
+                )
+            print(f"{'launch to 1+1, mean [s]':44} {statistics.mean(binder):10.2f} {statistics.mean(floor):8.2f}")
+            p95 = f"{percentile(ok, 95):.1f} s" if ok else "n/a"
+            print(f"concurrent: {len(ok)}/{args.concurrent} reached 1+1 on first try; p95 {p95}; wall {wall:.1f} s")
+            for exc in failures[:5]:
+                print(f"  failed: {exc}")
+            return 0
     finally:
-        try:
-            cleanup_users(settings)
-        except Exception:  # the hub may already be gone
-            pass
-        services.stop_all(settings, stack)
-        remove_stack_containers(client, settings, wait=60)
         for container in client.containers.list(all=True, filters={"name": f"{PREFIX}floor"}):
             container.remove(force=True)
         if image:
