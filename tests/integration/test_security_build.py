@@ -10,8 +10,8 @@ import time
 import docker
 import pytest
 
-from binderlite.builds.pipeline import build_events
-from binderlite.links import resolve_link
+from tests.helpers.images import build_link
+from tests.helpers.streams import log_text
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +30,12 @@ for i in $(seq 1 80); do head -c 10485760 /dev/zero >> big.bin; sleep 0.1; done
 
 
 def _repo(git_server, name: str, post_build: str) -> str:
-    work = git_server.work / name
-    subprocess.run(["rm", "-rf", str(work)], check=True)
-    work.mkdir(parents=True)
+    work = git_server.work_tree(name)
     (work / "requirements.txt").write_text("six==1.16.0\n")
     (work / "postBuild").write_text(post_build)
     (work / "postBuild").chmod(0o755)
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
     git_server.commit(name, "hostile postBuild")
     return git_server.link(name)
-
-
-def _build(settings, link: str) -> list[dict]:
-    return [ev for ev in build_events(settings, resolve_link(link, settings)) if ev is not None]
 
 
 def _uid_1000_processes() -> int:
@@ -51,7 +44,7 @@ def _uid_1000_processes() -> int:
 
 def test_memory_bomb_is_killed_and_the_build_fails(settings, git_server, docker_client):
     limited = dataclasses.replace(settings, build_memory_limit="512M")
-    events = _build(limited, _repo(git_server, "memory-bomb", MEMORY_BOMB))
+    _, events = build_link(limited, _repo(git_server, "memory-bomb", MEMORY_BOMB))
     assert events[-1]["phase"] == "failed", events[-1]
     assert "build_memory_limit" in events[-1]["message"], events[-1]["message"]
     docker_client.ping()
@@ -70,13 +63,13 @@ def test_fork_bomb_is_capped_and_the_host_keeps_serving(settings, git_server, do
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        events = _build(limited, _repo(git_server, "fork-bomb", FORK_BOMB))
+        _, events = build_link(limited, _repo(git_server, "fork-bomb", FORK_BOMB))
     finally:
         done.set()
         watcher.join()
     assert events[-1]["phase"] == "failed", events[-1]
     assert peak[0] <= baseline + 256 + 8, f"{peak[0]} processes of the repository's user at once"
-    assert "Resource temporarily unavailable" in "".join(e.get("message", "") for e in events)
+    assert "Resource temporarily unavailable" in log_text(events)
     started = time.monotonic()
     docker_client.ping()
     assert time.monotonic() - started < 5, "the daemon still answers promptly"
@@ -84,7 +77,7 @@ def test_fork_bomb_is_capped_and_the_host_keeps_serving(settings, git_server, do
 
 def test_a_step_writing_past_the_disk_limit_is_stopped(settings, git_server):
     limited = dataclasses.replace(settings, build_disk_limit="200M")
-    events = _build(limited, _repo(git_server, "disk-bomb", DISK_BOMB))
+    _, events = build_link(limited, _repo(git_server, "disk-bomb", DISK_BOMB))
     assert events[-1]["phase"] == "failed", events[-1]
     assert "build_disk_limit" in events[-1]["message"], events[-1]["message"]
 
@@ -92,7 +85,7 @@ def test_a_step_writing_past_the_disk_limit_is_stopped(settings, git_server):
 def test_an_image_over_the_size_limit_is_removed(settings, git_server, docker_client):
     git_server.add_fixture("requirements", "too-big")
     limited = dataclasses.replace(settings, max_image_size="100M", image_prefix="bltest-toobig-")
-    events = _build(limited, git_server.link("too-big"))
+    _, events = build_link(limited, git_server.link("too-big"))
     assert events[-1]["phase"] == "failed", events[-1]
     assert "max_image_size" in events[-1]["message"], events[-1]["message"]
     leftovers = [t for i in docker_client.images.list() for t in i.tags if "bltest-toobig-" in t]
@@ -101,18 +94,14 @@ def test_an_image_over_the_size_limit_is_removed(settings, git_server, docker_cl
 
 def test_no_build_step_can_write_into_a_shared_cache(settings, git_server):
     """The uv cache used to be a BuildKit cache mount every build shared; a Dockerfile could name it."""
-    work = git_server.work / "cache-poison"
-    subprocess.run(["rm", "-rf", str(work)], check=True)
-    work.mkdir(parents=True)
-    (work / "Dockerfile").write_text(
+    (git_server.work_tree("cache-poison") / "Dockerfile").write_text(
         f"FROM {settings.base_image}\n"
         "RUN --mount=type=cache,id=binderlite-uv,target=/cache echo poisoned > /cache/wheel.whl\n"
     )
-    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
     git_server.commit("cache-poison", "a Dockerfile that writes into the shared uv cache")
-    events = _build(settings, git_server.link("cache-poison"))
+    _, events = build_link(settings, git_server.link("cache-poison"))
     assert events[-1]["phase"] == "failed", events[-1]
-    text = "".join(e.get("message", "") for e in events).lower()
+    text = log_text(events).lower()
     assert "--mount" in text or "buildkit" in text, text[-2000:]
 
 
