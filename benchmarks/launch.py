@@ -34,11 +34,12 @@ import docker
 
 from binderlite.services import table
 from binderlite.settings import Settings
+from tests.helpers.containers import remove_image
 from tests.helpers.gitserver import GitServer
 from tests.helpers.kernel import run_code
 from tests.helpers.net import free_port, wait_for_http
 from tests.helpers.parallel import run_at_once
-from tests.helpers.stack import delete_hub_users, running_stack
+from tests.helpers.stack import delete_hub_users, running_stack, traversable
 from tests.helpers.streams import final_event, stream_events
 
 PREFIX = "bltest-bench-"
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         **PORTS,
     )
     settings.ensure_dirs()
+    traversable(settings.state_dir)  # the proxy runs as the service user
     git = GitServer(tmp / "git")
     stack = table.core_services(settings) + [table.web_service(settings)]
     image = None
@@ -149,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         for container in client.containers.list(all=True, filters={"name": f"{PREFIX}floor"}):
             container.remove(force=True)
         if image:
-            try:
-                client.images.remove(image, force=True)
-            except docker.errors.APIError:
-                pass
+            remove_image(client, image)
         git.close()
 
 

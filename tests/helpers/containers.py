@@ -46,10 +46,15 @@ def remove_containers_and_images(
     for image in client.images.list():
         for tag in image.tags:
             if matches(tag.rsplit("/", 1)[-1]):
-                try:
-                    client.images.remove(tag, force=True)
-                except docker.errors.APIError:
-                    pass
+                remove_image(client, tag)
+
+
+def remove_image(client: docker.DockerClient, name: str) -> None:
+    """Remove an image by name, if it is still there and no container keeps it."""
+    try:
+        client.images.remove(name, force=True)
+    except docker.errors.APIError:
+        pass
 
 
 def stack_label(settings: Settings) -> str:
