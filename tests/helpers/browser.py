@@ -23,7 +23,7 @@ from binderlite.settings import Settings
 from tests.helpers.containers import remove_stack_containers
 from tests.helpers.diagnostics import watching
 from tests.helpers.net import wait_for_http
-from tests.helpers.stack import binderlite_cli, stop_process
+from tests.helpers.stack import binderlite_cli, stop_process, traversable
 
 PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", "HUB_PORT": "18881"}
 WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
@@ -49,6 +49,7 @@ def running_appliance(state: Path, docker_client) -> Iterator[dict]:
 
     Its output is ``<state>/logs/up.log``, beside the services' logs, where a failing test's report finds it.
     """
+    traversable(state)  # the proxy and the registry run as the service user
     (state / "logs").mkdir(exist_ok=True)
     up_log = state / "logs" / "up.log"
     log = open(up_log, "wb")
