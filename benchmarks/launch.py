@@ -26,9 +26,7 @@ import os
 import secrets
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import docker
 
@@ -39,7 +37,7 @@ from tests.helpers.gitserver import GitServer
 from tests.helpers.kernel import run_code
 from tests.helpers.net import free_port, wait_for_http
 from tests.helpers.parallel import run_at_once
-from tests.helpers.stack import delete_hub_users, running_stack, traversable
+from tests.helpers.stack import delete_hub_users, running_stack, service_state_dir
 from tests.helpers.streams import final_event, stream_events
 
 PREFIX = "bltest-bench-"
@@ -94,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrent", type=int, default=20, help="simultaneous launches")
     args = parser.parse_args(argv)
     client = docker.from_env()
-    tmp = Path(tempfile.mkdtemp(prefix="bltest-bench-launch-"))
+    tmp = service_state_dir("bltest-bench-launch-")  # the proxy runs as the service user: it enters tmp/state
     settings = Settings(
         state_dir=str(tmp / "state"),
         image_prefix=PREFIX,
@@ -105,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
         **PORTS,
     )
     settings.ensure_dirs()
-    traversable(settings.state_dir)  # the proxy runs as the service user
     git = GitServer(tmp / "git")
     stack = table.core_services(settings) + [table.web_service(settings)]
     image = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from binderlite.settings import Settings
 from tests.helpers.containers import remove_stack_containers
 from tests.helpers.diagnostics import watching
 from tests.helpers.net import wait_for_http
-from tests.helpers.stack import binderlite_cli, stop_process, traversable
+from tests.helpers.stack import binderlite_cli, service_state_dir, stop_process
 
 PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", "HUB_PORT": "18881"}
 WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
@@ -44,12 +45,12 @@ def appliance_env(state: Path) -> dict:
 
 
 @contextlib.contextmanager
-def running_appliance(state: Path, docker_client) -> Iterator[dict]:
-    """`binderlite up` with its state in ``state``, healthy; yields ``{"state", "proc"}``.
+def running_appliance(docker_client) -> Iterator[dict]:
+    """`binderlite up`, healthy, with a new state dir (removed afterwards); yields ``{"state", "proc"}``.
 
     Its output is ``<state>/logs/up.log``, beside the services' logs, where a failing test's report finds it.
     """
-    traversable(state)  # the proxy and the registry run as the service user
+    state = service_state_dir("bltest-up-")  # the proxy and the registry run as the service user
     (state / "logs").mkdir(exist_ok=True)
     up_log = state / "logs" / "up.log"
     log = open(up_log, "wb")
@@ -66,6 +67,7 @@ def running_appliance(state: Path, docker_client) -> Iterator[dict]:
         remove_stack_containers(docker_client, Settings(state_dir=str(state)))
         log.close()
         print(up_log.read_text()[-3000:])
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def chromium() -> webdriver.Chrome:

@@ -47,12 +47,16 @@ def stop_process(proc: subprocess.Popen, timeout: float) -> None:
         proc.wait(timeout=10)
 
 
-def traversable(state_dir: str | Path) -> None:
-    """Let the service user (proxy, registry) enter the temp folders above ``state_dir`` (made 0700)."""
-    temp = Path(tempfile.gettempdir()).resolve()
-    for folder in Path(state_dir).resolve().parents:
-        if folder != temp and temp in folder.parents and not folder.stat().st_mode & 0o001:
-            folder.chmod(folder.stat().st_mode | 0o001)
+def service_state_dir(prefix: str) -> Path:
+    """A new folder the service user (the proxy, the registry) can enter: in the system temp dir, mode 0711.
+
+    Not below pytest's temp folders: pytest makes ``pytest-of-<user>`` 0700 again whenever a session
+    starts, so any other session on the machine would lock the services out of a running stack.
+    The caller removes it.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    return path
 
 
 def delete_hub_users(settings: Settings) -> None:

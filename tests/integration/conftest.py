@@ -9,6 +9,7 @@ logs (``pytest_runtest_makereport`` below).
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from tests.helpers.containers import TEST_PREFIX, docker_or_none, remove_contain
 from tests.helpers.gitserver import GitServer
 from tests.helpers.images import build_fixture
 from tests.helpers.registry import docker_registry
-from tests.helpers.stack import running_stack, traversable
+from tests.helpers.stack import running_stack, service_state_dir
 
 REGISTRY_PORT = 15000
 HUB_PORTS = {"proxy_port": 18740, "proxy_api_port": 18741, "hub_port": 18781}
@@ -91,7 +92,7 @@ def launch_image(settings, git_server) -> str:
 
 
 @pytest.fixture(scope="module")
-def hubstack(tmp_path_factory, docker_client):
+def hubstack(docker_client):
     """Settings of a running registry + proxy + hub (started as `binderlite up` starts them); removed afterwards.
 
     The stack has Docker networks of its own (``HUB_NETWORKS``: a second install on this
@@ -100,8 +101,7 @@ def hubstack(tmp_path_factory, docker_client):
     Teardown deletes the hub's users, removes this stack's containers (even
     when a test failed) and prints the end of each service's log.
     """
-    state_dir = tmp_path_factory.mktemp("bltest-hub")
-    traversable(state_dir)  # pytest's temp folders are 0700; the proxy and the registry run as the service user
+    state_dir = service_state_dir("bltest-hub-")  # the proxy and the registry run as the service user
     settings = Settings(
         state_dir=str(state_dir),
         registry=HUB_REGISTRY,
@@ -118,6 +118,7 @@ def hubstack(tmp_path_factory, docker_client):
     finally:
         for service in stack:
             print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 # ---- logs of what a failed test started -------------------------------------------------

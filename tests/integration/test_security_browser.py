@@ -50,8 +50,8 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory, docker_client):
-    with running_appliance(tmp_path_factory.mktemp("bltest-up"), docker_client) as up:
+def appliance(docker_client):
+    with running_appliance(docker_client) as up:
         yield up
 
 

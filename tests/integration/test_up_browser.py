@@ -31,8 +31,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @pytest.fixture(scope="module")
-def appliance(tmp_path_factory, git_server, settings, docker_client):
-    with running_appliance(tmp_path_factory.mktemp("bltest-up"), docker_client) as up:
+def appliance(git_server, settings, docker_client):
+    with running_appliance(docker_client) as up:
         yield up
 
 
