@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import time
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         if image:
             remove_image(client, image)
         git.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
