@@ -32,7 +32,7 @@ from binderlite.sandbox.netrules import resolvers
 from tests.helpers.containers import TEST_PREFIX
 from tests.helpers.images import run_in_image
 from tests.helpers.kernel import run_code
-from tests.helpers.stack import launch_ready
+from tests.helpers.stack import launch_ready, server_container, user_of
 
 pytestmark = pytest.mark.integration
 
@@ -104,14 +104,6 @@ def probe_from_host(host: str, port: int) -> str:
             return "open"
     except OSError as exc:
         return f"closed: {exc}"
-
-
-def _container(docker_client, settings, ready: dict):
-    user = ready["url"].rstrip("/").rsplit("/", 1)[-1]
-    (container,) = docker_client.containers.list(
-        filters={"label": [f"binderlite.instance={settings.state_dir}", f"binderlite.user={user}"]}
-    )
-    return container
 
 
 def _ip(container) -> str:
@@ -236,7 +228,7 @@ def test_servers_reach_the_hub_and_nothing_else_on_this_host(hubstack, servers, 
 
 def test_a_server_cannot_reach_another_users_server_or_other_containers(hubstack, servers, docker_client):
     first, second = servers
-    other = _container(docker_client, hubstack, second)
+    other = server_container(docker_client, hubstack, user_of(second))
     peer = (_ip(other), 8888)
     assert probe_from_host(*peer) == "open", "the other server listens (the host reaches it)"
     bystander = docker_client.containers.run(
@@ -272,7 +264,7 @@ def test_servers_have_no_capabilities_and_no_new_privileges(hubstack, servers, d
         assert int(status[caps], 16) == 0, status
     assert status["NoNewPrivs"] == "1", status
     assert init == "docker-init", "an init process reaps what the server leaves behind"
-    host_config = _container(docker_client, hubstack, first).attrs["HostConfig"]
+    host_config = server_container(docker_client, hubstack, user_of(first)).attrs["HostConfig"]
     assert host_config["CapDrop"] == ["ALL"] and host_config["Init"] is True
     assert "no-new-privileges" in host_config["SecurityOpt"]
     assert host_config["NetworkMode"] == hubstack.server_network
@@ -336,7 +328,7 @@ def test_dns_works_on_the_servers_network_and_goes_through_its_rules(hubstack, s
     first, second = servers
     # Docker's embedded DNS server answers in the server's namespace (here: another container's name)
     assert "nameserver 127.0.0.11" in run_code(first["url"], first["token"], "open('/etc/resolv.conf').read()")
-    other = _container(docker_client, hubstack, second)
+    other = server_container(docker_client, hubstack, user_of(second))
     looked_up = run_code(first["url"], first["token"], f"import socket; socket.gethostbyname({other.name!r})")
     assert looked_up == repr(_ip(other))
     # it forwards other names from the container's namespace, so the host's resolvers are let through
