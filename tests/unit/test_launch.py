@@ -8,12 +8,14 @@ tests/integration/test_launch_hub.py.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 import pytest
 
 from binderlite import launch
 from binderlite.errors import HubError
+from binderlite.launch import quotas
 from binderlite.settings import Settings
 from tests.helpers.stack import fake_resolved
 
@@ -255,6 +257,39 @@ def test_without_quotas_the_hub_is_not_asked_what_runs(tmp_path, hub, sleeps):
     hub.running = [{"repo_url": REPO_URL}] * 100
     assert run(settings(tmp_path, total_quota=0, per_repo_quota=0))[-1]["phase"] == "ready"
     assert ("running_servers",) not in hub.calls
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="quotas.slot holds the SQLite write lock (BEGIN IMMEDIATE) while it asks the hub what runs; under "
+    "gunicorn's gevent workers that call lets another launch of the same process run, whose BEGIN IMMEDIATE "
+    "then blocks the whole process in SQLite's busy wait until its 30 s timeout: 'database is locked', the "
+    "launch fails with status 500 (seen in test_up_browser's two simultaneous launches)",
+)
+def test_a_launch_waiting_on_the_hub_does_not_lock_out_another_launch_of_the_same_process(tmp_path, monkeypatch):
+    connect = sqlite3.connect
+    monkeypatch.setattr(quotas.sqlite3, "connect", lambda *args, **kwargs: connect(*args, **{**kwargs, "timeout": 0.5}))
+    s = settings(tmp_path, total_quota=10)
+    happened: list[str] = []
+
+    class HubThatSwitches:
+        """While the first launch waits for the hub, the worker runs the second launch (gevent's cooperative switch)."""
+
+        switched = False
+
+        def running_servers(self) -> list[dict]:
+            if not self.switched:
+                self.switched = True
+                try:
+                    with quotas.slot(s, self, REPO_URL):
+                        happened.append("second launch counted")
+                except sqlite3.OperationalError as exc:
+                    happened.append(f"second launch failed: {exc}")
+            return []
+
+    with quotas.slot(s, HubThatSwitches(), REPO_URL):
+        happened.append("first launch counted")
+    assert happened == ["second launch counted", "first launch counted"]
 
 
 # ---- the hub is down ----------------------------------------------------------------------
