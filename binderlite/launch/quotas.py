@@ -1,13 +1,16 @@
 """Quotas that hold under concurrency, and a per-client launch rate limit.
 
 The hub's list of running servers is the truth, but twenty launches that
-all ask it at once all see room. So a launch holds a *slot* from before it
-counts until its server exists in the hub (the hub counts a server as active
-from the moment its start is requested): slots and servers are counted
-together, under one lock across every web worker and CLI process (a SQLite
-transaction in ``<state>/run/launches.sqlite``). A slot whose process died
-is forgotten after ``SLOT_SECONDS``. The rate limit counts each client's
-launches in a sliding window, in the same database.
+all ask it at once all see room. So each launch takes a *slot* (its user and
+repository) before it creates anything, counting the hub's servers plus the
+slots of users the hub does not list yet, in one SQLite transaction across
+every web worker and CLI process (``<state>/run/launches.sqlite``). The hub
+is asked before the transaction, never inside it: a web worker serves many
+launches in one process, and a transaction held across a network call would
+lock out the others. A slot stays until ``SLOT_SECONDS`` pass — by then the
+hub lists its server, and a launch that read the hub earlier still counts it
+— or until its launch fails. The rate limit counts each client's launches in
+a sliding window, in the same database.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from binderlite.settings import Settings
 
 SLOT_SECONDS = 120.0
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS slots (id TEXT PRIMARY KEY, repo_url TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS slots (
+    id TEXT PRIMARY KEY, user TEXT NOT NULL DEFAULT '', repo_url TEXT NOT NULL, created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (client TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_client ON attempts (client, at);
 """
@@ -44,24 +49,32 @@ def _db(settings: Settings) -> sqlite3.Connection:
 
 
 @contextmanager
-def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]:
-    """Hold a slot while a server is being created; QuotaExceeded if the quotas are full."""
+def slot(settings: Settings, client: HubClient, repo_url: str, user: str = "") -> Iterator[None]:
+    """Take a slot for ``user``'s new server of ``repo_url``; QuotaExceeded if the quotas are full.
+
+    The slot is given back if the block fails (nothing was started), and
+    otherwise left to expire, so it counts until the hub lists the server.
+    """
     if not (settings.total_quota or settings.per_repo_quota):
         yield
         return
+    running = client.running_servers()  # outside the transaction: no lock held across the network
+    listed = {server.get("user") for server in running}
     db = _db(settings)
     slot_id = uuid.uuid4().hex
     try:
         db.execute("BEGIN IMMEDIATE")  # one counter at a time, across processes
         db.execute("DELETE FROM slots WHERE created < ?", (time.time() - SLOT_SECONDS,))
-        held = [row[0] for row in db.execute("SELECT repo_url FROM slots")]
-        running = [options.get("repo_url") for options in client.running_servers()]
-        if settings.total_quota and len(running) + len(held) >= settings.total_quota:
+        held = [url for who, url in db.execute("SELECT user, repo_url FROM slots") if not who or who not in listed]
+        counted = [server.get("repo_url") for server in running] + held
+        if settings.total_quota and len(counted) >= settings.total_quota:
             raise QuotaExceeded("Too many users on this BinderHub! Try again soon.")
-        same_repo = sum(1 for url in [*running, *held] if url == repo_url)
-        if settings.per_repo_quota and same_repo >= settings.per_repo_quota:
+        if settings.per_repo_quota and counted.count(repo_url) >= settings.per_repo_quota:
             raise QuotaExceeded(f"Too many users running {repo_url}! Try again soon.")
-        db.execute("INSERT INTO slots (id, repo_url, created) VALUES (?, ?, ?)", (slot_id, repo_url, time.time()))
+        db.execute(
+            "INSERT INTO slots (id, user, repo_url, created) VALUES (?, ?, ?, ?)",
+            (slot_id, user, repo_url, time.time()),
+        )
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -70,8 +83,10 @@ def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]
         raise
     try:
         yield
-    finally:
+    except BaseException:
         db.execute("DELETE FROM slots WHERE id = ?", (slot_id,))
+        raise
+    finally:
         db.close()
 
 

@@ -259,13 +259,6 @@ def test_without_quotas_the_hub_is_not_asked_what_runs(tmp_path, hub, sleeps):
     assert ("running_servers",) not in hub.calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quotas.slot holds the SQLite write lock (BEGIN IMMEDIATE) while it asks the hub what runs; under "
-    "gunicorn's gevent workers that call lets another launch of the same process run, whose BEGIN IMMEDIATE "
-    "then blocks the whole process in SQLite's busy wait until its 30 s timeout: 'database is locked', the "
-    "launch fails with status 500 (seen in test_up_browser's two simultaneous launches)",
-)
 def test_a_launch_waiting_on_the_hub_does_not_lock_out_another_launch_of_the_same_process(tmp_path, monkeypatch):
     connect = sqlite3.connect
     monkeypatch.setattr(quotas.sqlite3, "connect", lambda *args, **kwargs: connect(*args, **{**kwargs, "timeout": 0.5}))

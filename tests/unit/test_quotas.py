@@ -20,17 +20,18 @@ class FakeHub:
         with self.lock:
             return list(self.servers)
 
-    def start(self, repo_url):
+    def start(self, repo_url, user=""):
         with self.lock:
-            self.servers.append({"repo_url": repo_url})
+            self.servers.append({"user": user, "repo_url": repo_url})
 
 
 def _launch(settings, hub, repo_url, results, barrier):
+    user = f"u{threading.get_ident()}"
     barrier.wait()
     try:
-        with quotas.slot(settings, hub, repo_url):
+        with quotas.slot(settings, hub, repo_url, user):
             time.sleep(0.05)  # creating the user and asking the hub to start the server
-            hub.start(repo_url)
+            hub.start(repo_url, user)
         results.append("started")
     except quotas.QuotaExceeded as exc:
         results.append(exc.message)
@@ -52,30 +53,50 @@ def test_twenty_concurrent_launches_against_a_quota_of_three(tmp_path):
 def test_per_repo_quota_counts_one_repository(tmp_path):
     settings = Settings(state_dir=str(tmp_path), total_quota=0, per_repo_quota=2)
     hub = FakeHub()
-    for url in ("a", "a", "b"):
-        with quotas.slot(settings, hub, url):
-            hub.start(url)
+    for user, url in (("u1", "a"), ("u2", "a"), ("u3", "b")):
+        with quotas.slot(settings, hub, url, user):
+            hub.start(url, user)
     with pytest.raises(quotas.QuotaExceeded, match="Too many users running a! Try again soon.") as err:
-        with quotas.slot(settings, hub, "a"):
+        with quotas.slot(settings, hub, "a", "u4"):
             pass
     assert err.value.status == 429
-    with quotas.slot(settings, hub, "b"):
+    with quotas.slot(settings, hub, "b", "u5"):
         pass
 
 
-def test_a_slot_counts_until_released_and_a_dead_one_expires(tmp_path, monkeypatch):
-    settings = Settings(state_dir=str(tmp_path), total_quota=1)
+def test_a_slot_counts_until_the_hub_lists_its_server_or_its_launch_fails(tmp_path):
+    settings = Settings(state_dir=str(tmp_path), total_quota=2)
     hub = FakeHub()
-    with quotas.slot(settings, hub, "a"):
-        with pytest.raises(quotas.QuotaExceeded):
-            with quotas.slot(settings, hub, "a"):
+    with quotas.slot(settings, hub, "a", "first"):
+        pass  # started, but the hub does not list it yet
+    with quotas.slot(settings, hub, "a", "second"):
+        with pytest.raises(quotas.QuotaExceeded):  # the first still counts: it is on its way
+            with quotas.slot(settings, hub, "a", "third"):
                 pass
-    with quotas.slot(settings, hub, "a"):  # released: room again
+        raise_after = True
+        hub.start("a", "second")
+    assert raise_after
+    hub.start("a", "first")
+    with pytest.raises(quotas.QuotaExceeded):  # listed by the hub now, each counted once: 2 of 2
+        with quotas.slot(settings, hub, "a", "fourth"):
+            pass
+    roomier = Settings(state_dir=str(tmp_path), total_quota=3)
+    with pytest.raises(RuntimeError):
+        with quotas.slot(roomier, hub, "a", "fails"):
+            raise RuntimeError("the launch failed")
+    with quotas.slot(roomier, hub, "a", "fifth"):  # the failed launch gave its slot back: 2 + this one
         pass
+    with pytest.raises(quotas.QuotaExceeded):
+        with quotas.slot(roomier, hub, "a", "sixth"):
+            pass
+
+
+def test_a_dead_slot_expires(tmp_path):
+    settings = Settings(state_dir=str(tmp_path), total_quota=1)
     db = quotas._db(settings)
-    db.execute("INSERT INTO slots (id, repo_url, created) VALUES ('dead', 'a', ?)", (time.time() - 1000,))
+    db.execute("INSERT INTO slots (id, user, repo_url, created) VALUES ('dead', 'gone', 'a', ?)", (time.time() - 1000,))
     db.close()
-    with quotas.slot(settings, hub, "a"):  # a slot left by a dead process does not count
+    with quotas.slot(settings, FakeHub(), "a", "alive"):
         pass
 
 

@@ -82,12 +82,6 @@ dependencies:
     assert result.text() == "".join(line + "\n" for line in result.requirements)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="specfiles skips every conda name starting with 'lib' (meant for C libraries such as libgcc-ng) "
-    "before it looks at CONDA_TO_PYPI, so Python packages such as librosa and libpysal are dropped from the "
-    "image, and the table's own 'libopencv' entry never applies",
-)
 def test_python_packages_whose_conda_name_starts_with_lib_are_installed():
     result = convert_environment_yml("dependencies: [librosa=0.10, libpysal, libopencv]")
     assert result.requirements == ["librosa==0.10.*", "libpysal", "opencv-python-headless"]
@@ -153,19 +147,20 @@ python_version = "3.10"
 """
 
 
-def test_pipfile_lock_gives_its_default_packages_pinned_and_its_python():
+def test_pipfile_lock_gives_its_default_and_dev_packages_pinned_and_its_python():
     result = convert_pipfile(PIPFILE, json.dumps(LOCK))
-    assert result.requirements == ["six==1.16.0", "toolz==0.12.1"]  # sorted; the lock wins over the Pipfile
+    # sorted within each section, default first; the lock wins over the Pipfile
+    assert result.requirements == ["six==1.16.0", "toolz==0.12.1", "pytest==8.0.0"]
     assert result.python_version == "3.11"
-    assert result.notes == ["installing 2 pinned packages from Pipfile.lock"]
+    assert result.notes == ["installing 3 pinned packages from Pipfile.lock"]
 
 
 def test_pipfile_without_lock_gives_its_packages_and_skips_what_is_not_a_version():
     result = convert_pipfile(PIPFILE, None)
-    assert result.requirements == ["six==1.16.0", "toolz", "tabulate>=0.9"]
+    assert result.requirements == ["six==1.16.0", "toolz", "tabulate>=0.9", "pytest"]
     assert result.python_version == "3.10"
     assert result.warnings == ["skipped Pipfile entry 'mypkg': only version requirements are supported"]
-    assert result.notes == ["installing 3 packages from Pipfile (no Pipfile.lock)"]
+    assert result.notes == ["installing 4 packages from Pipfile (no Pipfile.lock)"]
 
 
 def test_pipfile_lock_without_python_request_or_packages():
@@ -174,11 +169,6 @@ def test_pipfile_lock_without_python_request_or_packages():
     assert result.notes == ["installing 0 pinned packages from Pipfile.lock"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Pipfile.lock entry without a version (path, git, editable) is installed by its bare name from the "
-    "package index, where Pipfile's own conversion skips such entries with a warning",
-)
 def test_pipfile_lock_entries_without_a_version_are_skipped_with_a_warning():
     lock = {"default": {"six": {"version": "==1.16.0"}, "mypkg": {"path": ".", "editable": True}}}
     result = convert_pipfile(None, json.dumps(lock))
@@ -186,12 +176,6 @@ def test_pipfile_lock_entries_without_a_version_are_skipped_with_a_warning():
     assert any("mypkg" in warning for warning in result.warnings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repo2docker installs a Pipfile's dev-packages (Pipfile.lock's develop) too (pipenv install --dev); "
-    "binderlite installs only the default packages, so repositories that list e.g. matplotlib as a dev "
-    "package build but fail at run time",
-)
 def test_pipfile_dev_packages_are_installed_as_repo2docker_does():
     assert "pytest==8.0.0" in convert_pipfile(None, json.dumps(LOCK)).requirements
     assert "pytest" in convert_pipfile(PIPFILE, None).requirements

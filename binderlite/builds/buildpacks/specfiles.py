@@ -97,6 +97,8 @@ CONDA_NOT_PYTHON = {
     "poppler": "poppler-utils",
     "tesseract": "tesseract-ocr",
 }
+# Python packages whose names start with "lib" (conda's C libraries do: libgcc-ng, libgdal, …).
+LIB_PYTHON = {"librosa", "libpysal", "libcst", "libsass", "libarchive-c", "libtmux", "libusb1", "libclang"}
 CONDA_DEP = re.compile(r"^([A-Za-z0-9_.\-]+)\s*([=<>!~].*|[0-9*].*)?$")
 
 
@@ -150,7 +152,9 @@ def convert_environment_yml(text: str) -> Conversion:
         if name in CONDA_PROVIDED:
             result.notes.append(f"conda package {name!r} is in every image already")
             continue
-        if name in CONDA_NOT_PYTHON or name.startswith(("r-", "lib")):
+        if name not in CONDA_TO_PYPI and (
+            name in CONDA_NOT_PYTHON or name.startswith("r-") or (name.startswith("lib") and name not in LIB_PYTHON)
+        ):
             debian = CONDA_NOT_PYTHON.get(name)
             instead = f"; if the repository needs it, add {debian} to apt.txt" if debian else ""
             result.warnings.append(f"skipped conda package {name!r}: it is not a Python package{instead}")
@@ -166,25 +170,35 @@ def convert_environment_yml(text: str) -> Conversion:
 
 
 def convert_pipfile(pipfile_text: str | None, lock_text: str | None) -> Conversion:
-    """Pinned requirements from Pipfile.lock, else the [packages] of Pipfile."""
+    """Pinned requirements from Pipfile.lock, else Pipfile's packages; dev packages too, as repo2docker.
+
+    An entry without a version (a path, a git URL, an editable checkout) is
+    skipped with a warning: installing it by its bare name from the package
+    index would install whatever someone published under that name.
+    """
     result = Conversion()
     if lock_text:
         lock = json.loads(lock_text)
-        for name, info in sorted((lock.get("default") or {}).items()):
-            version = info.get("version", "") if isinstance(info, dict) else ""
-            result.requirements.append(f"{name}{version}")
+        for section in ("default", "develop"):
+            for name, info in sorted((lock.get(section) or {}).items()):
+                version = info.get("version", "") if isinstance(info, dict) else ""
+                if version:
+                    result.requirements.append(f"{name}{version}")
+                else:
+                    result.warnings.append(f"skipped Pipfile.lock entry {name!r}: it has no version on the index")
         result.notes.append(f"installing {len(result.requirements)} pinned packages from Pipfile.lock")
         python = (lock.get("_meta", {}).get("requires") or {}).get("python_version")
         result.python_version = python
         return result
     pipfile = tomllib.loads(pipfile_text or "")
-    for name, version in (pipfile.get("packages") or {}).items():
-        if isinstance(version, str):
-            result.requirements.append(name if version == "*" else f"{name}{version}")
-        elif isinstance(version, dict) and "version" in version:
-            result.requirements.append(f"{name}{version['version']}")
-        else:
-            result.warnings.append(f"skipped Pipfile entry {name!r}: only version requirements are supported")
+    for section in ("packages", "dev-packages"):
+        for name, version in (pipfile.get(section) or {}).items():
+            if isinstance(version, str):
+                result.requirements.append(name if version == "*" else f"{name}{version}")
+            elif isinstance(version, dict) and "version" in version:
+                result.requirements.append(f"{name}{version['version']}")
+            else:
+                result.warnings.append(f"skipped Pipfile entry {name!r}: only version requirements are supported")
     result.python_version = (pipfile.get("requires") or {}).get("python_version")
     result.notes.append(f"installing {len(result.requirements)} packages from Pipfile (no Pipfile.lock)")
     return result
