@@ -380,6 +380,11 @@ class Settings:
         "Disk a single build step may write (its layer); a step past it is stopped (default 10G).",
         check=a_size,
     )
+    build_cache: bool = _setting(
+        True,
+        "Reuse the layers of earlier builds (Docker's layer cache). Off builds every step anew: for "
+        "benchmarks, or to rebuild after a package index changed a release in place.",
+    )
     max_image_size: str = _setting(
         "20G",
         "Largest image a build may produce; a larger one is removed and the build fails (default 20G).",

@@ -47,6 +47,7 @@ class BuildLimits:
     disk: int
     image: int
     network: str
+    cache: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BuildLimits:
@@ -57,6 +58,7 @@ class BuildLimits:
             disk=parse_size(settings.build_disk_limit, "build_disk_limit"),
             image=parse_size(settings.max_image_size, "max_image_size"),
             network=settings.build_network,
+            cache=settings.build_cache,
         )
 
     def query(self) -> dict[str, Any]:
@@ -178,6 +180,7 @@ class LimitedDockerEngine(DockerEngine):
             "rm": "1",
             "forcerm": "1",  # intermediate containers go even when a step fails
             "version": "1",  # the classic builder
+            "nocache": "0" if self.limits.cache else "1",
             "buildargs": json.dumps(buildargs or {}),
             "labels": json.dumps(labels or {}),
             **self.limits.query(),

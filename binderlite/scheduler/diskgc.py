@@ -63,7 +63,7 @@ def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
             except docker.errors.APIError as exc:
                 log.warning("could not remove %s: %s", tag, exc)
     client.images.prune(filters={"dangling": True})
-    client.api.prune_builds()
+    client.api.prune_builds(filters={"until": "24h"})  # BuildKit's cache (stock build packs): the old part
     return removed
 
 
