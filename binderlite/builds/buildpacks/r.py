@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, partial
 
+import binderlite.builds.buildpacks.r_template as steps
 from binderlite.builds.baseimage import ensure_r_base_image
-from binderlite.builds.buildpacks import r_template as steps
 from binderlite.builds.buildpacks.python import VENV_PIP, BinderlitePythonBuildPack
 from binderlite.errors import BadInputError
 from binderlite.settings import Settings
