@@ -152,3 +152,21 @@ def test_unbuildable_repositories_fail_at_once(settings, git_server, fixture, ex
     assert "Step 1/" not in log, "no build step may run"
     assert elapsed < 30, f"{fixture} failed after {elapsed:.0f} s"
     print(f"{fixture}: failed after {elapsed:.1f} s")
+
+
+def test_shiny_app_is_served_by_debians_shiny_server_through_the_proxys_command(settings, git_server, docker_client):
+    image, log = built_image(settings, git_server, "r-shiny")
+    assert "Shiny Server from Debian bookworm" in log
+    serve = (
+        "import subprocess, time, urllib.request\n"
+        "from jupyter_shiny_proxy import setup_shiny\n"
+        "server = subprocess.Popen(setup_shiny()['command'](8787))\n"
+        "for _ in range(60):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen('http://127.0.0.1:8787/').read().decode()); break\n"
+        "    except OSError:\n"
+        "        time.sleep(1)\n"
+        "server.terminate()\n"
+    )
+    out = run_in_image(docker_client, image, f"python - <<'EOF'\n{serve}EOF\n")
+    assert "binderlite shiny app" in out, out[-3000:]

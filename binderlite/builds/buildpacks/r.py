@@ -316,13 +316,13 @@ class BinderliteRBuildPack(BinderlitePythonBuildPack):
 
     def get_assemble_scripts(self) -> list[tuple[str, str]]:
         scripts = list(super().get_assemble_scripts())
+        note = self._choice.note
         if self._install_r():
-            scripts.append(steps.run_install_r(self._install_r()))
+            scripts.append(steps.run_install_r(self._install_r(), note))
         if self._description():
-            scripts.append(steps.install_description(self._packages[1]))
+            scripts.append(steps.install_description(self._packages[1], note))
         if self._checked_packages():
-            release = self._choice.release
-            scripts.append(steps.check_packages(self._checked_packages(), release.suite, self._choice.note))
+            scripts.append(steps.check_packages(self._checked_packages(), self._choice.release.suite, note))
         return scripts
 
     def _notes(self) -> list[str]:

@@ -120,16 +120,23 @@ def shiny_folders() -> tuple[str, str]:
     )
 
 
-def run_install_r(path: str) -> tuple[str, str]:
+def _saying(command: str, version_note: str) -> str:
+    """``command``, and if it fails, the R version note as the log's last line."""
+    if not version_note:
+        return command
+    return f"{command} || {{ echo {shell_quote('binderlite: ' + version_note)}; exit 1; }}"
+
+
+def run_install_r(path: str, version_note: str) -> tuple[str, str]:
     """The notebook user runs install.R, in the repository (it may read its files)."""
-    return ("${NB_USER}", f"{RSCRIPT} {INSTALL_HELPER} {shell_quote(path)}")
+    return ("${NB_USER}", _saying(f"{RSCRIPT} {INSTALL_HELPER} {shell_quote(path)}", version_note))
 
 
-def install_description(dependencies: list[str]) -> tuple[str, str]:
+def install_description(dependencies: list[str], version_note: str) -> tuple[str, str]:
     """The notebook user installs DESCRIPTION's dependencies (Debian's first), then the package."""
     deps = " ".join(shell_quote(name) for name in dependencies)
     install_deps = f"{RSCRIPT} {INSTALL_HELPER} --packages {deps} && " if dependencies else ""
-    return ("${NB_USER}", f"{install_deps}R CMD INSTALL .")
+    return ("${NB_USER}", _saying(f"{install_deps}R CMD INSTALL .", version_note))
 
 
 def check_packages(packages: list[str], suite: str, version_note: str) -> tuple[str, str]:
