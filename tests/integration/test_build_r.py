@@ -101,7 +101,7 @@ def test_description_repo_installs_the_package(settings, git_server, docker_clie
     assert "installing from Debian: r-cran-jsonlite r-cran-digest" in log
     assert "R packages installed: jsonlite, digest, blfixture" in log
     out = run_in_image(
-        docker_client, image, "cd /tmp && Rscript -e 'cat(blfixture::answer(), find.package(\"blfixture\"), \"\\n\")'"
+        docker_client, image, 'cd /tmp && Rscript -e \'cat(blfixture::answer(), find.package("blfixture"), "\\n")\''
     )
     assert '{"answer":42,"hash":' in out and "/srv/rlibs/blfixture" in out, out
 
@@ -118,7 +118,7 @@ def test_runtime_txt_version_and_date_with_a_cran_mirror(settings, git_server, d
     assert f"from the CRAN mirror {dated}: blcranprobe" in log
     assert "/2023-01-01/src/contrib/blcranprobe_0.1.0.tar.gz" in requests
     out = run_in_image(
-        docker_client, final["imageName"], "Rscript -e 'cat(blcranprobe::probe(), getOption(\"repos\"), \"\\n\")'"
+        docker_client, final["imageName"], 'Rscript -e \'cat(blcranprobe::probe(), getOption("repos"), "\\n")\''
     )
     assert f"from the test mirror {dated}" in out, out
 

@@ -7,12 +7,8 @@ import logging
 import pytest
 
 from binderlite.builds.buildpacks import buildpack_classes
-from binderlite.builds.buildpacks.r import (
-    ROptions,
-    choose_r_release,
-    description_dependencies,
-    install_r_packages,
-)
+from binderlite.builds.buildpacks.r import ROptions, choose_r_release
+from binderlite.builds.buildpacks.rpackages import description_dependencies, install_r_packages
 from binderlite.errors import BadInputError, ConfigError
 from binderlite.sandbox import dockernet
 from binderlite.settings import Settings

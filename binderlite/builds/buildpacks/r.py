@@ -1,9 +1,10 @@
 """binderlite's R build pack: R, IRkernel and CRAN packages from Debian; the rest from a CRAN mirror.
 
-A repository is an R repository, as for repo2docker, when its ``runtime.txt``
-says ``r-<version>[-<YYYY-MM-DD>]`` or ``r-<YYYY-MM-DD>``, or it has a
-``DESCRIPTION`` at its top (and no ``binder/`` folder); binderlite also
-takes an ``install.R`` alone as asking for R (repo2docker would ignore it).
+A repository is an R repository when its ``runtime.txt`` says
+``r-<version>[-<YYYY-MM-DD>]`` or ``r-<YYYY-MM-DD>``, or it has a
+``DESCRIPTION`` at its top (and no ``binder/`` folder), as for repo2docker
+(which also wants a date in ``runtime.txt``), or it has an ``install.R``
+(which repo2docker alone would ignore): each plainly asks for R.
 
 R comes from Debian, whose releases each have one R (``R_RELEASES``), so the
 image starts from that release's R base (``baseimage.ensure_r_base_image``):
@@ -12,7 +13,7 @@ version — and then the build fails, naming both, if any R package the
 repository names does not install. The R packages that ``install.R``'s
 ``install.packages()`` calls and DESCRIPTION's dependencies name (found in
 the text, without running it) are installed from Debian's ``r-cran-*``
-packages where Debian has them; ``install.R`` then runs as the notebook user
+packages where Debian has them (``rpackages``); ``install.R`` then runs as the notebook user
 with the CRAN mirror (``cran_mirror_url``) as R's ``repos`` for everything
 else. The Python side (JupyterLab, requirements.txt, apt.txt, postBuild) is
 the Python build pack's. RStudio Server is not in Debian, so there is no
@@ -33,21 +34,18 @@ from functools import cached_property, partial
 import binderlite.builds.buildpacks.r_template as steps
 from binderlite.builds.baseimage import ensure_r_base_image
 from binderlite.builds.buildpacks.python import VENV_PIP, BinderlitePythonBuildPack
+from binderlite.builds.buildpacks.rpackages import (
+    R_NAME,
+    description_dependencies,
+    description_fields,
+    install_r_packages,
+)
 from binderlite.errors import BadInputError
 from binderlite.settings import Settings
 
 log = logging.getLogger("repo2docker")
 
 R_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
-R_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]")  # Writing R Extensions, 1.1.1
-# Part of R itself: nothing to install.
-BASE_R = frozenset(
-    "R base compiler datasets graphics grDevices grid methods parallel splines stats stats4 tcltk tools utils".split()
-)
-INSTALL_CALL = re.compile(r"(?<![\w.])install\.packages\s*\(")
-STRING = re.compile(r"""(["'])((?:\\.|(?!\1).)*)\1""")
-NAMED_ARGUMENT = re.compile(r"\s*([A-Za-z.][\w.]*)\s*=(?!=)")
-ARCHIVE = re.compile(r"\.(tar\.gz|tgz|zip)$")  # a package file, not a name
 
 
 @dataclass(frozen=True)
@@ -112,99 +110,6 @@ def choose_r_release(requested: str | None) -> RChoice:
         f"R {requested} was asked for (runtime.txt), which no Debian release provides ({available()}); "
         f"this build uses the nearest, R {nearest.version} ({nearest.suite}), only if every R package installs.",
     )
-
-
-# ---- the R packages a repository names --------------------------------------------------------
-
-
-def _without_comments(code: str) -> str:
-    """R code with ``#`` comments removed (not inside strings)."""
-    out, quote, i = [], "", 0
-    while i < len(code):
-        ch = code[i]
-        if quote:
-            if ch == "\\":
-                out.append(code[i : i + 2])
-                i += 2
-                continue
-            quote = "" if ch == quote else quote
-        elif ch in "\"'`":
-            quote = ch
-        elif ch == "#":
-            while i < len(code) and code[i] != "\n":
-                i += 1
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _arguments(code: str, start: int) -> list[str]:
-    """The top-level arguments of the call whose ``(`` ends just before ``start``."""
-    args, depth, quote, begin, i = [], 0, "", start, start
-    while i < len(code):
-        ch = code[i]
-        if quote:
-            i += 2 if ch == "\\" else 1
-            quote = "" if ch == quote else quote
-            continue
-        if ch in "\"'`":
-            quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}" and depth:
-            depth -= 1
-        elif ch == ")" or (ch == "," and not depth):
-            args.append(code[begin:i])
-            begin = i + 1
-            if ch == ")":
-                break
-        i += 1
-    return args
-
-
-def install_r_packages(code: str) -> list[str]:
-    """Package names given as text to ``install.packages()`` (its ``pkgs``) in install.R, in order."""
-    code = _without_comments(code)
-    names: list[str] = []
-    for call in INSTALL_CALL.finditer(code):
-        args = _arguments(code, call.end())
-        named = {m.group(1): a[m.end() :] for a in args if (m := NAMED_ARGUMENT.match(a))}
-        positional = [a for a in args if not NAMED_ARGUMENT.match(a)]
-        if named.get("repos", "").strip() == "NULL":
-            continue  # local files, not names
-        pkgs = named.get("pkgs", positional[0] if positional else "")
-        for literal in STRING.finditer(pkgs):
-            name = literal.group(2)
-            if R_NAME.fullmatch(name) and not ARCHIVE.search(name) and name not in BASE_R and name not in names:
-                names.append(name)
-    return names
-
-
-def description_fields(text: str) -> dict[str, str]:
-    """A DESCRIPTION's fields (Debian control format: continuation lines start with white space)."""
-    fields: dict[str, str] = {}
-    current = ""
-    for line in text.splitlines():
-        if line[:1].isspace() and current:
-            fields[current] += " " + line.strip()
-        elif ":" in line:
-            current, _, value = line.partition(":")
-            current = current.strip()
-            fields[current] = value.strip()
-    return fields
-
-
-def description_dependencies(text: str) -> list[str]:
-    """The packages a DESCRIPTION's Depends, Imports and LinkingTo name (without R and R's own)."""
-    fields = description_fields(text)
-    names: list[str] = []
-    for field in ("Depends", "Imports", "LinkingTo"):
-        for entry in fields.get(field, "").split(","):
-            name = entry.split("(")[0].strip()
-            if R_NAME.fullmatch(name) and name not in BASE_R and name not in names:
-                names.append(name)
-    return names
 
 
 # ---- the build pack ---------------------------------------------------------------------------
