@@ -106,6 +106,19 @@ def test_description_repo_installs_the_package(settings, git_server, docker_clie
     assert '{"answer":42,"hash":' in out and "/srv/rlibs/blfixture" in out, out
 
 
+def test_nearest_r_version_from_another_release_when_every_package_installs(settings, git_server, docker_client):
+    image, log = built_image(settings, git_server, "r-nearest-trixie")
+    assert "R 4.4 was asked for (runtime.txt)" in log and "the nearest, R 4.5.0 (trixie)" in log
+    out = run_in_image(
+        docker_client,
+        image,
+        "R --version | head -n 1; python3 --version; jupyter nbconvert --to notebook --execute --stdout index.ipynb",
+    )
+    assert "R version 4.5.0" in out and "Python 3.13" in out, out
+    first, _ = notebook_outputs(out)
+    assert any("".join(o.get("data", {}).get("text/plain", "")) == "[1] 2" for o in first), first
+
+
 def test_runtime_txt_version_and_date_with_a_cran_mirror(settings, git_server, docker_client, cran_mirror):
     url, requests = cran_mirror
     mirrored = dataclasses.replace(settings, cran_mirror_url=url)
@@ -136,7 +149,7 @@ def test_nearest_r_version_fails_naming_both_when_a_package_does_not_install(set
 @pytest.mark.parametrize(
     "fixture, expected",
     [
-        ("r-old-version", ["R 3.6", "R 4.0.4 in bullseye, R 4.2.2 in bookworm, R 4.5.0 in trixie"]),
+        ("r-old-version", ["R 3.6", "R 4.2.2 in bookworm, R 4.5.0 in trixie"]),
         ("julia-project", ["Julia (Project.toml)", "julialang.org", "build_packs = 'repo2docker'"]),
         ("nix-default", ["Nix (default.nix)", "nixpkgs", "build_packs = 'repo2docker'"]),
     ],

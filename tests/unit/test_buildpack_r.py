@@ -97,7 +97,7 @@ def test_julia_and_nix_are_refused_naming_what_is_missing_and_the_setting(settin
         (None, "bookworm", False),
         ("4.2", "bookworm", False),
         ("4.2.3", "bookworm", False),  # the same X.Y is the same R for this rule, as for Python
-        ("4.0", "bullseye", False),
+        ("4.0", "bookworm", True),  # bullseye has R 4.0.4, but no Python the hub's jupyterhub runs on
         ("4.5.1", "trixie", False),
         ("4.1", "bookworm", True),  # as near to 4.0 as to 4.2: the newer
         ("4.3", "bookworm", True),
@@ -118,7 +118,7 @@ def test_an_r_no_release_has_fails_naming_requested_and_available(requested):
     with pytest.raises(BadInputError) as error:
         choose_r_release(requested)
     assert f"R {requested}" in error.value.message
-    assert "R 4.0.4 in bullseye, R 4.2.2 in bookworm, R 4.5.0 in trixie" in error.value.message
+    assert "R 4.2.2 in bookworm, R 4.5.0 in trixie" in error.value.message
 
 
 @pytest.mark.parametrize("requested", ["four", "4", "4.2;id", "4.2.2.1"])
@@ -211,15 +211,6 @@ def test_snapshot_date_without_a_date_mirror_is_said_and_no_mirror_is_r_s_own_wo
     assert 'options(repos = c(CRAN = "@CRAN@"))' in dockerfile
     assert "FROM base-r:bookworm" in dockerfile
     assert any("snapshot date 2023-01-01 is not used" in r.getMessage() for r in caplog.records)
-
-
-def test_shiny_on_a_release_without_shiny_server_is_said(settings, repo, caplog):
-    (repo / "install.R").write_text('install.packages("shiny")\n')
-    (repo / "runtime.txt").write_text("r-4.0\n")
-    with caplog.at_level(logging.INFO, logger="repo2docker"):
-        dockerfile = render(picked(settings))
-    assert "shiny-server" not in dockerfile and "jupyter-shiny-proxy" not in dockerfile
-    assert any("Shiny Server is not packaged by Debian bullseye" in r.getMessage() for r in caplog.records)
 
 
 def test_description_installs_dependencies_then_the_package_and_checks_it(settings, repo):

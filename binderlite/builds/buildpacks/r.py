@@ -54,7 +54,6 @@ class RRelease:
 
     suite: str
     version: str
-    shiny_server: bool  # Debian packages Shiny Server for it
 
     @property
     def series(self) -> tuple[int, int]:
@@ -62,11 +61,9 @@ class RRelease:
         return int(major), int(minor)
 
 
-R_RELEASES = (
-    RRelease("bullseye", "4.0.4", shiny_server=False),
-    RRelease("bookworm", "4.2.2", shiny_server=True),
-    RRelease("trixie", "4.5.0", shiny_server=True),
-)
+# Each has Shiny Server too. Not bullseye (R 4.0.4): its Python 3.9 cannot run the hub's
+# jupyterhub-singleuser (JupyterHub 5 and later need 3.10), so no server could start.
+R_RELEASES = (RRelease("bookworm", "4.2.2"), RRelease("trixie", "4.5.0"))
 DEFAULT_SUITE = "bookworm"  # the release of binderlite's own base image
 
 
@@ -207,7 +204,7 @@ class BinderliteRBuildPack(BinderlitePythonBuildPack):
         return self._all_packages() + ([own] if R_NAME.fullmatch(own) else [])
 
     def _shiny(self) -> bool:
-        return "shiny" in self._all_packages() and self._choice.release.shiny_server
+        return "shiny" in self._all_packages()
 
     # ---- repo2docker's hooks ------------------------------------------
     def get_preassemble_scripts(self) -> list[tuple[str, str]]:
@@ -244,9 +241,7 @@ class BinderliteRBuildPack(BinderlitePythonBuildPack):
             "RStudio Server is not packaged by Debian, so this image has no RStudio (/rstudio): "
             "R runs in JupyterLab's R kernel."
         )
-        if "shiny" in self._all_packages() and not release.shiny_server:
-            notes.append(f"Shiny Server is not packaged by Debian {release.suite}: the shiny package only, no /shiny.")
-        elif self._shiny():
+        if self._shiny():
             notes.append(f"Shiny Server from Debian {release.suite}, served at /shiny by jupyter-shiny-proxy.")
         return notes
 
