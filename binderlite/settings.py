@@ -68,6 +68,12 @@ def an_index_url(value: str) -> str | None:
     return an_http_url(value)
 
 
+def a_cran_mirror_url(value: str) -> str | None:
+    if re.search(r"[\s\"'\\`$]", value):
+        return "must be a URL without spaces, quotes, backslashes or $ (it is written into R's and the shell's code)"
+    return an_index_url(value)
+
+
 def networks(value: str) -> str | None:
     for text in filter(None, (part.strip() for part in value.split(","))):
         try:
@@ -143,6 +149,15 @@ class Settings:
         "1G",
         "Largest single file a fetch may write (the kernel stops it: RLIMIT_FSIZE).",
         check=a_size,
+    )
+    # ---- R builds ----------------------------------------------------------
+    cran_mirror_url: str = _setting(
+        "https://cloud.r-project.org",
+        "CRAN mirror for the R packages Debian does not package (install.R's install.packages(), DESCRIPTION's "
+        "dependencies) and for install.packages() in R servers; `{date}` in it is replaced by runtime.txt's "
+        "snapshot date, or `latest` (as in https://packagemanager.posit.co/cran/{date}). Default: CRAN's own "
+        "address, for machines that reach it; empty means Debian's r-cran-* packages only.",
+        check=a_cran_mirror_url,
     )
     build_concurrency: int = _setting(
         2,

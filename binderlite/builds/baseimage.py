@@ -8,16 +8,20 @@ administrator configured — never an unqualified name such as
 whoever owns that namespace would supply every image's base; otherwise a
 Debian base is made locally with ``debootstrap --variant=minbase`` and
 ``docker import``ed. The local base carries Python with ``venv`` and the
-CA certificates, so builds from it need only the package index.
+CA certificates, so builds from it need only the package index. R builds
+start from an R base per Debian release (``ensure_r_base_image``), made the
+same way with R's Debian packages added.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 
 import docker.errors
@@ -104,3 +108,61 @@ def build_debian_base(name: str, log: Callable[[str], None] = print) -> None:
         tar.wait()
         if imp.returncode != 0:
             raise BaseImageMissingError(f"docker import failed: {imp.stderr.strip()}")
+
+
+# ---- R: one base image per Debian release, with R from Debian ---------------------------------
+R_BASE_IMAGE = "binderlite/base-r:{suite}"
+# R as Debian packages it, the recommended packages every R install has, the compilers
+# install.packages() needs for CRAN's source packages, and IRkernel (its kernelspec is in
+# /usr/share/jupyter, where JupyterLab looks).
+R_PACKAGES = ("r-base-core", "r-base-dev", "r-recommended", "r-cran-irkernel")
+
+
+def ensure_r_base_image(settings: Settings, suite: str, log: Callable[[str], None] = print) -> str:
+    """The name of the R base image for Debian ``suite``: present (made or loaded before), or made now.
+
+    It is the local base (Python, venv, CA certificates) plus ``R_PACKAGES``,
+    made with debootstrap from Debian's mirror once per release; builds that
+    ask for it meanwhile wait for the one that makes it.
+    """
+    name = R_BASE_IMAGE.format(suite=suite)
+    client = docker_client(settings)
+    if local_image_exists(client, name):
+        return name
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.run_dir / f"base-r-{suite}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if local_image_exists(client, name):
+            return name
+        log(f"Making {name} (once): Debian {suite} with R from Debian's packages, by debootstrap\n")
+        started = time.monotonic()
+        debootstrap_image(name, suite, BASE_PACKAGES + R_PACKAGES, log)
+        log(f"Made {name} in {time.monotonic() - started:.0f} s\n")
+    return name
+
+
+def debootstrap_image(name: str, suite: str, packages: tuple[str, ...], log: Callable[[str], None]) -> None:
+    """debootstrap ``suite`` with ``packages`` into a folder and import it as ``name``."""
+    if shutil.which("debootstrap") is None:
+        raise BaseImageMissingError(
+            f"debootstrap is not installed, so {name} cannot be made: apt-get install debootstrap, "
+            f"or `docker load` an image named {name}."
+        )
+    with tempfile.TemporaryDirectory(prefix="binderlite-base-") as root:
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite, root, DEBIAN_MIRROR]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stdout.splitlines()[-10:] + proc.stderr.splitlines()[-10:])
+            raise BaseImageMissingError(f"debootstrap of {name} failed (exit {proc.returncode}):\n{tail}")
+        subprocess.run(["rm", "-rf", f"{root}/var/cache/apt/archives", f"{root}/var/lib/apt/lists"])
+        os.chmod(root, 0o755)  # the image's "/" (TemporaryDirectory makes it 0700, which breaks non-root steps)
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        imp = subprocess.run(
+            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", name],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+        )
+        tar.wait()
+        if imp.returncode != 0:
+            raise BaseImageMissingError(f"docker import of {name} failed: {imp.stderr.strip()}")

@@ -11,7 +11,7 @@ connect time, refuse what its containers may not reach:
 - ``BINDERLITE-<NAME>-IN``, entered from ``INPUT`` for traffic from the bridge
   to this host itself: everything is refused except replies, DNS to the
   host's resolvers and the endpoints the network needs — for servers the hub;
-  for both the configured package indexes and HTTP(S) proxies (servers get
+  for both the configured package indexes, CRAN mirror and HTTP(S) proxies (servers get
   them too: their images and environment name them).
 - ``BINDERLITE-<NAME>-FWD``, entered from ``DOCKER-USER`` (``FORWARD`` where
   Docker made no such chain, as for IPv6): the internal networks of
@@ -169,8 +169,8 @@ def host_endpoints(host: str, port: int) -> list[Endpoint]:
 
 
 def index_endpoints(settings: Settings) -> list[Endpoint]:
-    """(address, port) of the configured package indexes (empty: PyPI, on the internet)."""
-    return url_endpoints([settings.package_index_url, *settings.extra_index_url.split()])
+    """(address, port) of the configured package indexes and CRAN mirror (empty: PyPI, on the internet)."""
+    return url_endpoints([settings.package_index_url, *settings.extra_index_url.split(), settings.cran_mirror_url])
 
 
 def confinements(settings: Settings, server_gateway: str) -> list[Confinement]:

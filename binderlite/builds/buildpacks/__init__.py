@@ -9,6 +9,8 @@ from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 from uv import find_uv_bin
 
 from binderlite.builds.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
+from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
+from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
 from binderlite.settings import Settings
 
 
@@ -42,4 +44,10 @@ def buildpack_classes(settings: Settings) -> list[type]:
         (BinderlitePythonBuildPack,),
         {"options": build_options(settings)},
     )
-    return [LegacyBinderDockerBuildPack, DockerBuildPack, configured]
+    r = type(
+        "BinderliteRBuildPack",
+        (BinderliteRBuildPack,),
+        {"options": configured.options, "r_options": r_options(settings)},
+    )
+    # Most specific first, as repo2docker's own list.
+    return [LegacyBinderDockerBuildPack, DockerBuildPack, JuliaBuildPack, NixBuildPack, r, configured]
