@@ -119,15 +119,19 @@ STEPS = (  # what a failed RUN line was, in the repository's terms (most specifi
 )
 
 
-def describe_step(command: str) -> str:
+def describe_step(command: str, repository_dockerfile: bool = False) -> str:
     """A failed step named as a user knows it: postBuild, apt.txt, requirements.txt, … or the Dockerfile."""
+    if repository_dockerfile:
+        return "a step of the repository's Dockerfile"
     for marker, name in STEPS:
         if marker in command:
             return name
-    return "a step of the repository's Dockerfile" if "/bin/sh -c" in command else "a build step"
+    return "a build step"
 
 
-def failure_reason(error: str, limits: BuildLimits, disk_stopped: bool) -> str:
+def failure_reason(
+    error: str, limits: BuildLimits, disk_stopped: bool, note: str = "", repository_dockerfile: bool = False
+) -> str:
     """The classic builder's error as one line a user understands: which step, which limit, never a command."""
     code = re.search(r"The command '(.*)' returned a non-zero code: (\d+)", error, re.S)
     if code and int(code.group(2)) == KILLED:
@@ -146,7 +150,8 @@ def failure_reason(error: str, limits: BuildLimits, disk_stopped: bool) -> str:
     if "dial tcp" in error or "no such host" in error or "i/o timeout" in error:
         return "The Dockerfile's base image could not be pulled: no registry is reachable from this machine."
     if code:
-        return f"{describe_step(code.group(1))} failed (exit status {code.group(2)}); its output is above."
+        said = f": {note.removeprefix('binderlite: ')}" if note else "; its output is above"
+        return f"{describe_step(code.group(1), repository_dockerfile)} failed (exit status {code.group(2)}){said}"
     if "requires BuildKit" in error or "--mount" in error or "--chmod" in error:
         return f"The Dockerfile uses a BuildKit-only feature, which binderlite's builds do not run ({error.strip()})."
     return error.strip().splitlines()[-1] if error.strip() else "The build failed."
@@ -201,12 +206,19 @@ class LimitedDockerEngine(DockerEngine):
             timeout=None,
         )
         client._raise_for_status(response)
+        note = ""  # the step's last line of binderlite's own words: the reason a step it wrote gives
         with DiskWatch(client, self.limits) as watch:
             for chunk in client._stream_helper(response, decode=True):
                 if "error" in chunk:
-                    raise BuildFailedError(failure_reason(chunk["error"], self.limits, bool(watch.stopped)))
-                if chunk.get("stream"):
-                    yield chunk["stream"]
+                    reason = failure_reason(chunk["error"], self.limits, bool(watch.stopped), note, not custom_context)
+                    raise BuildFailedError(reason)
+                text = chunk.get("stream") or ""
+                if text.startswith("Step "):
+                    note = ""
+                elif "binderlite: " in text:
+                    note = text[text.index("binderlite: ") :].strip()
+                if text:
+                    yield text
         size = client.inspect_image(tag).get("Size", 0)
         if size > self.limits.image:
             client.remove_image(tag, force=True)

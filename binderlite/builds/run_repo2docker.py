@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 1)
     except BinderliteError as exc:
-        sys.stdout.write(json.dumps(Event.failed(exc.message)) + "\n")
+        sys.stdout.write(json.dumps(Event.failed(exc.message, exc.status)) + "\n")
         return 1
     except Exception as exc:  # every failure becomes a failed event in words, never a traceback or a repr
         sys.stdout.write(

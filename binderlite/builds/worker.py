@@ -80,8 +80,8 @@ def check_apt_txt(source: Path) -> None:
             return
 
 
-def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple[bool, str]:
-    """Run repo2docker on the checkout in its own process group; (succeeded, failure message)."""
+def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple[bool, Event]:
+    """Run repo2docker on the checkout in its own process group; (succeeded, its failed event if not)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", RUN_REPO2DOCKER, str(source), build.repo_url, build.ref, build.image],
         stdout=subprocess.PIPE,
@@ -91,7 +91,7 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
         env=os.environ.copy(),
     )
     deadline = time.monotonic() + settings.build_timeout
-    failure = ""
+    failure = Event.failed("")
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     buffer = b""
@@ -99,7 +99,7 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             _stop_group(proc)
-            return False, f"Build timed out after {settings.build_timeout} s and was stopped.\n"
+            return False, Event.failed(f"Build timed out after {settings.build_timeout} s and was stopped.")
         if not selector.select(timeout=min(remaining, 5)):
             continue
         chunk = os.read(proc.stdout.fileno(), 65536)
@@ -113,15 +113,15 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
                 # repo2docker says "failed" as it gives up; the build's one `failed` event comes
                 # after the process ends, with the reason and the log's tail. Until then its
                 # words are a building line, so watchers do not stop following too early.
-                failure = ev.message
+                failure = ev
                 ev = Event.building(ev.message)
             log.append(ev)
     proc.wait()
     if buffer:
         log.append(_parse_line(buffer))
     if proc.returncode != 0:
-        return False, failure or f"repo2docker exited with code {proc.returncode}.\n"
-    return True, ""
+        return False, failure if failure.message else Event.failed(f"repo2docker exited with code {proc.returncode}.")
+    return True, failure
 
 
 def _parse_line(raw: bytes) -> Event:
@@ -167,9 +167,9 @@ def main(build_id: str) -> int:
             log.append(Event.built(build.image, "Built image, launching..."))
         else:
             tail = log.tail_text(settings.build_log_tail)
-            message = f"Build failed: {failure.strip()}\n--- last lines of the build log ---\n{tail}\n"
+            message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
             queue.finish(build_id, "failed", message)
-            log.append(Event.failed(message))
+            log.append(Event.failed(message, failure.get("status_code")))
     except BinderliteError as exc:
         message = f"Build failed: {exc.message}\n"
         queue.finish(build_id, "failed", message)

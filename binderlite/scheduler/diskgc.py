@@ -21,6 +21,7 @@ from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler.diskgc")
 SERVICE_LOG_MAX_BYTES = 50 * 1024 * 1024
+BUILT_LABEL = "repo2docker.version"  # what every image binderlite built carries, and no base image
 
 
 def disk_percent_used(path: str) -> float:
@@ -29,6 +30,7 @@ def disk_percent_used(path: str) -> float:
 
 
 def _is_ours(tag: str, settings: Settings) -> bool:
+    """A tag binderlite gave a built image (prefix, maybe with the registry); base images are never ours."""
     name = tag.rsplit(":", 1)[0]
     if settings.registry and name.startswith(settings.registry + "/"):
         name = name[len(settings.registry) + 1 :]
@@ -47,7 +49,8 @@ def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
     last_used = queue.image_last_used()
     candidates = []
     for image in client.images.list():
-        tags = [t for t in image.tags if _is_ours(t, settings)]
+        built = BUILT_LABEL in ((image.attrs.get("Config") or {}).get("Labels") or {})  # not a base image
+        tags = [t for t in image.tags if built and _is_ours(t, settings)]
         if not tags or image.id in in_use or any(t in building for t in tags):
             continue
         used = max((last_used.get(t, 0.0) for t in tags), default=0.0)

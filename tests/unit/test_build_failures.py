@@ -20,7 +20,7 @@ def command(script: str, code: int) -> str:
             command("uv pip install --python ${VENV_DIR}/bin/python -r 'requirements.txt'", 1),
             "requirements.txt failed (exit status 1)",
         ),
-        (command("make all", 2), "a step of the repository's Dockerfile failed (exit status 2)"),
+        (command("make all", 2), "a build step failed (exit status 2)"),
         (
             "pull access denied for jupyter/scipy-notebook, repository does not exist",
             "base image jupyter/scipy-notebook is not available here",
@@ -36,3 +36,15 @@ def test_build_failures_name_the_step_never_the_command(error, reason):
 def test_a_step_stopped_for_its_disk_says_so():
     said = failure_reason(command("./postBuild", 137), LIMITS, disk_stopped=True)
     assert "more than 200 MiB (setting build_disk_limit)" in said
+
+
+def test_a_step_binderlite_wrote_gives_its_own_reason():
+    said = failure_reason(
+        command("Rscript /tmp/check.R", 1), LIMITS, disk_stopped=False, note="binderlite: package blnot could not load"
+    )
+    assert said == "a build step failed (exit status 1): package blnot could not load"
+
+
+def test_a_failed_step_of_the_repositorys_own_dockerfile_is_named_so():
+    said = failure_reason(command("make all", 2), LIMITS, disk_stopped=False, repository_dockerfile=True)
+    assert said == "a step of the repository's Dockerfile failed (exit status 2); its output is above"
