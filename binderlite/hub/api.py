@@ -98,9 +98,9 @@ class HubClient:
         return None if resp.status_code == 404 else self.check(resp, f"Reading user {name}").json()
 
     def running_servers(self) -> list[dict]:
-        """Every active server as ``{"user": name, "repo_url": …}`` (the repository from its ``user_options``)."""
+        """The ``user_options`` of every active server (pending ones included)."""
         return [
-            {"user": user["name"], "repo_url": (server.get("user_options") or {}).get("repo_url")}
+            server.get("user_options") or {}
             for user in self.users(state="active")
             for server in (user.get("servers") or {}).values()
         ]

@@ -68,7 +68,7 @@ def launch(
         started = False
         token = ""
         try:
-            with quotas.slot(settings, client, resolved.repo_url, name):
+            with quotas.slot(settings, client, resolved.repo_url):
                 client.create_user(name)
                 token = client.new_server_token(name)["token"]
                 client.start_server(name, user_options)

@@ -7,10 +7,12 @@ slots of users the hub does not list yet, in one SQLite transaction across
 every web worker and CLI process (``<state>/run/launches.sqlite``). The hub
 is asked before the transaction, never inside it: a web worker serves many
 launches in one process, and a transaction held across a network call would
-lock out the others. A slot stays until ``SLOT_SECONDS`` pass — by then the
-hub lists its server, and a launch that read the hub earlier still counts it
-— or until its launch fails. The rate limit counts each client's launches in
-a sliding window, in the same database.
+lock out the others. A slot counts while its launch is creating the server,
+and after that only for launches that asked the hub before the server was
+started (their answer cannot have listed it); a failed launch gives its slot
+back, and a slot whose process died is forgotten after ``SLOT_SECONDS``. The
+rate limit counts each client's launches in a sliding window, in the same
+database.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from binderlite.settings import Settings
 SLOT_SECONDS = 120.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS slots (
-    id TEXT PRIMARY KEY, user TEXT NOT NULL DEFAULT '', repo_url TEXT NOT NULL, created REAL NOT NULL
+    id TEXT PRIMARY KEY, repo_url TEXT NOT NULL, created REAL NOT NULL, started REAL
 );
 CREATE TABLE IF NOT EXISTS attempts (client TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS attempts_client ON attempts (client, at);
@@ -49,32 +51,32 @@ def _db(settings: Settings) -> sqlite3.Connection:
 
 
 @contextmanager
-def slot(settings: Settings, client: HubClient, repo_url: str, user: str = "") -> Iterator[None]:
-    """Take a slot for ``user``'s new server of ``repo_url``; QuotaExceeded if the quotas are full.
+def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]:
+    """Take a slot for a new server of ``repo_url`` while the block starts it; QuotaExceeded if full.
 
-    The slot is given back if the block fails (nothing was started), and
-    otherwise left to expire, so it counts until the hub lists the server.
+    If the block fails the slot is given back (nothing was started); if it
+    succeeds the slot is marked started, for launches that asked the hub before.
     """
     if not (settings.total_quota or settings.per_repo_quota):
         yield
         return
+    asked = time.time()
     running = client.running_servers()  # outside the transaction: no lock held across the network
-    listed = {server.get("user") for server in running}
     db = _db(settings)
     slot_id = uuid.uuid4().hex
     try:
         db.execute("BEGIN IMMEDIATE")  # one counter at a time, across processes
         db.execute("DELETE FROM slots WHERE created < ?", (time.time() - SLOT_SECONDS,))
-        held = [url for who, url in db.execute("SELECT user, repo_url FROM slots") if not who or who not in listed]
+        # In progress, or started after this launch asked the hub (so its answer may lack it).
+        held = [
+            url for (url,) in db.execute("SELECT repo_url FROM slots WHERE started IS NULL OR started > ?", (asked,))
+        ]
         counted = [server.get("repo_url") for server in running] + held
         if settings.total_quota and len(counted) >= settings.total_quota:
             raise QuotaExceeded("Too many users on this BinderHub! Try again soon.")
         if settings.per_repo_quota and counted.count(repo_url) >= settings.per_repo_quota:
             raise QuotaExceeded(f"Too many users running {repo_url}! Try again soon.")
-        db.execute(
-            "INSERT INTO slots (id, user, repo_url, created) VALUES (?, ?, ?, ?)",
-            (slot_id, user, repo_url, time.time()),
-        )
+        db.execute("INSERT INTO slots (id, repo_url, created) VALUES (?, ?, ?)", (slot_id, repo_url, time.time()))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
@@ -86,6 +88,8 @@ def slot(settings: Settings, client: HubClient, repo_url: str, user: str = "") -
     except BaseException:
         db.execute("DELETE FROM slots WHERE id = ?", (slot_id,))
         raise
+    else:
+        db.execute("UPDATE slots SET started = ? WHERE id = ?", (time.time(), slot_id))
     finally:
         db.close()
 

@@ -29,7 +29,7 @@ def _launch(settings, hub, repo_url, results, barrier):
     user = f"u{threading.get_ident()}"
     barrier.wait()
     try:
-        with quotas.slot(settings, hub, repo_url, user):
+        with quotas.slot(settings, hub, repo_url):
             time.sleep(0.05)  # creating the user and asking the hub to start the server
             hub.start(repo_url, user)
         results.append("started")
@@ -53,50 +53,60 @@ def test_twenty_concurrent_launches_against_a_quota_of_three(tmp_path):
 def test_per_repo_quota_counts_one_repository(tmp_path):
     settings = Settings(state_dir=str(tmp_path), total_quota=0, per_repo_quota=2)
     hub = FakeHub()
-    for user, url in (("u1", "a"), ("u2", "a"), ("u3", "b")):
-        with quotas.slot(settings, hub, url, user):
-            hub.start(url, user)
+    for url in ("a", "a", "b"):
+        with quotas.slot(settings, hub, url):
+            hub.start(url)
     with pytest.raises(quotas.QuotaExceeded, match="Too many users running a! Try again soon.") as err:
-        with quotas.slot(settings, hub, "a", "u4"):
+        with quotas.slot(settings, hub, "a"):
             pass
     assert err.value.status == 429
-    with quotas.slot(settings, hub, "b", "u5"):
+    with quotas.slot(settings, hub, "b"):
         pass
 
 
-def test_a_slot_counts_until_the_hub_lists_its_server_or_its_launch_fails(tmp_path):
+def test_a_launch_that_asked_the_hub_before_another_started_still_counts_it(tmp_path):
+    settings = Settings(state_dir=str(tmp_path), total_quota=1)
+    hub = FakeHub()
+
+    class StaleHub:
+        """Answers as the hub did before the other launch's server existed, which starts meanwhile."""
+
+        def running_servers(self):
+            answer = hub.running_servers()
+            with quotas.slot(settings, hub, "a"):
+                hub.start("a")
+            return answer
+
+    with pytest.raises(quotas.QuotaExceeded):
+        with quotas.slot(settings, StaleHub(), "a"):
+            pass
+    assert len(hub.servers) == 1, "only the other launch started"
+
+
+def test_a_started_server_is_counted_once_and_a_failed_launch_gives_its_slot_back(tmp_path):
     settings = Settings(state_dir=str(tmp_path), total_quota=2)
     hub = FakeHub()
-    with quotas.slot(settings, hub, "a", "first"):
-        pass  # started, but the hub does not list it yet
-    with quotas.slot(settings, hub, "a", "second"):
-        with pytest.raises(quotas.QuotaExceeded):  # the first still counts: it is on its way
-            with quotas.slot(settings, hub, "a", "third"):
-                pass
-        raise_after = True
-        hub.start("a", "second")
-    assert raise_after
-    hub.start("a", "first")
-    with pytest.raises(quotas.QuotaExceeded):  # listed by the hub now, each counted once: 2 of 2
-        with quotas.slot(settings, hub, "a", "fourth"):
-            pass
-    roomier = Settings(state_dir=str(tmp_path), total_quota=3)
+    with quotas.slot(settings, hub, "a"):
+        hub.start("a")
     with pytest.raises(RuntimeError):
-        with quotas.slot(roomier, hub, "a", "fails"):
+        with quotas.slot(settings, hub, "a"):
             raise RuntimeError("the launch failed")
-    with quotas.slot(roomier, hub, "a", "fifth"):  # the failed launch gave its slot back: 2 + this one
-        pass
+    with quotas.slot(settings, hub, "a"):  # 1 running (its slot not counted again) + this one = 2
+        hub.start("a")
     with pytest.raises(quotas.QuotaExceeded):
-        with quotas.slot(roomier, hub, "a", "sixth"):
+        with quotas.slot(settings, hub, "a"):
             pass
+    hub.servers.clear()  # culled
+    with quotas.slot(settings, hub, "a"):  # a stopped server no longer counts
+        pass
 
 
 def test_a_dead_slot_expires(tmp_path):
     settings = Settings(state_dir=str(tmp_path), total_quota=1)
     db = quotas._db(settings)
-    db.execute("INSERT INTO slots (id, user, repo_url, created) VALUES ('dead', 'gone', 'a', ?)", (time.time() - 1000,))
+    db.execute("INSERT INTO slots (id, repo_url, created) VALUES ('dead', 'a', ?)", (time.time() - 1000,))
     db.close()
-    with quotas.slot(settings, FakeHub(), "a", "alive"):
+    with quotas.slot(settings, FakeHub(), "a"):
         pass
 
 
