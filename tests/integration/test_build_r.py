@@ -20,7 +20,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from binderlite.sandbox import dockernet
-from tests.integration.gitserver import QuietHandler
+from tests.helpers.gitserver import QuietHandler
 from tests.integration.test_build import build, built_image, run_in_image
 
 pytestmark = pytest.mark.integration
