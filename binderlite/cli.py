@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 
 import click
 
-from binderlite.builds.baseimage import ensure_base_image
+from binderlite.builds.baseimage import base_image_names, ensure_base_image, ensure_r_base_image
+from binderlite.builds.buildpacks.r import R_RELEASES
 from binderlite.builds.pipeline import build_events
 from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
 from binderlite.events import Event, Phase
@@ -103,12 +104,19 @@ def build(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 
 
 @main.command("base-image")
+@click.option("--with-r", is_flag=True, help="Also make the R base images (one per Debian release with R).")
 @click.pass_context
-def base_image(ctx: click.Context) -> None:
-    """Make sure the base image exists (load a tarball, pull a configured one, or debootstrap it)."""
+def base_image(ctx: click.Context, with_r: bool) -> None:
+    """Make sure the base images exist (load a tarball, pull a configured one, or debootstrap them)."""
     settings = _settings(ctx)
-    how = ensure_base_image(settings, log=lambda msg: click.echo(msg, err=True))
+    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+    how = ensure_base_image(settings, log=say)
     click.echo(f"{settings.base_image} ({how})")
+    for name in base_image_names(settings)[1:]:
+        click.echo(name)
+    if with_r:
+        for release in R_RELEASES:
+            click.echo(ensure_r_base_image(settings, release.suite, log=say).name)
 
 
 @main.command()

@@ -83,6 +83,20 @@ def networks(value: str) -> str | None:
     return None
 
 
+def image_names(value: str) -> str | None:
+    for name in filter(None, (part.strip() for part in value.split(","))):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?", name):
+            return f"must be comma-separated image names such as binderlite/base:trixie ({name!r} is not one)"
+    return None
+
+
+def debian_packages(value: str) -> str | None:
+    for name in value.split():
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+            return f"must be Debian package names separated by spaces ({name!r} is not one)"
+    return None
+
+
 def an_absolute_path(value: str) -> str | None:
     return None if os.path.isabs(value) else "must be an absolute path"
 
@@ -158,6 +172,26 @@ class Settings:
         "snapshot date, or `latest` (as in https://packagemanager.posit.co/cran/{date}). Default: CRAN's own "
         "address, for machines that reach it; empty means Debian's r-cran-* packages only.",
         check=a_cran_mirror_url,
+    )
+    # ---- Python versions and compilers --------------------------------------
+    python_base_images: str = _setting(
+        "binderlite/base:bullseye,binderlite/base:trixie",
+        "More base images (comma-separated), each a Debian release with its own Python, for repositories that "
+        "ask for another Python (runtime.txt, environment.yml, Pipfile, .python-version): bullseye has 3.9 and "
+        "2.7 (a Python 2 kernel beside JupyterLab), trixie 3.13, forky 3.14; base_image (bookworm) has 3.11. "
+        "`binderlite base-image` makes each with debootstrap (the tag names the release) or loads it from "
+        "base_image_tarball. Empty means base_image's Python only.",
+        check=image_names,
+    )
+    toolchain_packages: str = _setting(
+        "build-essential gfortran pkg-config git libffi-dev libssl-dev zlib1g-dev libjpeg-dev libpng-dev "
+        "libxml2-dev libxslt1-dev libhdf5-dev libopenblas-dev",
+        "Debian packages of the build stage that installs a repository's packages, beside each Python's "
+        "headers: compilers (C, C++, Fortran) and the libraries sdists most often build against. They never "
+        "reach the image; the shared libraries a built extension links are copied in. `binderlite base-image` "
+        "makes binderlite/toolchain:<base image id> from each base image with apt while online. Empty means "
+        "no compilers: an sdist that needs one fails the build.",
+        check=debian_packages,
     )
     build_concurrency: int = _setting(
         2,

@@ -78,9 +78,10 @@ def test_pipfile_lock_is_installed(settings, git_server, docker_client):
     assert "1.16.0" in out
 
 
-def test_runtime_txt_unavailable_python_warns_and_uses_base_python(settings, git_server, docker_client):
+def test_runtime_txt_unavailable_python_says_so_and_uses_the_nearest(settings, git_server, docker_client):
     image, log = build_fixture(settings, git_server, "runtime-txt")
-    assert "python3.12 (requested by runtime.txt) is not in the base image" in log
+    assert "runtime.txt asks for Python 3.12, which this machine does not have" in log
+    assert "using the nearest, Python 3.11" in log
     out = run_in_image(docker_client, image, "python --version")
     assert "Python 3.11" in out
 

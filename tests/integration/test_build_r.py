@@ -21,7 +21,7 @@ import pytest
 
 from binderlite.sandbox import dockernet
 from tests.helpers.gitserver import QuietHandler
-from tests.integration.test_build import build, built_image, run_in_image
+from tests.helpers.images import build_fixture, build_link, run_in_image
 
 pytestmark = pytest.mark.integration
 
@@ -75,12 +75,11 @@ def notebook_outputs(out: str) -> list[list[dict]]:
 
 
 def test_install_r_repo_runs_an_r_notebook(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "r-install")
+    image, log = build_fixture(settings, git_server, "r-install")
     assert "R 4.2.2 from Debian bookworm, with IRkernel" in log
     assert "installing from Debian: r-cran-jsonlite" in log
     assert "install.R runs as jovyan" in log, "install.R runs as the notebook user, never root"
     assert "RStudio Server is not packaged by Debian" in log
-    assert "only set up Python" not in log
     out = run_in_image(
         docker_client,
         image,
@@ -97,7 +96,7 @@ def test_install_r_repo_runs_an_r_notebook(settings, git_server, docker_client):
 
 
 def test_description_repo_installs_the_package(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "r-description")
+    image, log = build_fixture(settings, git_server, "r-description")
     assert "installing from Debian: r-cran-jsonlite r-cran-digest" in log
     assert "R packages installed: jsonlite, digest, blfixture" in log
     out = run_in_image(
@@ -107,7 +106,7 @@ def test_description_repo_installs_the_package(settings, git_server, docker_clie
 
 
 def test_nearest_r_version_from_another_release_when_every_package_installs(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "r-nearest-trixie")
+    image, log = build_fixture(settings, git_server, "r-nearest-trixie")
     assert "R 4.4 was asked for (runtime.txt)" in log and "the nearest, R 4.5.0 (trixie)" in log
     out = run_in_image(
         docker_client,
@@ -123,7 +122,7 @@ def test_runtime_txt_version_and_date_with_a_cran_mirror(settings, git_server, d
     url, requests = cran_mirror
     mirrored = dataclasses.replace(settings, cran_mirror_url=url)
     git_server.add_fixture("r-runtime-mirror")
-    final, events = build(mirrored, git_server.link("r-runtime-mirror"))
+    final, events = build_link(mirrored, git_server.link("r-runtime-mirror"))
     log = "".join(ev.get("message", "") for ev in events)
     assert final["phase"] == "built", log[-3000:]
     dated = url.replace("{date}", "2023-01-01")
@@ -138,7 +137,7 @@ def test_runtime_txt_version_and_date_with_a_cran_mirror(settings, git_server, d
 
 def test_nearest_r_version_fails_naming_both_when_a_package_does_not_install(settings, git_server):
     git_server.add_fixture("r-nearest-missing")
-    final, _ = build(settings, git_server.link("r-nearest-missing"))
+    final, _ = build_link(settings, git_server.link("r-nearest-missing"))
     assert final["phase"] == "failed"
     message = final["message"]
     assert "R packages that did not install: blnotindebian" in message
@@ -157,7 +156,7 @@ def test_nearest_r_version_fails_naming_both_when_a_package_does_not_install(set
 def test_unbuildable_repositories_fail_at_once(settings, git_server, fixture, expected):
     git_server.add_fixture(fixture)
     started = time.monotonic()
-    final, events = build(settings, git_server.link(fixture))
+    final, events = build_link(settings, git_server.link(fixture))
     elapsed = time.monotonic() - started
     assert final["phase"] == "failed"
     assert all(text in final["message"] for text in expected), final["message"]
@@ -168,7 +167,7 @@ def test_unbuildable_repositories_fail_at_once(settings, git_server, fixture, ex
 
 
 def test_shiny_app_is_served_by_debians_shiny_server_through_the_proxys_command(settings, git_server, docker_client):
-    image, log = built_image(settings, git_server, "r-shiny")
+    image, log = build_fixture(settings, git_server, "r-shiny")
     assert "Shiny Server from Debian bookworm" in log
     serve = (
         "import subprocess, time, urllib.request\n"

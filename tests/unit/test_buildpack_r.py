@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from binderlite.builds.baseimage import LocalBase
 from binderlite.builds.buildpacks import buildpack_classes
 from binderlite.builds.buildpacks.r import ROptions, choose_r_release
 from binderlite.builds.buildpacks.rpackages import description_dependencies, install_r_packages
@@ -33,7 +34,8 @@ def picked(settings, cran_mirror_url="https://cran.example.org", made=None):
 
     def base_image(suite, log):
         made.append(suite)
-        return f"base-r:{suite}"
+        python = {"bookworm": "3.11", "trixie": "3.13"}[suite]
+        return LocalBase(f"binderlite/base-r:{suite}", f"sha256:{suite}-r-base-id", (python,), None)
 
     for cls in buildpack_classes(settings):
         if cls.__name__ == "BinderliteRBuildPack":
@@ -186,7 +188,8 @@ def test_r_dockerfile_starts_from_the_r_base_and_runs_install_r_as_the_notebook_
         dockerfile = render(pack)
         render(pack)  # repo2docker renders twice
     assert made == ["trixie"], "the base image is asked for once"
-    assert dockerfile.lstrip().startswith("FROM base-r:trixie")
+    assert "FROM sha256:trixie-r-base-id AS tooling" in dockerfile
+    assert "uv venv --quiet --python /usr/bin/python3.13" in dockerfile, "JupyterLab runs on the R base's Python"
     assert 'options(repos = c(CRAN = "https://p3m.example.org/cran/2024-05-01"))' in dockerfile
     assert "'r-cran-jsonlite' 'r-cran-shiny'" in dockerfile and "wanted='shiny-server'" in dockerfile
     assert "jupyter-shiny-proxy" in dockerfile
@@ -201,7 +204,6 @@ def test_r_dockerfile_starts_from_the_r_base_and_runs_install_r_as_the_notebook_
     assert sum("R 4.4 was asked for" in n for n in notes) == 1
     assert any("RStudio Server is not packaged by Debian" in n for n in notes)
     assert any("Shiny Server from Debian trixie" in n for n in notes)
-    assert not any("only set up Python" in n for n in notes)
 
 
 def test_snapshot_date_without_a_date_mirror_is_said_and_no_mirror_is_r_s_own_word(settings, repo, caplog):
@@ -209,7 +211,7 @@ def test_snapshot_date_without_a_date_mirror_is_said_and_no_mirror_is_r_s_own_wo
     with caplog.at_level(logging.INFO, logger="repo2docker"):
         dockerfile = render(picked(settings, cran_mirror_url=""))
     assert 'options(repos = c(CRAN = "@CRAN@"))' in dockerfile
-    assert "FROM base-r:bookworm" in dockerfile
+    assert "FROM sha256:bookworm-r-base-id AS tooling" in dockerfile
     assert any("snapshot date 2023-01-01 is not used" in r.getMessage() for r in caplog.records)
 
 

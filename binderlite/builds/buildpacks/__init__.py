@@ -8,6 +8,7 @@ from pathlib import Path
 from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 from uv import find_uv_bin
 
+from binderlite.builds.baseimage import available_base_images
 from binderlite.builds.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
 from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
 from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
@@ -15,8 +16,10 @@ from binderlite.settings import Settings
 
 
 def build_options(settings: Settings) -> BuildOptions:
-    """BuildOptions from settings: CA bundle, package index, tooling versions."""
-    hub_spec = settings.jupyterhub_spec or f"jupyterhub=={importlib.metadata.version('jupyterhub')}"
+    """BuildOptions from settings: CA bundle, package index, tooling versions, the base images here."""
+    hub_version = importlib.metadata.version("jupyterhub")
+    hub_spec = settings.jupyterhub_spec or f"jupyterhub=={hub_version}"
+    hub_python = "" if settings.jupyterhub_spec else importlib.metadata.metadata("jupyterhub")["Requires-Python"]
     index_env = []
     if settings.package_index_url:
         index_env += [("PIP_INDEX_URL", settings.package_index_url), ("UV_DEFAULT_INDEX", settings.package_index_url)]
@@ -30,6 +33,9 @@ def build_options(settings: Settings) -> BuildOptions:
         generated_dir=str(settings.build_work_dir / "generated"),
         tooling_specs=(settings.jupyterlab_spec, hub_spec),
         index_env=tuple(index_env),
+        base_images=tuple(available_base_images(settings)),
+        hub_requires_python=hub_python or "",
+        hub_spec_for_older_python=f"jupyterhub<={hub_version}",
     )
 
 

@@ -4,7 +4,11 @@ It honours repo2docker's conventions (``binder/`` or ``.binder/`` first,
 ``requirements.txt``, ``apt.txt``, ``postBuild``, ``start``, ``runtime.txt``,
 ``setup.py``/``pyproject.toml``, ``Pipfile``/``Pipfile.lock``,
 ``environment.yml``) but installs from the package index with ``uv`` into a
-venv made from the base image's Python, instead of conda.
+venv, instead of conda. The Python is the one the repository asks for, from
+whichever base image has it (``pythons.choose_python``); Python 2 becomes a
+kernel beside a Python 3 JupyterLab, as in repo2docker. Requirements install
+in a build stage with compilers (``template``); one that does not install
+fails the build with one line saying which, on which Python, and why.
 """
 
 from __future__ import annotations
@@ -12,24 +16,31 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
+import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+from packaging.specifiers import SpecifierSet
 from repo2docker.buildpacks.base import DEFAULT_NB_UID, BaseImage
 from repo2docker.utils import is_local_pip_requirement, open_guess_encoding
 
+from binderlite.builds.baseimage import LocalBase
 from binderlite.builds.buildpacks.apt import check_apt_packages
+from binderlite.builds.buildpacks.pythons import PythonChoice, PythonOffer, PythonRequest, choose_python, major_minor
 from binderlite.builds.buildpacks.specfiles import Conversion, convert_environment_yml, convert_pipfile
 from binderlite.builds.buildpacks.template import TEMPLATE
 
 log = logging.getLogger("repo2docker")
 
 VENV_PIP = "uv pip install --python ${VENV_DIR}/bin/python"
-PYTHON_VERSION = re.compile(r"\d+(\.\d+){0,2}")
+KERNEL_PIP = "${KERNEL_PYTHON_PREFIX}/bin/pip install"
+ENVTOOL = "/usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py"
 GENERATED_IN_IMAGE = "/srv/binderlite"
+KERNEL_PREFIX = "/srv/kernel"
+# The last virtualenv that makes Python 2 environments; it carries pip, setuptools and wheel for them.
+PYTHON2_VIRTUALENV = "virtualenv<20.22"
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,11 @@ class BuildOptions:
     tooling_specs: tuple[str, ...]
     uv_binary: str
     index_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    base_images: tuple[LocalBase, ...] = field(default_factory=tuple)  # base_image first
+    envtool: str = str(Path(__file__).with_name("envtool.py"))
+    # jupyterhub's requires-python, and the spec for a Python outside it (the newest release that runs there)
+    hub_requires_python: str = ""
+    hub_spec_for_older_python: str = ""
 
 
 def shell_quote(text: str) -> str:
@@ -69,18 +85,66 @@ class BinderlitePythonBuildPack(BaseImage):
             return convert_pipfile(pipfile_text, lock_text)
         return Conversion()
 
-    def _python_request(self) -> tuple[str, str]:
-        """(command, source) of the Python the repository asks for; only ``pythonX.Y`` ever reaches the Dockerfile."""
+    def python_request(self) -> PythonRequest:
+        """The version the repository asks for, and the file that asks.
+
+        As repo2docker: environment.yml's ``python`` wins, then Pipfile.lock's
+        and Pipfile's ``python_version``, then runtime.txt (``python-X.Y``);
+        beside repo2docker, pyenv's ``.python-version`` last. A file that names
+        no version lets the next one speak. Only a version (``X`` or ``X.Y``)
+        comes out of any of them.
+        """
+        conversion = self._conversion()
+        sources = []
+        if conversion.python_version is not None:
+            sources.append((conversion.python_version, self._conversion_source()))
         name, version, _ = self.runtime
-        if name == "python" and version:
-            if PYTHON_VERSION.fullmatch(version):
-                return f"python{'.'.join(version.split('.')[:2])}", "runtime.txt"
-            log.warning(f"binderlite: runtime.txt asks for python-{version!r}, which is not a version; ignored.\n")
-        requested = self._conversion().python_version or ""
-        major_minor = ".".join(requested.split(".")[:2])
-        if PYTHON_VERSION.fullmatch(major_minor):
-            return f"python{major_minor}", "the environment file"
-        return "python3", "default"
+        if name == "python":
+            sources.append((version, "runtime.txt"))
+        pyenv = self.binder_path(".python-version")
+        if os.path.exists(pyenv):
+            with open_guess_encoding(pyenv) as fh:
+                sources.append(((fh.read().split() or [""])[0], ".python-version"))
+        requires = self._requires_python()
+        for text, source in sources:
+            version = major_minor(text)
+            if version:
+                return PythonRequest(version, source, requires)
+            log.warning(f"binderlite: {source} asks for Python {text!r}, which is not a version; ignored.\n")
+        return PythonRequest(None, "default", requires)
+
+    def _requires_python(self) -> str | None:
+        """pyproject.toml's requires-python (read only outside a binder folder, as repo2docker)."""
+        if self.binder_dir or not os.path.exists("pyproject.toml"):
+            return None
+        with open("pyproject.toml", "rb") as fh:
+            value = tomllib.load(fh).get("project", {}).get("requires-python")
+        return str(value) if value else None
+
+    def _conversion_source(self) -> str:
+        if os.path.exists(self.binder_path("environment.yml")):
+            return "environment.yml"
+        return "Pipfile.lock" if os.path.exists(self.binder_path("Pipfile.lock")) else "Pipfile"
+
+    def candidate_images(self) -> tuple[LocalBase, ...]:
+        """The base images this build may start from (the default first)."""
+        return self.options.base_images
+
+    @lru_cache
+    def python_choice(self) -> PythonChoice:
+        """The Python this build uses (``pythons.choose_python`` over ``candidate_images``)."""
+        images = self.candidate_images()
+        offers = [
+            PythonOffer(version, image.name, image.pythons[0] if version.startswith("2") else version)
+            for image in images
+            for version in image.pythons
+            if version.startswith("3") or (version.startswith("2") and image.pythons[0].startswith("3"))
+        ]
+        default = images[0].pythons[0] if images and images[0].pythons else ""
+        return choose_python(self.python_request(), offers, default)
+
+    def _image(self) -> LocalBase:
+        return next(i for i in self.candidate_images() if i.name == self.python_choice().offer.image)
 
     def _is_python_package(self) -> bool:
         if self.binder_dir:
@@ -88,8 +152,6 @@ class BinderlitePythonBuildPack(BaseImage):
         if os.path.exists("setup.py"):
             return True
         if os.path.exists("pyproject.toml"):
-            import tomllib
-
             with open("pyproject.toml", "rb") as fh:
                 data = tomllib.load(fh)
             return "project" in data and "build-system" in data
@@ -130,6 +192,7 @@ class BinderlitePythonBuildPack(BaseImage):
         files = {
             self.options.ca_bundle: "/usr/local/share/binderlite/ca-certificates.crt",
             self.options.uv_binary: "/usr/local/bin/uv",
+            self.options.envtool: "/usr/local/lib/binderlite/envtool.py",
         }
         files.update(self._generated_files())
         return files
@@ -140,89 +203,150 @@ class BinderlitePythonBuildPack(BaseImage):
         req = self._requirements_file()
         if req and not self._is_python_package() and not self._requirements_are_local():
             files[req] = req
+        req3 = self.binder_path("requirements3.txt")
+        if self.python_choice().separate_kernel and os.path.exists(req3):
+            files[req3] = req3
         return files
 
-    def _apt_script(self) -> list[tuple[str, str]]:
+    def _apt_script(self) -> str:
         """apt.txt's packages as a root step; only package names reach it (``check_apt_packages``)."""
         try:
             with open_guess_encoding(self.binder_path("apt.txt")) as fh:
                 packages = check_apt_packages(fh.read())
         except FileNotFoundError:
-            return []
+            return ""
         if not packages:
-            return []
+            return ""
         names = " ".join(shell_quote(p) for p in sorted(packages))
-        return [
-            (
-                "root",
-                "apt-get -qq update && "
-                f"apt-get install --yes --no-install-recommends {names} && "
-                "apt-get -qq purge && apt-get -qq clean && rm -rf /var/lib/apt/lists/*",
-            )
-        ]
+        return (
+            "apt-get -qq update && "
+            f"apt-get install --yes --no-install-recommends {names} && "
+            "apt-get -qq purge && apt-get -qq clean && rm -rf /var/lib/apt/lists/*"
+        )
+
+    def _install(self, what: str, args: str, into_kernel: bool | None = None) -> tuple[str, str]:
+        """A step installing ``args`` (e.g. ``-r requirements.txt``) that fails with one line saying why."""
+        choice = self.python_choice()
+        kernel = choice.separate_kernel if into_kernel is None else into_kernel
+        python = choice.version if kernel else choice.offer.server_version
+        installer = KERNEL_PIP if kernel else VENV_PIP
+        extra = choice.substitution() if kernel or not choice.separate_kernel else ""
+        return (
+            "${NB_USER}",
+            f"{ENVTOOL} install {python} {shell_quote(what)} {shell_quote(extra)} -- {installer} {args}",
+        )
 
     @lru_cache
     def get_preassemble_scripts(self) -> list[tuple[str, str]]:
-        scripts = self._apt_script()  # in place of repo2docker's, which lets more than a package name through
+        scripts = []
         if self._generated_files():
             target = f"{GENERATED_IN_IMAGE}/converted-requirements.txt"
-            scripts.append(
-                (
-                    "${NB_USER}",
-                    f"{VENV_PIP} -r {target} || "
-                    f"(echo 'binderlite: installing converted packages one by one'; "
-                    f'while read -r req; do {VENV_PIP} "$req" || '
-                    f'echo "binderlite: skipped $req: not installable from the package index"; '
-                    f"done < {target})",
-                )
-            )
-        if self.get_preassemble_script_files():
-            scripts.append(("${NB_USER}", f"{VENV_PIP} -r {shell_quote(self._requirements_file())}"))
+            scripts.append(self._install(self._conversion_source(), f"-r {target}"))
+        req3 = self.binder_path("requirements3.txt")
+        if req3 in self.get_preassemble_script_files():
+            scripts.append(self._install(req3, f"-r {shell_quote(req3)}", into_kernel=False))
+        req = self._requirements_file()
+        if req in self.get_preassemble_script_files():
+            scripts.append(self._install(req, f"-r {shell_quote(req)}"))
         return scripts
 
     @lru_cache
     def get_assemble_scripts(self) -> list[tuple[str, str]]:
         scripts = []
         req = self._requirements_file()
-        if req and not self.get_preassemble_script_files():
-            scripts.append(("${NB_USER}", f"{VENV_PIP} -r {shell_quote(req)}"))
+        if req and req not in self.get_preassemble_script_files():
+            scripts.append(self._install(req, f"-r {shell_quote(req)}"))
         if self._is_python_package():
-            scripts.append(("${NB_USER}", f"{VENV_PIP} ."))
+            what = "setup.py" if os.path.exists("setup.py") else "pyproject.toml"
+            scripts.append(self._install(f"the repository itself ({what})", "."))
         return scripts
+
+    def get_image_prepare_scripts(self) -> list[tuple[str, str]]:
+        """Steps of the image's own stage before the repository is copied in (after apt.txt)."""
+        return []
+
+    def get_image_assemble_scripts(self) -> list[tuple[str, str]]:
+        """Steps of the image's own stage after the repository is copied in (before postBuild)."""
+        return []
+
+    def _kernel_setup(self) -> str:
+        """A Python 2 environment with ipykernel, registered as a kernel of the JupyterLab venv (as repo2docker)."""
+        choice = self.python_choice()
+        if not choice.separate_kernel:
+            return ""
+        python = f"/usr/bin/python{choice.version}"
+        return (
+            f"uv venv --quiet --python /usr/bin/python{choice.offer.server_version} /tmp/virtualenv && "
+            f"uv pip install --quiet --python /tmp/virtualenv/bin/python {shell_quote(PYTHON2_VIRTUALENV)} && "
+            f"/tmp/virtualenv/bin/virtualenv --quiet --python {python} ${{KERNEL_PYTHON_PREFIX}} && "
+            "rm -rf /tmp/virtualenv && "
+            f"{ENVTOOL} install {choice.version} 'the Python {choice.version} kernel' '' -- {KERNEL_PIP} ipykernel && "
+            "${KERNEL_PYTHON_PREFIX}/bin/python -m ipykernel install --prefix ${VENV_DIR} "
+            f"--name python{choice.version.split('.')[0]} --display-name 'Python {choice.version}'"
+        )
+
+    @lru_cache
+    def _tooling_specs(self) -> str:
+        specs = list(self.options.tooling_specs)
+        server = self.python_choice().offer.server_version
+        hub = self.options.hub_requires_python
+        if hub and self.options.hub_spec_for_older_python and not SpecifierSet(hub).contains(server + ".0"):
+            log.warning(
+                f"binderlite: jupyterhub {specs[-1]} needs Python {hub}; this image's JupyterLab runs on Python "
+                f"{server}, so it gets {self.options.hub_spec_for_older_python!r} (the newest that runs there).\n"
+            )
+            specs[-1] = self.options.hub_spec_for_older_python
+        return " ".join(shell_quote(s) for s in specs)
+
+    @lru_cache
+    def _announce(self) -> None:
+        """The build's choices, in the log once (repo2docker renders the Dockerfile twice)."""
+        image = self._image()
+        log.info(f"binderlite: {self.python_choice().note()}; base image {image.name}.\n")
+        if image.toolchain_id is None:
+            log.warning(
+                f"binderlite: {image.name} has no toolchain image (setting toolchain_packages; "
+                "`binderlite base-image` makes it): packages that need a compiler will not build.\n"
+            )
 
     def render(self, build_args: dict | None = None) -> str:
         build_args = build_args or {}
-        for unsupported in ("install.R", "Project.toml", "REQUIRE", "default.nix"):
-            if os.path.exists(self.binder_path(unsupported)):
-                log.warning(
-                    f"binderlite: {unsupported} found but binderlite's build packs only set up Python; "
-                    "set build_packs = 'repo2docker' for R, Julia or Nix.\n"
-                )
-        command, source = self._python_request()
+        self._announce()
+        choice = self.python_choice()
+        image = self._image()
+        kernel = choice.separate_kernel
+        bins = ([f"{KERNEL_PREFIX}/bin"] if kernel else []) + ["/srv/venv/bin"]
         context_names = {src: self.generate_build_context_filename(src)[0] for src in self.get_build_script_files()}
         generated = [(context_names[src], dst) for src, dst in sorted(self._generated_files().items())]
         return jinja2.Template(TEMPLATE).render(
-            base_image=self.base_image,
+            base_id=image.image_id,
+            toolchain_id=image.toolchain_id or image.image_id,
+            server_python=choice.offer.server_version,
+            kernel_prefix=KERNEL_PREFIX if kernel else "/srv/venv",
+            kernel_setup=self._kernel_setup(),
+            path_prefix="".join(b + ":" for b in bins),
             ca_context_path=context_names[self.options.ca_bundle],
-            index_env=list(self.options.index_env),
-            python_command=command,
-            python_source=source,
             uv_context_path=context_names[self.options.uv_binary],
-            tooling_specs=" ".join(shell_quote(s) for s in self.options.tooling_specs),
+            envtool_context_path=context_names[self.options.envtool],
+            index_env=list(self.options.index_env),
+            tooling_specs=self._tooling_specs(),
+            apt_script=self._apt_script(),
             generated_files=generated,
             uid=build_args.get("NB_UID", DEFAULT_NB_UID),
             preassemble_files=sorted(self.get_preassemble_script_files().items()),
             preassemble_directives=_directives(self.get_preassemble_scripts()),
             assemble_directives=_directives(self.get_assemble_scripts()),
+            image_prepare_directives=_directives(self.get_image_prepare_scripts(), user="root"),
+            image_assemble_directives=_directives(self.get_image_assemble_scripts()),
             labels=self.get_labels(),
             post_build_scripts=self.get_post_build_scripts(),
             start_script=self.get_start_script(),
         )
 
 
-def _directives(scripts: list[tuple[str, str]]) -> list[str]:
-    """``USER``/``RUN`` lines for (user, script) pairs, as repo2docker renders them."""
-    lines, last_user = [], "root"
+def _directives(scripts: list[tuple[str, str]], user: str = "${NB_USER}") -> list[str]:
+    """``USER``/``RUN`` lines for (user, script) pairs, as repo2docker renders them, from ``user``."""
+    lines, last_user = [], user
     for user, script in scripts:
         if user != last_user:
             lines.append(f"USER {user}")

@@ -26,13 +26,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
 
 import binderlite.builds.buildpacks.r_template as steps
-from binderlite.builds.baseimage import ensure_r_base_image
+from binderlite.builds.baseimage import LocalBase, ensure_r_base_image
 from binderlite.builds.buildpacks.python import VENV_PIP, BinderlitePythonBuildPack
 from binderlite.builds.buildpacks.rpackages import (
     R_NAME,
@@ -117,28 +116,11 @@ class ROptions:
     """What a site configures about R builds (from Settings)."""
 
     cran_mirror_url: str
-    base_image: Callable[[str, Callable[[str], None]], str]  # (Debian suite, log) → the R base image's name
+    base_image: Callable[[str, Callable[[str], None]], LocalBase]  # (Debian suite, log) → the R base image
 
 
 def r_options(settings: Settings) -> ROptions:
     return ROptions(settings.cran_mirror_url, partial(ensure_r_base_image, settings))
-
-
-class _DropPythonOnlyNote(logging.Filter):
-    """The Python build pack says install.R is not supported; in an R build it is."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "only set up Python" not in record.getMessage()
-
-
-@contextmanager
-def _python_only_note_dropped() -> Iterator[None]:
-    note = _DropPythonOnlyNote()
-    log.addFilter(note)
-    try:
-        yield
-    finally:
-        log.removeFilter(note)
 
 
 class BinderliteRBuildPack(BinderlitePythonBuildPack):
@@ -206,18 +188,24 @@ class BinderliteRBuildPack(BinderlitePythonBuildPack):
     def _shiny(self) -> bool:
         return "shiny" in self._all_packages()
 
-    # ---- repo2docker's hooks ------------------------------------------
-    def get_preassemble_scripts(self) -> list[tuple[str, str]]:
+    # ---- repo2docker's hooks and the Python build pack's ---------------
+    def candidate_images(self) -> tuple[LocalBase, ...]:
+        """Only the R base of the chosen release: its Python runs JupyterLab."""
+        return (self._r_base_image,)
+
+    def get_image_prepare_scripts(self) -> list[tuple[str, str]]:
+        """In the image's own stage (R lives there, not in the packages stage): R's setup and Debian's packages."""
         debian = [f"r-cran-{name.lower()}" for name in self._all_packages()]
         scripts = [steps.setup(self._cran_url())]
         if debian or self._shiny():
             scripts.append(steps.debian_packages(debian, ["shiny-server"] if self._shiny() else []))
         if self._shiny():
             scripts += [steps.shiny_folders(), ("${NB_USER}", f"{VENV_PIP} jupyter-shiny-proxy")]
-        return scripts + super().get_preassemble_scripts()  # apt.txt: install.R may build against its libraries
+        return scripts
 
-    def get_assemble_scripts(self) -> list[tuple[str, str]]:
-        scripts = list(super().get_assemble_scripts())
+    def get_image_assemble_scripts(self) -> list[tuple[str, str]]:
+        """After the repository is copied in: install.R, DESCRIPTION, and the check that every package loads."""
+        scripts = []
         note = self._choice.note
         if self._install_r():
             scripts.append(steps.run_install_r(self._install_r(), note))
@@ -246,7 +234,7 @@ class BinderliteRBuildPack(BinderlitePythonBuildPack):
         return notes
 
     @cached_property
-    def _r_base_image(self) -> str:
+    def _r_base_image(self) -> LocalBase:
         return self.r_options.base_image(self._choice.release.suite, lambda message: log.info(message))
 
     def render(self, build_args: dict | None = None) -> str:
@@ -254,9 +242,7 @@ class BinderliteRBuildPack(BinderlitePythonBuildPack):
             for note in self._notes():
                 log.info(f"binderlite: {note}\n")
             self._noted = True
-        self.base_image = self._r_base_image
-        with _python_only_note_dropped():
-            return super().render(build_args)
+        return super().render(build_args)
 
 
 def _read(path: str) -> str:

@@ -1,22 +1,32 @@
-"""The Dockerfile that binderlite's build pack renders (a Jinja2 template).
+"""The Dockerfile that binderlite's build pack renders (a Jinja2 template): three stages.
 
-Layer order is chosen for the Docker cache: everything that does not depend
-on the repository comes first (user, CA bundle, the tooling venv with uv,
-JupyterLab and jupyterhub), so every repository shares those layers; then the
-repository's environment files alone (apt.txt, requirements); then the whole
-repository, postBuild and start. A change to a notebook reruns only the
-last steps. Docker's classic builder runs the steps (binderlite.builds.engine),
-so there is no cache mount: no repository writes into a cache that another
-build (or the tooling step) reads; uv keeps no cache (UV_NO_CACHE). The
-tooling layer is shared through Docker's layer cache instead. No step needs
-Docker Hub, conda or GitHub: only the base image and the package index (apt
-only when the base lacks Python or apt.txt asks). Only Dockerfile syntax the
-classic builder knows is used (no ``--chmod``, no ``--mount``).
+``tooling`` (from the base image with the chosen Python): the user, the CA
+bundle, uv, and the tooling venv with JupyterLab and jupyterhub. It depends
+on no repository, so every repository on that Python shares its layers.
+
+``packages`` (from the base's toolchain image: compilers and headers, see
+``baseimage``): the tooling venv copied in, apt.txt (so its ``-dev`` packages
+are there to build against), a snapshot of the environment, then the
+repository's requirements (a Python 2 kernel environment first, when asked
+for), the repository itself only when it is a package or installs itself.
+``envtool delta`` then writes just what the repository added or changed, and
+the system libraries its built extensions link.
+
+The image (from ``tooling``): that delta, apt.txt, a build pack's own steps
+(R's: R packages from Debian, install.R), the repository, postBuild and start. So the image is the shared tooling layers plus one layer of the
+repository's packages, and the toolchain never reaches it. A change to a
+notebook reruns only the last steps.
+
+Docker's classic builder runs the steps (binderlite.builds.engine): multi-stage
+builds work there; only syntax it knows is used (no ``--chmod``, no
+``--mount``). No step writes into a cache another build reads (uv keeps no
+cache: UV_NO_CACHE). ``FROM`` names images by id, so a missing image is an
+error, never a pull from Docker Hub. No step needs Docker Hub, conda or
+GitHub: the base images and the package index (apt only for apt.txt).
 """
 
 TEMPLATE = r"""
-FROM {{ base_image }}
-
+{%- macro prelude() %}
 ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8 \
     LC_ALL=C.UTF-8 \
@@ -29,11 +39,13 @@ ENV USER=${NB_USER} \
     NB_UID=${NB_UID} \
     HOME=/home/${NB_USER} \
     APP_BASE=/srv \
-    VENV_DIR=/srv/venv
+    VENV_DIR=/srv/venv \
+    NB_PYTHON_PREFIX=/srv/venv \
+    KERNEL_PYTHON_PREFIX={{ kernel_prefix }}
 
 # Python and venv only when the base image lacks them (a pulled distribution image);
-# the non-root user every container runs as; the venv on PATH for login shells too
-# (Debian's /etc/profile resets PATH). One step: each RUN costs a layer.
+# the non-root user every container runs as; the venvs on PATH for login shells too
+# (Debian's /etc/profile resets PATH); libraries copied from the build stage found last.
 RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
         apt-get -qq update && \
         apt-get -qq install --yes --no-install-recommends python3 python3-venv ca-certificates > /dev/null && \
@@ -46,9 +58,10 @@ RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
         usermod --home /home/${NB_USER} --login ${NB_USER} --move-home "$(id -un ${NB_UID})" 2>/dev/null || true; \
     else useradd --comment "Binder user" --create-home --gid ${NB_UID} --no-log-init \
         --shell /bin/bash --uid ${NB_UID} ${NB_USER}; fi && \
-    install -o ${NB_USER} -g ${NB_USER} -d ${VENV_DIR} && \
-    printf 'export VIRTUAL_ENV=%s\nexport PATH=%s/bin:$HOME/.local/bin:$PATH\n' "${VENV_DIR}" "${VENV_DIR}" \
-        > /etc/profile.d/00-binderlite-venv.sh
+    install -o ${NB_USER} -g ${NB_USER} -d ${VENV_DIR} ${KERNEL_PYTHON_PREFIX} && \
+    printf 'export VIRTUAL_ENV=%s\nexport PATH={{ path_prefix }}$HOME/.local/bin:$PATH\n' "${VENV_DIR}" \
+        > /etc/profile.d/00-binderlite-venv.sh && \
+    echo /usr/local/lib/binderlite > /etc/ld.so.conf.d/zz-binderlite.conf
 
 # TLS trust for builds and the running image (inspecting proxies, private mirrors),
 # and uv (the binary binderlite itself installed from the package index).
@@ -68,43 +81,88 @@ ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
 ENV {{ key }}="{{ value }}"
 {% endfor %}
 ENV VIRTUAL_ENV=${VENV_DIR} \
-    PATH=${VENV_DIR}/bin:${PATH}
-
-# The tooling venv: pip, JupyterLab and jupyterhub-singleuser (shared by every repository).
+    PATH={{ path_prefix }}${PATH}
+{%- endmacro %}
+# ---- tooling: Python {{ server_python }}, JupyterLab, jupyterhub-singleuser (shared by every repository) ----
+FROM {{ base_id }} AS tooling
+{{ prelude() }}
 USER ${NB_USER}
-RUN PYTHON_BIN="$(command -v {{ python_command }} || true)"; \
-    if [ -z "$PYTHON_BIN" ]; then \
-        echo "binderlite: WARNING: {{ python_command }} (requested by {{ python_source }}) is not in the base image; using $(python3 --version) instead."; \
-        PYTHON_BIN="$(command -v python3)"; \
-    fi && \
-    uv venv --quiet --python "$PYTHON_BIN" ${VENV_DIR} && \
+RUN uv venv --quiet --python /usr/bin/python{{ server_python }} ${VENV_DIR} && \
     uv pip install --python ${VENV_DIR}/bin/python pip {{ tooling_specs }}
 
+# ---- packages: the repository's requirements, built with the toolchain (which stays here) ----
+FROM {{ toolchain_id }} AS packages
+{{ prelude() }}
+COPY --from=tooling --chown={{ uid }}:{{ uid }} /srv/venv /srv/venv
+COPY {{ envtool_context_path }} /usr/local/lib/binderlite/envtool.py
 USER root
+RUN /usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py snapshot /srv/binderlite-snapshot.json ${VENV_DIR} ${KERNEL_PYTHON_PREFIX} && \
+    install -o ${NB_USER} -g ${NB_USER} -d /srv/delta
+{% if kernel_setup -%}
+USER ${NB_USER}
+RUN {{ kernel_setup }}
+USER root
+{% endif -%}
+{% if apt_script -%}
+RUN {{ apt_script }}
+{% endif -%}
 {% for src, dst in generated_files -%}
 COPY --chown={{ uid }}:{{ uid }} {{ src }} {{ dst }}
-{% endfor %}
+{% endfor -%}
+ARG REPO_DIR=${HOME}
+ENV REPO_DIR=${REPO_DIR}
+RUN if [ ! -d "${REPO_DIR}" ]; then install -o ${NB_USER} -g ${NB_USER} -d "${REPO_DIR}"; fi && \
+    chown ${NB_USER}:${NB_USER} ${REPO_DIR}
+WORKDIR ${REPO_DIR}
+{% for src, dst in preassemble_files -%}
+COPY --chown={{ uid }}:{{ uid }} src/{{ src }} ${REPO_DIR}/{{ dst }}
+{% endfor -%}
+USER ${NB_USER}
+{% for directive in preassemble_directives -%}
+{{ directive }}
+{% endfor -%}
+{% if assemble_directives -%}
+COPY --chown={{ uid }}:{{ uid }} src/ ${REPO_DIR}/
+{% for directive in assemble_directives -%}
+{{ directive }}
+{% endfor -%}
+USER ${NB_USER}
+{% endif -%}
+RUN /usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py delta /srv/binderlite-snapshot.json /srv/delta ${VENV_DIR} ${KERNEL_PYTHON_PREFIX}
+
+# ---- the image: the tooling layers, the repository's packages, the repository ----
+FROM tooling
+USER root
+COPY --from=packages --chown={{ uid }}:{{ uid }} /srv/delta/venv/ /srv/venv/
+{% if kernel_setup -%}
+COPY --from=packages --chown={{ uid }}:{{ uid }} /srv/delta/kernel/ /srv/kernel/
+{% endif -%}
+COPY --from=packages /srv/delta/libs/ /usr/local/lib/binderlite/
+COPY --from=packages /srv/delta/removed.txt /usr/local/share/binderlite/removed.txt
+RUN grep -E '^/srv/(venv|kernel)/' /usr/local/share/binderlite/removed.txt | grep -v '/\.\./' \
+        | xargs -r -d '\n' rm -rf -- && \
+    rm /usr/local/share/binderlite/removed.txt && ldconfig
+{% if apt_script -%}
+RUN {{ apt_script }}
+{% endif -%}
+{% for directive in image_prepare_directives -%}
+{{ directive }}
+{% endfor -%}
+USER root
 ARG REPO_DIR=${HOME}
 ENV REPO_DIR=${REPO_DIR}
 RUN if [ ! -d "${REPO_DIR}" ]; then install -o ${NB_USER} -g ${NB_USER} -d "${REPO_DIR}"; fi && \
     chown ${NB_USER}:${NB_USER} ${REPO_DIR}
 WORKDIR ${REPO_DIR}
 ENV PATH=${HOME}/.local/bin:${REPO_DIR}/.local/bin:${PATH}
-
-{% for src, dst in preassemble_files -%}
-COPY --chown={{ uid }}:{{ uid }} src/{{ src }} ${REPO_DIR}/{{ dst }}
-{% endfor -%}
-{% for directive in preassemble_directives -%}
-{{ directive }}
-{% endfor %}
-USER root
 COPY --chown={{ uid }}:{{ uid }} src/ ${REPO_DIR}/
-{% for directive in assemble_directives -%}
-{{ directive }}
-{% endfor %}
 {% for k, v in labels|dictsort -%}
 LABEL {{ k }}="{{ v }}"
 {% endfor %}
+USER ${NB_USER}
+{% for directive in image_assemble_directives -%}
+{{ directive }}
+{% endfor -%}
 USER ${NB_USER}
 {% for script in post_build_scripts -%}
 RUN chmod +x {{ script }} && ./{{ script }}
