@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from binderlite.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "/etc/binderlite/binderlite.toml"
@@ -94,6 +96,15 @@ def debian_packages(value: str) -> str | None:
     for name in value.split():
         if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
             return f"must be Debian package names separated by spaces ({name!r} is not one)"
+    return None
+
+
+def requirement_specs(value: str) -> str | None:
+    for text in value.split():
+        try:
+            Requirement(text)
+        except InvalidRequirement:
+            return f"must be requirements separated by spaces, such as notebook>=7,<8 ({text!r} is not one)"
     return None
 
 
@@ -235,6 +246,13 @@ class Settings:
     )
     no_proxy: str = _setting("", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable).")
     jupyterlab_spec: str = _setting("jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab.")
+    default_environment: str = _setting(
+        "notebook>=7,<8 ipywidgets>=8,<9 jupyter-resource-usage>=1,<2 jupyter-offlinenotebook>=0.3,<0.4",
+        "Requirements (separated by spaces) every image gets beside JupyterLab and jupyterhub: repo2docker's "
+        "default environment (Notebook 7, ipywidgets, jupyter-resource-usage, jupyter-offlinenotebook), so "
+        "postBuild and start scripts written for mybinder.org find what they expect. Empty means none.",
+        check=requirement_specs,
+    )
     jupyterhub_spec: str = _setting(
         "",
         "Requirement for jupyterhub in images; empty means the hub's own version "

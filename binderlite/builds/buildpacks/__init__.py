@@ -31,7 +31,7 @@ def build_options(settings: Settings) -> BuildOptions:
         ca_bundle=str(Path(settings.ca_bundle).resolve()),
         uv_binary=str(Path(find_uv_bin()).resolve()),
         generated_dir=str(settings.build_work_dir / "generated"),
-        tooling_specs=(settings.jupyterlab_spec, hub_spec),
+        tooling_specs=(settings.jupyterlab_spec, *settings.default_environment.split(), hub_spec),
         index_env=tuple(index_env),
         base_images=tuple(available_base_images(settings)),
         hub_requires_python=hub_python or "",

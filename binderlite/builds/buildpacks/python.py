@@ -54,6 +54,7 @@ class BuildOptions:
     index_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     base_images: tuple[LocalBase, ...] = field(default_factory=tuple)  # base_image first
     envtool: str = str(Path(__file__).with_name("envtool.py"))
+    jupyter_legacy: str = str(Path(__file__).with_name("jupyter_legacy.py"))
     # jupyterhub's requires-python, and the spec for a Python outside it (the newest release that runs there)
     hub_requires_python: str = ""
     hub_spec_for_older_python: str = ""
@@ -193,6 +194,7 @@ class BinderlitePythonBuildPack(BaseImage):
             self.options.ca_bundle: "/usr/local/share/binderlite/ca-certificates.crt",
             self.options.uv_binary: "/usr/local/bin/uv",
             self.options.envtool: "/usr/local/lib/binderlite/envtool.py",
+            self.options.jupyter_legacy: "/usr/local/lib/binderlite/jupyter_legacy.py",
         }
         files.update(self._generated_files())
         return files
@@ -328,6 +330,7 @@ class BinderlitePythonBuildPack(BaseImage):
             ca_context_path=context_names[self.options.ca_bundle],
             uv_context_path=context_names[self.options.uv_binary],
             envtool_context_path=context_names[self.options.envtool],
+            jupyter_legacy_context_path=context_names[self.options.jupyter_legacy],
             index_env=list(self.options.index_env),
             tooling_specs=self._tooling_specs(),
             apt_script=self._apt_script(),

@@ -1,7 +1,10 @@
 """The Dockerfile that binderlite's build pack renders (a Jinja2 template): three stages.
 
 ``tooling`` (from the base image with the chosen Python): the user, the CA
-bundle, uv, and the tooling venv with JupyterLab and jupyterhub. It depends
+bundle, uv, and the tooling venv with JupyterLab, jupyterhub and
+repo2docker's default environment (``default_environment``), with
+``jupyter serverextension``/``nbextension`` for old postBuild scripts
+(``jupyter_legacy.py``). It depends
 on no repository, so every repository on that Python shares its layers.
 
 ``packages`` (from the base's toolchain image: compilers and headers, see
@@ -86,9 +89,15 @@ ENV VIRTUAL_ENV=${VENV_DIR} \
 # ---- tooling: Python {{ server_python }}, JupyterLab, jupyterhub-singleuser (shared by every repository) ----
 FROM {{ base_id }} AS tooling
 {{ prelude() }}
+COPY --chown={{ uid }}:{{ uid }} {{ jupyter_legacy_context_path }} /usr/local/lib/binderlite/jupyter_legacy.py
 USER ${NB_USER}
 RUN uv venv --quiet --python /usr/bin/python{{ server_python }} ${VENV_DIR} && \
-    uv pip install --python ${VENV_DIR}/bin/python pip {{ tooling_specs }}
+    uv pip install --python ${VENV_DIR}/bin/python pip {{ tooling_specs }} && \
+    for command in serverextension nbextension; do \
+        if [ ! -e ${VENV_DIR}/bin/jupyter-$command ]; then \
+            install -m 0755 /usr/local/lib/binderlite/jupyter_legacy.py ${VENV_DIR}/bin/jupyter-$command; \
+        fi; \
+    done
 
 # ---- packages: the repository's requirements, built with the toolchain (which stays here) ----
 FROM {{ toolchain_id }} AS packages
