@@ -126,6 +126,7 @@ class Build:
     seconds: float
     started: float  # when the build left the queue (first event that is not 'waiting')
     ran_steps: bool  # a RUN step of the Dockerfile started
+    executed: int  # RUN steps that ran (not taken from the layer cache)
 
     @property
     def built(self) -> bool:
@@ -141,7 +142,7 @@ def build(settings: Settings, link: str) -> Build:
     started = None
     lines: list[str] = []
     final: dict = {"phase": "failed", "message": "no event"}
-    ran_steps = False
+    ran_steps, executed, in_run = False, 0, False
     try:
         resolved = resolve_link(link, settings)
         events = build_events(settings, resolved)
@@ -153,11 +154,16 @@ def build(settings: Settings, link: str) -> Build:
                 started = time.monotonic() - start
             for line in ev.get("message", "").splitlines():
                 lines.append(line)
-                ran_steps = ran_steps or bool(RUN_STEP.search(line))
+                if line.startswith("Step "):
+                    in_run = bool(RUN_STEP.search(line))
+                    ran_steps = ran_steps or in_run
+                elif in_run and line.startswith(" ---> Running in"):
+                    executed += 1
+                    in_run = False
     except Exception as exc:  # noqa: BLE001 - a link that does not resolve is a result too
         final = {"phase": "failed", "message": f"{exc.__class__.__name__}: {exc}"}
     seconds = time.monotonic() - start
-    return Build(final, lines, seconds, started if started is not None else seconds, ran_steps)
+    return Build(final, lines, seconds, started if started is not None else seconds, ran_steps, executed)
 
 
 def run_check(image: str, command: str, timeout: float = 600) -> tuple[bool, str]:
@@ -200,6 +206,7 @@ class Outcome:
     works: str = "-"  # yes / no / as expected / skipped
     seconds: float = 0.0
     size: int | None = None
+    steps_run: int = 0  # RUN steps executed rather than taken from the layer cache
     reason: str = ""
     hint: str = ""
     problem: str = ""  # why "works" is not what was expected
@@ -208,7 +215,7 @@ class Outcome:
 
 def evaluate(entry: Entry, result: Build, check: tuple[bool, str] | None, size: int | None) -> Outcome:
     out = Outcome(entry.name, entry.commit, list(entry.conventions), entry.expect, result.built)
-    out.seconds, out.size = round(result.seconds, 1), size
+    out.seconds, out.size, out.steps_run = round(result.seconds, 1), size, result.executed
     if not result.built:
         out.reason, out.hint = reason_line(result.message), error_hint(result.lines)
     if entry.expect == "works":
@@ -237,7 +244,9 @@ def evaluate(entry: Entry, result: Build, check: tuple[bool, str] | None, size: 
     return out
 
 
-def run_entry(settings: Settings, server: GitServer, mirror: Path, entry: Entry, keep: bool, log) -> Outcome:
+def run_entry(
+    settings: Settings, server: GitServer, mirror: Path, entry: Entry, keep: bool, logs: Path | None, log
+) -> Outcome:
     gitdir = snapshot(mirror, entry.name)
     if (
         gitdir is None
@@ -251,6 +260,9 @@ def run_entry(settings: Settings, server: GitServer, mirror: Path, entry: Entry,
         return out
     publish(server, gitdir, entry)
     result = build(settings, server.link(entry.slug, entry.commit))
+    if logs:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{entry.slug}.log").write_text("\n".join([*result.lines, ""]))
     image = result.final.get("imageName") if result.built else None
     size, check = None, None
     if image:
@@ -279,6 +291,7 @@ def table(outcomes: list[list[Outcome]], markdown: bool) -> str:
     for runs in outcomes:
         last = runs[-1]
         seconds = statistics.median(o.seconds for o in runs) if last.built is not None else None
+        cached = " (cached)" if last.built and not last.steps_run else ""
         built = {None: "skipped", True: "yes", False: "no"}[last.built]
         if len({(o.built, o.works) for o in runs}) > 1:
             built += " (varies)"
@@ -290,7 +303,7 @@ def table(outcomes: list[list[Outcome]], markdown: bool) -> str:
                 last.expect,
                 built,
                 last.works,
-                f"{seconds:.0f} s" if seconds is not None else "-",
+                f"{seconds:.0f} s{cached}" if seconds is not None else "-",
                 _size(last.size),
                 _cut(reason, 110),
             ]
@@ -368,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", nargs="+", metavar="FILE", help="only print the table of results files")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     parser.add_argument("--keep-images", action="store_true", help="keep the built images")
+    parser.add_argument("--keep-logs", metavar="DIR", help="write each repository's build log to DIR/<name>.log")
     parser.add_argument("--list", action="store_true", help="list the corpus and which snapshots are here")
     args = parser.parse_args(argv)
     stamp = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, binderlite {binderlite_commit()}"
@@ -397,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Base image {settings.base_image} is missing — run `binderlite base-image` first.", file=sys.stderr)
         return 1
     server = GitServer(tmp / "git")
+    logs = Path(args.keep_logs) if args.keep_logs else None
     outcomes: list[list[Outcome]] = []
     try:
         for entry in entries:
@@ -405,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                 with open(args.lock, "a") as lock:
                     log(f"{entry.name}: waiting for {args.lock}")
                     fcntl.flock(lock, fcntl.LOCK_EX)
-                    runs.append(run_entry(settings, server, Path(args.mirror), entry, args.keep_images, log))
+                    runs.append(run_entry(settings, server, Path(args.mirror), entry, args.keep_images, logs, log))
                 if args.results:
                     with open(args.results, "a") as fh:
                         fh.write(json.dumps(asdict(runs[-1])) + "\n")
