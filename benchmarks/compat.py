@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -410,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     if docker("image", "inspect", settings.base_image, check=False).returncode != 0:
         print(f"Base image {settings.base_image} is missing — run `binderlite base-image` first.", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on `timeout` or kill, as on Ctrl-C
     server = GitServer(tmp / "git")
     logs = Path(args.keep_logs) if args.keep_logs else None
     outcomes: list[list[Outcome]] = []
