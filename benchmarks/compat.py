@@ -104,18 +104,50 @@ def snapshot(mirror: Path, name: str) -> Path | None:
     return None
 
 
-def publish(server: GitServer, gitdir: Path, entry: Entry) -> None:
-    """Serve the pinned commit (alone, as branch ``main``) at ``server.url(entry.slug)``."""
+def publish(server: GitServer, gitdir: Path, entry: Entry) -> tuple[str, str]:
+    """Serve the pinned commit as branch ``main`` at ``server.url(entry.slug)``; return (commit served, note).
+
+    Snapshots lack files of 4 MiB and more. When the pinned commit is not whole, what is served
+    is one new commit of its tree without the missing files, and the note says how many.
+    """
     bare = server.served / f"{entry.slug}.git"
     if bare.exists():
         shutil.rmtree(bare)
     subprocess.run([*GIT, "init", "-q", "--bare", str(bare)], check=True)
-    subprocess.run(
-        ["git", "--git-dir", str(bare), "fetch", "-q", "--no-tags", str(gitdir), f"{entry.commit}:refs/heads/main"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(["git", "--git-dir", str(bare), "update-server-info"], check=True)
+
+    def git(*args: str, **kw) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(bare), *args], check=True, capture_output=True, text=True, **kw
+        ).stdout
+
+    served, note = entry.commit, ""
+    try:
+        git("fetch", "-q", "--no-tags", str(gitdir), f"{entry.commit}:refs/heads/main")
+    except subprocess.CalledProcessError:
+        (bare / "objects" / "info" / "alternates").write_text(f"{gitdir.resolve() / 'objects'}\n")
+        entries = [line.split(None, 3) for line in git("ls-tree", "-r", "--full-tree", entry.commit).splitlines()]
+        blobs = [(sha, path) for _, kind, sha, path in entries if kind == "blob"]
+        checked = git("cat-file", "--batch-check", input="".join(f"{sha}\n" for sha, _ in blobs))
+        gone = {line.split()[0] for line in checked.splitlines() if line.endswith(" missing")}
+        missing = [path for sha, path in blobs if sha in gone]
+        (bare / "compat-worktree").mkdir()  # update-index wants a work tree; it stays empty
+        index = {
+            **os.environ,
+            "GIT_INDEX_FILE": str(bare / "compat-index"),
+            "GIT_WORK_TREE": str(bare / "compat-worktree"),
+        }
+        git("read-tree", entry.commit, env=index)
+        git("update-index", "--force-remove", "-z", "--stdin", input="\0".join(missing) + "\0", env=index)
+        tree = git("write-tree", env=index).strip()
+        message = f"{entry.name} {entry.commit} without {len(missing)} files missing from the snapshot"
+        served = git(*GIT[1:], "commit-tree", tree, "-m", message).strip()
+        git("update-ref", "refs/heads/main", served)
+        git("repack", "-a", "-d", "-q")
+        (bare / "objects" / "info" / "alternates").unlink()
+        note = f"served {served[:12]}: the tree of {entry.commit[:12]} without {len(missing)} large files"
+        note += " the snapshot lacks (" + ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "") + ")"
+    git("update-server-info")
+    return served, note
 
 
 @dataclass
@@ -211,6 +243,7 @@ class Outcome:
     reason: str = ""
     hint: str = ""
     problem: str = ""  # why "works" is not what was expected
+    note: str = ""  # how the snapshot was served, when not as the pinned commit itself
     when: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
 
 
@@ -259,8 +292,10 @@ def run_entry(
         out.problem = f"no snapshot with {entry.commit[:12]} under {mirror} (fetch github:{entry.name})"
         log(f"{entry.name}: skipped: {out.problem}")
         return out
-    publish(server, gitdir, entry)
-    result = build(settings, server.link(entry.slug, entry.commit))
+    served, note = publish(server, gitdir, entry)
+    if note:
+        log(f"{entry.name}: {note}")
+    result = build(settings, server.link(entry.slug, served))
     if logs:
         logs.mkdir(parents=True, exist_ok=True)
         (logs / f"{entry.slug}.log").write_text("\n".join([*result.lines, ""]))
@@ -272,6 +307,7 @@ def run_entry(
         if not keep:
             docker("rmi", "-f", image, check=False)
     out = evaluate(entry, result, check, size)
+    out.note = note
     log(f"{entry.name}: built={out.built} works={out.works} {out.seconds:.0f} s {out.reason or out.problem}")
     return out
 
@@ -309,6 +345,8 @@ def table(outcomes: list[list[Outcome]], markdown: bool) -> str:
                 _cut(reason, 110),
             ]
         )
+        if last.note:
+            details.append(f"- {last.name}: {last.note}")
         if last.reason or last.problem:
             details.append(
                 f"- {last.name}: reason: {last.reason or '-'}"
@@ -422,7 +460,12 @@ def main(argv: list[str] | None = None) -> int:
                 with open(args.lock, "a") as lock:
                     log(f"{entry.name}: waiting for {args.lock}")
                     fcntl.flock(lock, fcntl.LOCK_EX)
-                    runs.append(run_entry(settings, server, Path(args.mirror), entry, args.keep_images, logs, log))
+                    try:
+                        runs.append(run_entry(settings, server, Path(args.mirror), entry, args.keep_images, logs, log))
+                    except (subprocess.SubprocessError, OSError) as exc:  # the harness, not binderlite
+                        runs.append(Outcome(entry.name, entry.commit, list(entry.conventions), entry.expect))
+                        runs[-1].works, runs[-1].problem = "skipped", f"harness error: {exc}"
+                        log(f"{entry.name}: {runs[-1].problem}")
                 if args.results:
                     with open(args.results, "a") as fh:
                         fh.write(json.dumps(asdict(runs[-1])) + "\n")
