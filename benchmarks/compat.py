@@ -397,6 +397,38 @@ def read_results(paths: list[str]) -> list[list[Outcome]]:
     return [by_name[n] for n in sorted(by_name, key=lambda n: order.get(n, len(order)))]
 
 
+class BuildLock:
+    """The machine's build lock, kept across repositories for up to ``hold`` seconds, then let go.
+
+    Taking it once per repository makes every repository wait behind every other user of
+    the lock; keeping it for a few repositories (never past ``hold`` when one starts) does not.
+    """
+
+    def __init__(self, path: str, hold: float, log):
+        self.path, self.hold, self.log = path, hold, log
+        self.fh = None
+        self.since = 0.0
+
+    def __enter__(self) -> BuildLock:
+        if self.fh and time.monotonic() - self.since > self.hold:
+            self.release()
+        if not self.fh:
+            self.fh = open(self.path, "a")  # noqa: SIM115 - held across `with` blocks on purpose
+            self.log(f"waiting for {self.path}")
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+            self.since = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:
+            self.release()
+
+    def release(self) -> None:
+        if self.fh:
+            self.fh.close()  # closing the file lets the flock go
+            self.fh = None
+
+
 def remove_compat_images() -> None:
     containers = docker("ps", "-aq", "--filter", f"name={PREFIX}", check=False).stdout.split()
     if containers:
@@ -416,7 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="builds per repository (image removed between runs)")
     parser.add_argument("--mirror", default=str(MIRROR), help=f"where the snapshots are (default {MIRROR})")
     parser.add_argument("--lock", default=LOCK, help=f"the machine's build lock, held per repository (default {LOCK})")
+    parser.add_argument(
+        "--hold", type=float, default=480, help="start no repository after holding the lock this long (default 480 s)"
+    )
     parser.add_argument("--results", help="append every outcome to this JSON-lines file")
+    parser.add_argument("--resume", action="store_true", help="skip repositories already in the --results file")
     parser.add_argument("--table", nargs="+", metavar="FILE", help="only print the table of results files")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     parser.add_argument("--keep-images", action="store_true", help="keep the built images")
@@ -430,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table(read_results(args.table), args.markdown))
         return 0
     entries = select(load_corpus(), args.only, args.convention)
+    if args.resume and args.results and Path(args.results).exists():
+        done = {runs[-1].name for runs in read_results([args.results]) if runs[-1].built is not None}
+        entries = [e for e in entries if e.name not in done]
     if args.list:
         for e in entries:
             there = "snapshot here" if snapshot(Path(args.mirror), e.name) else "NO SNAPSHOT"
@@ -452,14 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on `timeout` or kill, as on Ctrl-C
     server = GitServer(tmp / "git")
     logs = Path(args.keep_logs) if args.keep_logs else None
+    lock = BuildLock(args.lock, args.hold, log)
     outcomes: list[list[Outcome]] = []
     try:
         for entry in entries:
             runs = []
             for _ in range(args.runs):
-                with open(args.lock, "a") as lock:
-                    log(f"{entry.name}: waiting for {args.lock}")
-                    fcntl.flock(lock, fcntl.LOCK_EX)
+                with lock:
                     try:
                         runs.append(run_entry(settings, server, Path(args.mirror), entry, args.keep_images, logs, log))
                     except (subprocess.SubprocessError, OSError) as exc:  # the harness, not binderlite
@@ -472,9 +510,11 @@ def main(argv: list[str] | None = None) -> int:
                 if runs[-1].built is None:
                     break
             outcomes.append(runs)
+        lock.release()
         print(f"binderlite compatibility corpus — {stamp}, {args.runs} run(s), {os.cpu_count()} CPUs\n")
         print(table(outcomes, args.markdown))
     finally:
+        lock.release()
         stop_own_builds(settings)
         server.close()
         if not args.keep_images:
