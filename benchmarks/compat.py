@@ -37,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import binderlite
 from benchmarks.build import docker, image_facts, stop_own_builds
 from binderlite.builds.pipeline import build_events
 from binderlite.links import resolve_link
@@ -52,6 +53,7 @@ ERRORISH = re.compile(
     r"(?i)(error|unable to locate|no matching|not found|could not|cannot|denied|no such|exit code|non-zero code)"
 )
 TAIL_MARK = "--- last lines of the build log ---"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -219,12 +221,16 @@ def reason_line(message: str) -> str:
 
 
 def error_hint(lines: list[str]) -> str:
-    """The last log line that looks like an error (what a reader looks for under the reason)."""
-    for line in reversed(lines):
-        text = line.strip()
-        if text and not text.startswith(("Build failed", "---")) and ERRORISH.search(text):
-            return text
-    return ""
+    """The first error-looking line (and the next) of the last build step's output: what a reader looks for."""
+    end = next((i for i, line in enumerate(lines) if line.startswith("Build failed")), len(lines))
+    body = [ANSI.sub("", line).strip() for line in lines[:end]]
+    last_step = max((i for i, line in enumerate(body) if line.startswith("Step ")), default=-1)
+    noise = ("--->", "Removing intermediate container", "The command '")
+    tail = [line for line in body[last_step + 1 :] if line and not line.startswith(noise)]
+    for i, line in enumerate(tail):
+        if ERRORISH.search(line):
+            return " / ".join(tail[i : i + 2])[:300]
+    return tail[-1][:300] if tail else ""
 
 
 @dataclass
@@ -380,8 +386,9 @@ def table(outcomes: list[list[Outcome]], markdown: bool) -> str:
 
 
 def binderlite_commit() -> str:
-    here = Path(__file__).resolve().parent
-    out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    """The last commit that changed the binderlite package this process imported."""
+    package = Path(binderlite.__file__).resolve().parent
+    out = subprocess.run(["git", "log", "-1", "--format=%h", "--", "."], cwd=package, capture_output=True, text=True)
     return out.stdout.strip() or "unknown"
 
 
@@ -456,14 +463,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", nargs="+", metavar="FILE", help="only print the table of results files")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     parser.add_argument("--keep-images", action="store_true", help="keep the built images")
-    parser.add_argument("--keep-logs", metavar="DIR", help="write each repository's build log to DIR/<name>.log")
+    parser.add_argument(
+        "--keep-logs", metavar="DIR", help="write each build's log to DIR/<name>.log (with --table: read them)"
+    )
     parser.add_argument("--list", action="store_true", help="list the corpus and which snapshots are here")
     args = parser.parse_args(argv)
     stamp = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, binderlite {binderlite_commit()}"
 
     if args.table:
+        outcomes = read_results(args.table)
+        for runs in outcomes if args.keep_logs else []:  # the hints again, from the logs kept then
+            saved = Path(args.keep_logs) / f"{runs[-1].name.replace('/', '--').lower()}.log"
+            if saved.exists() and not runs[-1].built:
+                runs[-1].hint = error_hint(saved.read_text().splitlines())
         print(f"binderlite compatibility corpus — {stamp}\n")
-        print(table(read_results(args.table), args.markdown))
+        print(table(outcomes, args.markdown))
         return 0
     entries = select(load_corpus(), args.only, args.convention)
     if args.resume and args.results and Path(args.results).exists():
