@@ -130,9 +130,18 @@ def describe_step(command: str, repository_dockerfile: bool = False) -> str:
 
 
 def failure_reason(
-    error: str, limits: BuildLimits, disk_stopped: bool, note: str = "", repository_dockerfile: bool = False
+    error: str,
+    limits: BuildLimits,
+    disk_stopped: bool,
+    note: str = "",
+    repository_dockerfile: bool = False,
+    step: str = "",
 ) -> str:
-    """The classic builder's error as one line a user understands: which step, which limit, never a command."""
+    """The classic builder's error as one line a user understands: which step, which limit, never a command.
+
+    ``step`` is the builder's ``Step n/m : …`` line of the failing step (its ``FROM`` names the image).
+    """
+    from_image = re.match(r"Step \d+/\d+ : FROM\s+(?:--platform=\S+\s+)?([^\s]{1,200})", step, re.I)
     code = re.search(r"The command '(.*)' returned a non-zero code: (\d+)", error, re.S)
     if code and int(code.group(2)) == KILLED:
         if disk_stopped:
@@ -144,11 +153,15 @@ def failure_reason(
             "(setting build_memory_limit) or too many processes."
         )
     if "pull access denied" in error or "manifest unknown" in error or "repository does not exist" in error:
-        image = re.search(r"(?:for|image) ([^\s,]+)", error)
+        image = from_image or re.search(r"(?:for|image) ([^\s,]+)", error)
         named = f" {image.group(1)}" if image else ""
         return f"The Dockerfile's base image{named} is not available here."
     if "dial tcp" in error or "no such host" in error or "i/o timeout" in error:
-        return "The Dockerfile's base image could not be pulled: no registry is reachable from this machine."
+        named = f" {from_image.group(1)}" if from_image else ""
+        return (
+            f"The Dockerfile's base image{named} could not be pulled: no registry is reachable from this machine "
+            "(Docker Hub included)."
+        )
     if code:
         said = f": {note.removeprefix('binderlite: ')}" if note else "; its output is above"
         return f"{describe_step(code.group(1), repository_dockerfile)} failed (exit status {code.group(2)}){said}"
@@ -207,14 +220,16 @@ class LimitedDockerEngine(DockerEngine):
         )
         client._raise_for_status(response)
         note = ""  # the step's last line of binderlite's own words: the reason a step it wrote gives
+        step = ""  # the builder's "Step n/m : …" line of the step running
         with DiskWatch(client, self.limits) as watch:
             for chunk in client._stream_helper(response, decode=True):
                 if "error" in chunk:
-                    reason = failure_reason(chunk["error"], self.limits, bool(watch.stopped), note, not custom_context)
+                    stopped = bool(watch.stopped)
+                    reason = failure_reason(chunk["error"], self.limits, stopped, note, not custom_context, step)
                     raise BuildFailedError(reason)
                 text = chunk.get("stream") or ""
                 if text.startswith("Step "):
-                    note = ""
+                    note, step = "", text.strip()
                 elif "binderlite: " in text:
                     note = text[text.index("binderlite: ") :].strip()
                 if text:

@@ -8,9 +8,6 @@ image, as uid 1000, without network. Conventions binderlite cannot build here
 (Julia, Nix, a Docker Hub base image) must fail fast and say why. All builds
 start together (the queue runs ``build_concurrency`` at once), then each test
 reads its result.
-
-Expected behaviour that other branches are adding is marked ``xfail(strict=False)``:
-it passes once they land.
 """
 
 from __future__ import annotations
@@ -25,10 +22,6 @@ import pytest
 from benchmarks.compat import Build, build, reason_line, run_check
 
 pytestmark = pytest.mark.integration
-
-R_BRANCH = pytest.mark.xfail(strict=False, reason="R support lands with the r-support branch")
-PY_BRANCH = pytest.mark.xfail(strict=False, reason="Python versions from runtime.txt land with the py-versions branch")
-REFUSAL = pytest.mark.xfail(strict=False, reason="Julia and Nix are refused before the build on the build-packs work")
 
 
 @dataclass(frozen=True)
@@ -50,7 +43,11 @@ WORKS = [
         id="apt.txt",
     ),
     pytest.param(
-        Case("compat-postbuild", "cat ~/.postbuild-marker data/squares.csv", r"postBuild ran as jovyan[\s\S]*4,16"),
+        Case(
+            "compat-postbuild",
+            "cat ~/.postbuild-marker data/squares.csv && jupyter server extension list 2>&1",
+            r"postBuild ran as jovyan[\s\S]*4,16[\s\S]*jupyter_resource_usage\s+enabled",
+        ),
         id="postBuild",
     ),
     pytest.param(Case("compat-start", "echo start=$COMPAT_START", "start=ran"), id="start"),
@@ -102,7 +99,6 @@ WORKS = [
     pytest.param(
         Case("compat-runtime-py39", "python -c 'import sys, six; print(sys.version)'", r"^3\.9\."),
         id="runtime.txt-python-3.9",
-        marks=PY_BRANCH,
     ),
     pytest.param(
         Case(
@@ -111,7 +107,6 @@ WORKS = [
             r"python 2\.7\.\d+ six 1\.16\.0",
         ),
         id="runtime.txt-python-2.7",
-        marks=PY_BRANCH,
     ),
     pytest.param(
         Case(
@@ -120,17 +115,15 @@ WORKS = [
             r"install\.R ran[\s\S]*\[1\] 2",
         ),
         id="install.R+runtime.txt-r",
-        marks=R_BRANCH,
     ),
     pytest.param(
         Case("compat-r-description", "Rscript -e 'library(compatdesc); cat(hello())'", "hello from compatdesc"),
         id="DESCRIPTION",
-        marks=R_BRANCH,
     ),
 ]
 FAILS = [
-    pytest.param(Case("compat-julia", reason=(r"(?i)julia", "build_packs")), id="Project.toml", marks=REFUSAL),
-    pytest.param(Case("compat-nix", reason=(r"(?i)nix", "build_packs")), id="default.nix", marks=REFUSAL),
+    pytest.param(Case("compat-julia", reason=(r"(?i)julia", "build_packs")), id="Project.toml"),
+    pytest.param(Case("compat-nix", reason=(r"(?i)nix", "build_packs")), id="default.nix"),
     pytest.param(
         Case("compat-dockerfile-hub", reason=(r"(?i)base image", r"(?i)registry")), id="Dockerfile-docker-hub"
     ),
@@ -182,7 +175,6 @@ def test_unbuildable_convention_fails_fast_and_says_why(case: Case, compat_build
     assert not result.ran_steps, "RUN steps ran before the failure"
 
 
-@pytest.mark.xfail(strict=False, reason="the reason line says 'The Dockerfile's base image' without naming it")
 def test_docker_hub_failure_names_the_image(compat_builds):
     result = compat_builds["compat-dockerfile-hub"]
     assert not result.built

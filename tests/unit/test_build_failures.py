@@ -48,3 +48,16 @@ def test_a_step_binderlite_wrote_gives_its_own_reason():
 def test_a_failed_step_of_the_repositorys_own_dockerfile_is_named_so():
     said = failure_reason(command("make all", 2), LIMITS, disk_stopped=False, repository_dockerfile=True)
     assert said == "a step of the repository's Dockerfile failed (exit status 2); its output is above"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io: no such host',
+        'Get "https://registry-1.docker.io/v2/": dial tcp 10.0.0.1:443: i/o timeout',
+    ],
+)
+def test_an_unreachable_registry_names_the_dockerfiles_base_image(error):
+    said = failure_reason(error, LIMITS, disk_stopped=False, step="Step 1/6 : FROM python:3.7-slim")
+    assert said.startswith("The Dockerfile's base image python:3.7-slim could not be pulled: no registry is reachable")
+    assert "registry-1.docker.io" not in said and "Get " not in said

@@ -35,7 +35,7 @@ def test_serverextension_runs_jupyter_servers_own_command(venv_bin):
         text=True,
         check=True,
     )
-    assert out.stdout.strip() == "jupyter server extension enable --py nbgitpuller --sys-prefix"
+    assert out.stdout.strip() == "jupyter server extension enable nbgitpuller --sys-prefix"
 
 
 def test_nbextension_is_skipped_with_a_message_and_succeeds(venv_bin):

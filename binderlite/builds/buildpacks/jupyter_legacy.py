@@ -8,8 +8,9 @@ replace these. It runs inside the image with the venv's Python and imports
 nothing from binderlite.
 
 - ``jupyter serverextension enable|disable|list …`` becomes Jupyter Server's
-  ``jupyter server extension …`` with the same arguments: what the old
-  command did, for the server JupyterLab and Notebook 7 run on.
+  ``jupyter server extension …`` with the same arguments but ``--py`` (it
+  takes module names): what the old command did, for the server JupyterLab
+  and Notebook 7 run on.
 - ``jupyter nbextension …`` says on stderr that classic Notebook extensions do
   not run in JupyterLab 4 or Notebook 7 and succeeds, so a postBuild that
   enables one (``widgetsnbextension``, most often, which ipywidgets 8 no longer
@@ -25,7 +26,7 @@ def main(argv: list[str]) -> int:
     args = argv[1:]
     if command == "serverextension":
         jupyter = os.path.join(os.path.dirname(os.path.abspath(argv[0])), "jupyter")
-        os.execv(jupyter, [jupyter, "server", "extension", *args])
+        os.execv(jupyter, [jupyter, "server", "extension", *(a for a in args if a != "--py")])
     print(
         f"binderlite: `jupyter {command} {' '.join(args)}` skipped: classic Notebook extensions do not run in "
         "JupyterLab 4 or Notebook 7 (this image's). JupyterLab extensions install with pip.",
