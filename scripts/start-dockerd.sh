@@ -16,6 +16,11 @@ else
         fi
     done
     mkdir -p /var/log
+    # The daemon keeps none of this shell's other open files (a caller's lock, a pipe it waits on).
+    for fd in /proc/$$/fd/*; do
+        fd=${fd##*/}
+        if [ "$fd" -gt 2 ] 2>/dev/null; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
     nohup dockerd >/var/log/binderlite-dockerd.log 2>&1 &
 fi
 
