@@ -174,7 +174,7 @@ ENV SSL_CERT_FILE=/usr/local/share/ca-certificates.crt \\
     PATH=/srv/venv/bin:$PATH
 RUN python3 -m venv /srv/venv && \\
     /srv/venv/bin/pip install --quiet {uv} && \\
-    /srv/venv/bin/uv pip install --python /srv/venv/bin/python '{lab}' '{hub}'
+    /srv/venv/bin/uv pip install --python /srv/venv/bin/python '{lab}' {default_env} '{hub}'
 COPY repo/requirements.txt /tmp/requirements.txt
 RUN uv pip install --python /srv/venv/bin/python -r /tmp/requirements.txt
 COPY repo/ /home/jovyan/
@@ -186,12 +186,23 @@ CMD ["jupyter", "lab", "--ip", "0.0.0.0"]
 class Floor:
     """The hand-written minimal Dockerfile, built with ``docker buildx build``."""
 
-    def __init__(self, root: Path, base: str, lab_spec: str, hub_spec: str, ca_bundle: str, build_args: dict[str, str]):
+    def __init__(
+        self,
+        root: Path,
+        base: str,
+        lab_spec: str,
+        hub_spec: str,
+        ca_bundle: str,
+        build_args: dict[str, str],
+        default_env: str = "",
+    ):
         self.root = root
         self.build_args = build_args
         root.mkdir(parents=True)
         shutil.copyfile(ca_bundle, root / "ca-certificates.crt")
-        (root / "Dockerfile").write_text(FLOOR_DOCKERFILE.format(base=base, uv="uv", lab=lab_spec, hub=hub_spec))
+        quoted = " ".join(f"'{spec}'" for spec in default_env.split())
+        dockerfile = FLOOR_DOCKERFILE.format(base=base, uv="uv", lab=lab_spec, hub=hub_spec, default_env=quoted)
+        (root / "Dockerfile").write_text(dockerfile)
         write_repo(root / "repo", edit=0)
 
     def edit_notebook(self, edit: int) -> None:
@@ -453,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
                 hub_spec,
                 settings.ca_bundle,
                 proxy_build_args(settings),
+                settings.default_environment,  # the same packages binderlite's images get
             )
             results.append(run_once(index, Binderlite(settings, server), floor, log))
         if args.keep_logs:

@@ -42,7 +42,7 @@ from benchmarks.build import docker, image_facts, stop_own_builds
 from binderlite.builds.pipeline import build_events
 from binderlite.links import resolve_link
 from binderlite.settings import Settings
-from tests.integration.gitserver import GIT, GitServer
+from tests.helpers.gitserver import GIT, GitServer
 
 PREFIX = "bltest-compat-"
 CORPUS = Path(__file__).with_name("compat_corpus.toml")
