@@ -46,11 +46,11 @@ def test_python_2_gets_a_kernel_beside_a_python_3_jupyterlab(settings, git_serve
     out = run_in_image(
         docker_client,
         image,
-        "/srv/venv/bin/python --version; python --version 2>&1; jupyter kernelspec list; " + EXECUTE,
+        "/srv/venv/bin/python --version; python --version 2>&1; /srv/venv/bin/jupyter kernelspec list; " + EXECUTE,
     )
     assert out.startswith("Python 3.9.")  # JupyterLab's Python
     assert "Python 2.7.18" in out  # `python` in a terminal, postBuild and start is the kernel's, as repo2docker
-    assert re.search(r"python2\s+/srv/venv/share/jupyter/kernels/python2", out)
+    assert re.search(r"python2\s+/srv/venv/share/jupyter/kernels/python2", out)  # as JupyterLab sees them
     assert "hi from 2.7.18 six 1.16.0" in notebook_output(out)
 
 
