@@ -81,7 +81,7 @@ def test_a_pin_on_no_index_fails_the_build_naming_it(settings, git_server, docke
 
 def test_a_c_extension_builds_and_imports_with_no_compiler_in_the_image(settings, git_server, docker_client):
     image, log = build_fixture(settings, git_server, "py-cext")
-    assert "libraries copied from the build stage: libxml2.so.2" in log
+    assert re.search(r"libraries copied from the build stage: .*libxml2\.so\.2", log)
     out = run_in_image(docker_client, image, "cd /tmp && python -c 'import cext; print(cext.add(2, 40))'")
     assert out.strip() == "42"
     version = run_in_image(docker_client, image, "cd /tmp && python -c 'import cext; print(cext.libxml2_version())'")
