@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+from repo2docker.app import Repo2Docker
 from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 from uv import find_uv_bin
 
@@ -42,8 +43,6 @@ def build_options(settings: Settings) -> BuildOptions:
 def buildpack_classes(settings: Settings) -> list[type]:
     """The ordered build pack list for ``Repo2Docker.buildpacks``."""
     if settings.build_packs == "repo2docker":
-        from repo2docker.app import Repo2Docker
-
         return list(Repo2Docker.buildpacks.default_value)
     configured = type(
         "BinderlitePythonBuildPack",
