@@ -21,8 +21,10 @@ from binderlite.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-def _tiny_image(client, base: str, tag: str) -> str:
-    dockerfile = f"FROM {base}\nLABEL binderlite.test={tag}\n".encode()
+def _tiny_image(client, base: str, tag: str, built: bool = True) -> str:
+    """A tiny image; ``built`` gives it the label of images binderlite built (the GC takes no other)."""
+    label = f"{diskgc.BUILT_LABEL}=test" if built else "binderlite.test=base"
+    dockerfile = f"FROM {base}\nLABEL binderlite.test={tag} {label}\n".encode()
     image, _ = client.images.build(fileobj=io.BytesIO(dockerfile), tag=tag, rm=True)
     return image.id
 
@@ -48,6 +50,7 @@ def test_gc_removes_least_recently_launched_first_and_keeps_image_in_use(docker_
     )
     for name in ("old", "new", "inuse"):
         _tiny_image(docker_client, gc_settings.base_image, f"bltest-gc-{name}:1")
+    _tiny_image(docker_client, gc_settings.base_image, "bltest-gc-base:1", built=False)
     queue = BuildQueue(gc_settings)
     queue.touch_image("bltest-gc-old:1")
     time.sleep(0.05)
@@ -57,6 +60,8 @@ def test_gc_removes_least_recently_launched_first_and_keeps_image_in_use(docker_
         removed = diskgc.gc_images(gc_settings, queue)
         assert removed.index("bltest-gc-old:1") < removed.index("bltest-gc-new:1")
         assert "bltest-gc-inuse:1" not in removed
+        assert "bltest-gc-base:1" not in removed, "an image binderlite did not build (a base image) is never taken"
+        docker_client.images.get("bltest-gc-base:1")
         docker_client.images.get("bltest-gc-inuse:1")
         with pytest.raises(docker.errors.ImageNotFound):
             docker_client.images.get("bltest-gc-old:1")
