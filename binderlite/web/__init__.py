@@ -1,6 +1,6 @@
 """The web app: BinderHub's links, build API, pages and status endpoints, as one Flask app.
 
-``create_app()`` is the factory gunicorn loads (``binderlite.web.wsgi:app``).
+``app.create_app()`` is the factory gunicorn loads (``binderlite.web.wsgi:app``).
 Each concern is a blueprint in its own module — ``build_api`` (the SSE build
 stream), ``pages`` (landing and launch pages), ``status`` (health, versions,
 badges) — and every error becomes JSON for API paths or a small page for
@@ -8,52 +8,9 @@ browsers, from the one handler here; ``headers`` puts the security headers
 (Content-Security-Policy and the rest) on every response. Settings hang off
 ``app.extensions``, never a module global, so tests make as many apps as they
 like.
+
+This package's ``__init__`` imports nothing: gunicorn's master process reads
+``gunicorn_conf`` from it before its gevent workers patch the standard library,
+and anything imported there (a ``threading.Lock``, a socket) would stay
+unpatched in every worker and block the whole worker instead of one greenlet.
 """
-
-from __future__ import annotations
-
-import logging
-
-from flask import Flask, request
-from werkzeug.exceptions import HTTPException
-
-from binderlite.errors import BinderliteError
-from binderlite.settings import Settings, load_settings
-from binderlite.web import build_api, headers, pages, status
-from binderlite.web.helpers import error_response
-
-log = logging.getLogger(__name__)
-
-
-def create_app(settings: Settings | None = None) -> Flask:
-    """The Flask app for ``settings`` (default: loaded from config file and environment)."""
-    settings = settings or load_settings()
-    app = Flask(__name__)
-    app.extensions["binderlite"] = settings
-    # Stream timings live in app.config so tests can shorten them per app.
-    app.config.setdefault("STREAM_KEEPALIVE", float(settings.stream_keepalive))
-    app.config.setdefault("STREAM_LINGER", float(settings.stream_linger))
-
-    app.register_blueprint(build_api.bp)
-    app.register_blueprint(pages.bp)
-    app.register_blueprint(status.bp)
-    headers.init_app(app)
-    app.register_error_handler(BinderliteError, _binderlite_error)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected_error)
-    return app
-
-
-def _binderlite_error(exc: BinderliteError):
-    return error_response(exc.message, exc.status)
-
-
-def _http_error(exc: HTTPException):
-    if exc.code == 404:
-        return error_response(f"No such page: {request.path}. Links look like /v2/<provider>/<spec>.", 404)
-    return error_response(exc.description or exc.name, exc.code or 500)
-
-
-def _unexpected_error(exc: Exception):
-    log.exception("Unexpected error handling %s", request.path)
-    return error_response(f"Unexpected server error ({exc.__class__.__name__}); see the server log.", 500)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -14,7 +16,8 @@ from binderlite.events import Event
 from binderlite.links import ResolvedRepo
 from binderlite.links import registry as providers
 from binderlite.settings import Settings
-from binderlite.web import create_app, status
+from binderlite.web import status
+from binderlite.web.app import create_app
 
 SHA = "a" * 40
 STREAM = {"Accept": "text/event-stream"}
@@ -269,3 +272,23 @@ def test_launch_page_names_the_repository_as_a_person_reads_it(client):
     assert "https://github.com/org/repo" in gh
     odd = client.get("/v2/nosuch/x/y")
     assert odd.status_code == 200 and "nosuch/x/y" in odd.get_data(as_text=True)
+
+
+def test_gunicorns_master_imports_only_the_settings_for_its_config():
+    """The master reads gunicorn_conf before gevent patches its workers: what it imports stays unpatched.
+
+    A threading.Lock made there (the sandbox's rule lock was one) blocks a whole
+    worker when two of its greenlets take it: launches stalled until the worker died.
+    """
+    code = (
+        "import sys, binderlite.web.gunicorn_conf; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('binderlite'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [
+        "binderlite",
+        "binderlite.errors",
+        "binderlite.settings",
+        "binderlite.web",
+        "binderlite.web.gunicorn_conf",
+    ]

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from binderlite.settings import Settings
-from binderlite.web import create_app, status
+from binderlite.web import status
+from binderlite.web.app import create_app
 from tests.unit.test_web import fake_pipeline  # noqa: F401 - the fixture, used by name below
 
 pytestmark = pytest.mark.usefixtures("fake_pipeline")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from binderlite.settings import Settings
-from binderlite.web import create_app, headers
+from binderlite.web import headers
+from binderlite.web.app import create_app
 
 WEB = Path(headers.__file__).parent
 STREAM = {"Accept": "text/event-stream"}
