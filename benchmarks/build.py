@@ -9,17 +9,22 @@ git's HTTP protocol on 127.0.0.1 (tests/helpers/gitserver.py) and
 measures, with ``binderlite.builds.pipeline.build_events`` (the same path the CLI,
 the SSE API and the launcher use):
 
-(a) a cold build — the BuildKit cache is emptied with ``docker builder prune -af``
-    before it (this drops the whole build cache of the daemon, not images);
+(a) a cold build — binderlite builds with its build cache off (every step anew:
+    the first build on a new machine); the floor's BuildKit cache is emptied with
+    ``docker builder prune -af`` before it (the daemon's whole build cache, not images);
 (b) a rebuild of the same commit (the image is found, nothing is built);
 (c) a rebuild after a commit that changes only the notebook (new image tag,
-    the Docker layer cache should make it quick).
+    the Docker layer cache should make it quick);
+(d) a build after a commit that adds a requirement, on a warm machine: what
+    every build after a machine's first meets (the shared layers are cached,
+    the repository's install runs).
 
 Beside them, in the same run, a floor: a minimal hand-written Dockerfile on
 the same base image doing the same installs (venv, pip install uv, uv pip
 install the same JupyterLab and jupyterhub specs, the requirements, COPY the
 repo, the CA bundle available), built with ``docker buildx build`` after the
-same prune, then rebuilt unchanged and after the same notebook-only edit.
+prune, then rebuilt unchanged, after the same notebook-only edit and after the
+same added requirement.
 
 It prints numbers (seconds, ratios, image sizes and where the cold-build time
 goes), never pass/fail. Every image it makes is named ``bltest-bench-…`` and
@@ -61,6 +66,7 @@ FLOOR_IMAGE = f"{PREFIX}floor"
 REQUIREMENTS = ["six==1.16.0", "toolz==0.12.1", "tabulate==0.9.0"]
 COLD_TARGET = 1.3  # binderlite cold build ≤ 1.3 × floor
 NOTEBOOK_TARGET = 10.0  # notebook-only rebuild < 10 s
+NEW_REQUIREMENTS = ["idna==3.6", "idna==3.7"]  # (d): a requirement the repository adds
 
 STEP_START = re.compile(r"^#(\d+) (.+)$")
 STEP_DONE = re.compile(r"^#(\d+) DONE (\d+(?:\.\d+)?)s$")
@@ -80,9 +86,9 @@ def notebook(edit: int) -> str:
     return json.dumps(nb, indent=1) + "\n"
 
 
-def write_repo(path: Path, edit: int) -> None:
+def write_repo(path: Path, edit: int, extra: tuple[str, ...] = ()) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    (path / "requirements.txt").write_text("\n".join(REQUIREMENTS) + "\n")
+    (path / "requirements.txt").write_text("\n".join([*REQUIREMENTS, *extra]) + "\n")
     (path / "index.ipynb").write_text(notebook(edit))
     (path / "README.md").write_text("binderlite build benchmark repository\n")
 
@@ -208,6 +214,9 @@ class Floor:
     def edit_notebook(self, edit: int) -> None:
         (self.root / "repo" / "index.ipynb").write_text(notebook(edit))
 
+    def edit_requirements(self, edit: int, extra: tuple[str, ...]) -> None:
+        write_repo(self.root / "repo", edit, extra)
+
     def build(self, tag: str) -> Timed:
         image = f"{FLOOR_IMAGE}:{tag}"
         cmd = ["docker", "buildx", "build", "--progress", "plain", "--load", "--tag", image]
@@ -233,8 +242,8 @@ class Binderlite:
         self.settings = settings
         self.server = server
 
-    def publish(self, name: str, edit: int) -> str:
-        write_repo(self.server.work_tree(name), edit)
+    def publish(self, name: str, edit: int, extra: tuple[str, ...] = ()) -> str:
+        write_repo(self.server.work_tree(name), edit, extra)
         return self.server.commit(name, f"edit {edit}")
 
     def build(self, name: str, cold: bool = False) -> Timed:
@@ -292,12 +301,17 @@ class RunResult:
     bl_cold: Timed
     bl_same: Timed
     bl_notebook: Timed
+    bl_new_requirements: Timed
     floor_cold: Timed
     floor_same: Timed
     floor_notebook: Timed
+    floor_new_requirements: Timed
 
 
 def run_once(index: int, binderlite: Binderlite, floor: Floor, log) -> RunResult:
+    # (d): one more requirement, different in each run, so no run finds another's install cached.
+    extra = (NEW_REQUIREMENTS[index % len(NEW_REQUIREMENTS)],)
+
     def measure_floor():
         log(f"run {index}: floor cold build (after docker builder prune -af)")
         prune_build_cache()
@@ -307,7 +321,10 @@ def run_once(index: int, binderlite: Binderlite, floor: Floor, log) -> RunResult
         floor.edit_notebook(index * 10 + 1)
         notebook_only = floor.build(f"run{index}-notebook")
         log(f"  floor unchanged rebuild {same.seconds:.1f} s, notebook-only {notebook_only.seconds:.1f} s")
-        return cold, same, notebook_only
+        floor.edit_requirements(index * 10 + 2, extra)
+        new_requirements = floor.build(f"run{index}-requirements")
+        log(f"  floor new requirements {new_requirements.seconds:.1f} s")
+        return cold, same, notebook_only, new_requirements
 
     def measure_binderlite():
         name = f"bench-run{index}"
@@ -319,7 +336,10 @@ def run_once(index: int, binderlite: Binderlite, floor: Floor, log) -> RunResult
         binderlite.publish(name, edit=index * 10 + 1)
         notebook_only = binderlite.build(name)
         log(f"  binderlite same commit {same.seconds:.1f} s, notebook-only {notebook_only.seconds:.1f} s")
-        return cold, same, notebook_only
+        binderlite.publish(name, edit=index * 10 + 2, extra=extra)
+        new_requirements = binderlite.build(name)
+        log(f"  binderlite new requirements {new_requirements.seconds:.1f} s")
+        return cold, same, notebook_only, new_requirements
 
     # Alternate who goes first, so neither side always meets a warmer network path.
     if index % 2:
@@ -389,6 +409,13 @@ def report(
         for side, timed in (("binderlite", r.bl_notebook), ("floor", r.floor_notebook)):
             if reran_install(timed):
                 p(f"  NOTE: {side}'s notebook-only rebuild re-ran its installs (build cache emptied meanwhile?)")
+    for i, r in enumerate(results, 1):
+        row(
+            f"(d) new requirement, warm machine, run {i} [s]",
+            r.bl_new_requirements.seconds,
+            r.floor_new_requirements.seconds,
+            "shared layers cached, the repository's install runs",
+        )
     bl_size = next((r.bl_cold.size for r in results if r.bl_cold.size), None)
     fl_size = next((r.floor_cold.size for r in results if r.floor_cold.size), None)
     if bl_size and fl_size:
