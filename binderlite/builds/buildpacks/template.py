@@ -15,8 +15,12 @@ for), the repository itself only when it is a package or installs itself.
 ``envtool delta`` then writes just what the repository added or changed, and
 the system libraries its built extensions link.
 
-The image (from ``tooling``): that delta, apt.txt, a build pack's own steps
-(R's: R packages from Debian, install.R), the repository, postBuild and start. So the image is the shared tooling layers plus one layer of the
+The image (from ``tooling``): first what depends on no repository (the
+entrypoint, the repository folder), then apt.txt and a build pack's own early
+steps (R's Debian packages), that delta, the repository, a build pack's late
+steps (install.R), postBuild and start. Each step the classic builder runs
+costs a container commit, so what a new commit of the repository does not
+change comes before what it does. So the image is the shared tooling layers plus one layer of the
 repository's packages, and the toolchain never reaches it. A change to a
 notebook reruns only the last steps.
 
@@ -142,6 +146,26 @@ RUN /usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py delta /srv/binde
 # ---- the image: the tooling layers, the repository's packages, the repository ----
 FROM tooling
 USER root
+ENV PYTHONUNBUFFERED=1
+COPY /python3-login /usr/local/bin/python3-login
+COPY /repo2docker-entrypoint /usr/local/bin/repo2docker-entrypoint
+ENTRYPOINT ["/usr/local/bin/repo2docker-entrypoint"]
+CMD ["jupyter", "lab", "--ip", "0.0.0.0"]
+ARG REPO_DIR=${HOME}
+ENV REPO_DIR=${REPO_DIR}
+RUN if [ ! -d "${REPO_DIR}" ]; then install -o ${NB_USER} -g ${NB_USER} -d "${REPO_DIR}"; fi && \
+    chown ${NB_USER}:${NB_USER} ${REPO_DIR}
+WORKDIR ${REPO_DIR}
+ENV PATH=${HOME}/.local/bin:${REPO_DIR}/.local/bin:${PATH}
+{% if apt_script -%}
+RUN {{ apt_script }}
+{% endif -%}
+{% if image_prepare_directives -%}
+{% for directive in image_prepare_directives -%}
+{{ directive }}
+{% endfor -%}
+USER root
+{% endif -%}
 COPY --from=packages --chown={{ uid }}:{{ uid }} /srv/delta/venv/ /srv/venv/
 {% if kernel_setup -%}
 COPY --from=packages --chown={{ uid }}:{{ uid }} /srv/delta/kernel/ /srv/kernel/
@@ -151,38 +175,22 @@ COPY --from=packages /srv/delta/removed.txt /usr/local/share/binderlite/removed.
 RUN grep -E '^/srv/(venv|kernel)/' /usr/local/share/binderlite/removed.txt | grep -v '/\.\./' \
         | xargs -r -d '\n' rm -rf -- && \
     rm /usr/local/share/binderlite/removed.txt && ldconfig
-{% if apt_script -%}
-RUN {{ apt_script }}
-{% endif -%}
-{% for directive in image_prepare_directives -%}
-{{ directive }}
-{% endfor -%}
-USER root
-ARG REPO_DIR=${HOME}
-ENV REPO_DIR=${REPO_DIR}
-RUN if [ ! -d "${REPO_DIR}" ]; then install -o ${NB_USER} -g ${NB_USER} -d "${REPO_DIR}"; fi && \
-    chown ${NB_USER}:${NB_USER} ${REPO_DIR}
-WORKDIR ${REPO_DIR}
-ENV PATH=${HOME}/.local/bin:${REPO_DIR}/.local/bin:${PATH}
 COPY --chown={{ uid }}:{{ uid }} src/ ${REPO_DIR}/
-{% for k, v in labels|dictsort -%}
-LABEL {{ k }}="{{ v }}"
-{% endfor %}
+{% if labels -%}
+LABEL {% for k, v in labels|dictsort %}{{ k }}="{{ v }}" {% endfor %}
+{% endif -%}
 USER ${NB_USER}
+{% if image_assemble_directives -%}
 {% for directive in image_assemble_directives -%}
 {{ directive }}
 {% endfor -%}
 USER ${NB_USER}
+{% endif -%}
 {% for script in post_build_scripts -%}
 RUN chmod +x {{ script }} && ./{{ script }}
 {% endfor -%}
 {% if start_script -%}
 RUN chmod +x "{{ start_script }}"
 ENV R2D_ENTRYPOINT="{{ start_script }}"
-{% endif %}
-ENV PYTHONUNBUFFERED=1
-COPY /python3-login /usr/local/bin/python3-login
-COPY /repo2docker-entrypoint /usr/local/bin/repo2docker-entrypoint
-ENTRYPOINT ["/usr/local/bin/repo2docker-entrypoint"]
-CMD ["jupyter", "lab", "--ip", "0.0.0.0"]
+{% endif -%}
 """
