@@ -136,10 +136,12 @@ def failure_reason(
     note: str = "",
     repository_dockerfile: bool = False,
     step: str = "",
+    last_output: str = "",
 ) -> str:
     """The classic builder's error as one line a user understands: which step, which limit, never a command.
 
-    ``step`` is the builder's ``Step n/m : …`` line of the failing step (its ``FROM`` names the image).
+    ``step`` is the builder's ``Step n/m : …`` line of the failing step (its ``FROM`` names the image);
+    ``note`` binderlite's own last words in that step, else ``last_output`` the step's last output line.
     """
     from_image = re.match(r"Step \d+/\d+ : FROM\s+(?:--platform=\S+\s+)?([^\s]{1,200})", step, re.I)
     code = re.search(r"The command '(.*)' returned a non-zero code: (\d+)", error, re.S)
@@ -163,7 +165,12 @@ def failure_reason(
             "(Docker Hub included)."
         )
     if code:
-        said = f": {note.removeprefix('binderlite: ')}" if note else "; its output is above"
+        if note:
+            said = f": {note.removeprefix('binderlite: ')}"
+        elif last_output:
+            said = f": {last_output[:300]}"
+        else:
+            said = "; its output is above"
         return f"{describe_step(code.group(1), repository_dockerfile)} failed (exit status {code.group(2)}){said}"
     if "requires BuildKit" in error or "--mount" in error or "--chmod" in error:
         return f"The Dockerfile uses a BuildKit-only feature, which binderlite's builds do not run ({error.strip()})."
@@ -221,17 +228,22 @@ class LimitedDockerEngine(DockerEngine):
         client._raise_for_status(response)
         note = ""  # the step's last line of binderlite's own words: the reason a step it wrote gives
         step = ""  # the builder's "Step n/m : …" line of the step running
+        last_output = ""  # the step's last line of output (apt's "E: Unable to locate package …")
         with DiskWatch(client, self.limits) as watch:
             for chunk in client._stream_helper(response, decode=True):
                 if "error" in chunk:
                     stopped = bool(watch.stopped)
-                    reason = failure_reason(chunk["error"], self.limits, stopped, note, not custom_context, step)
+                    reason = failure_reason(
+                        chunk["error"], self.limits, stopped, note, not custom_context, step, last_output
+                    )
                     raise BuildFailedError(reason)
                 text = chunk.get("stream") or ""
                 if text.startswith("Step "):
-                    note, step = "", text.strip()
+                    note, step, last_output = "", text.strip(), ""
                 elif "binderlite: " in text:
                     note = text[text.index("binderlite: ") :].strip()
+                elif said := _output_line(text):
+                    last_output = said
                 if text:
                     yield text
         size = client.inspect_image(tag).get("Size", 0)
@@ -241,6 +253,17 @@ class LimitedDockerEngine(DockerEngine):
                 f"The image is {size // 1024**2} MiB, more than the {self.limits.image // 1024**2} MiB "
                 "an image may have (setting max_image_size); it was removed."
             )
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+BUILDER_LINES = re.compile(r"^(---> |Removing intermediate container |Successfully |Step \d+/\d+ : )")
+
+
+def _output_line(text: str) -> str:
+    """The last line of ``text`` a build step printed (colour codes removed), '' for the builder's own lines."""
+    lines = [ANSI.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not BUILDER_LINES.match(line)]
+    return lines[-1] if lines else ""
 
 
 def _dockerignore(path: str) -> list[str] | None:

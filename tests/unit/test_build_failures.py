@@ -2,7 +2,7 @@
 
 import pytest
 
-from binderlite.builds.engine import BuildLimits, failure_reason
+from binderlite.builds.engine import BuildLimits, _output_line, failure_reason
 
 LIMITS = BuildLimits(memory=512 * 2**20, cpus=1.0, processes=64, disk=200 * 2**20, image=2**34, network="n")
 
@@ -61,3 +61,19 @@ def test_an_unreachable_registry_names_the_dockerfiles_base_image(error):
     said = failure_reason(error, LIMITS, disk_stopped=False, step="Step 1/6 : FROM python:3.7-slim")
     assert said.startswith("The Dockerfile's base image python:3.7-slim could not be pulled: no registry is reachable")
     assert "registry-1.docker.io" not in said and "Get " not in said
+
+
+def test_a_failed_step_without_binderlites_words_ends_with_its_last_output_line():
+    said = failure_reason(
+        command("apt-get -qq update && apt-get install --yes x", 100),
+        LIMITS,
+        disk_stopped=False,
+        last_output="E: Unable to locate package texlive-generic-recommended",
+    )
+    assert said == "apt.txt failed (exit status 100): E: Unable to locate package texlive-generic-recommended"
+
+
+def test_the_builders_own_lines_and_colour_codes_are_not_a_steps_output():
+    assert _output_line("\x1b[91mE: Unable to locate package x\n\x1b[0m") == "E: Unable to locate package x"
+    assert _output_line(" ---> Running in 0ba7898b3ea9\n") == ""
+    assert _output_line("Removing intermediate container 0ba7898b3ea9\n") == ""

@@ -32,6 +32,12 @@ PIP2_NOT_FOUND = """ERROR: Could not find a version that satisfies the requireme
 ERROR: No matching distribution found for numpy==1.22
 """
 PIP2_NEEDS_PYTHON = "ERROR: Package 'ipython' requires a different Python: 2.7.18 not in '>=3.8'\n"
+UV_UNREACHABLE = """error: Request failed after 3 retries in 9.3s
+  cause: error sending request for url (https://github.com/betatim/rio-tiler/archive/0cbe4ec.zip)
+  cause: client error (Connect)
+  cause: dns error
+  cause: failed to lookup address information: Name or service not known
+"""
 
 
 @pytest.mark.parametrize(
@@ -43,6 +49,12 @@ PIP2_NEEDS_PYTHON = "ERROR: Package 'ipython' requires a different Python: 2.7.1
         (UV_OLD_METADATA, "pandas==0.24.2", "its metadata is too old for the installer (an old release)"),
         (PIP2_NOT_FOUND, "numpy==1.22", "no release of it installs on Python 3.9"),
         (PIP2_NEEDS_PYTHON, "ipython", "it needs Python >=3.8"),
+        (
+            UV_UNREACHABLE,
+            "",
+            "https://github.com/betatim/rio-tiler/archive/0cbe4ec.zip could not be fetched: "
+            "this machine cannot reach that host",
+        ),
         ("something else\nerror: it broke\n", "", "error: it broke"),
     ],
 )

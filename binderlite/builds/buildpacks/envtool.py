@@ -64,6 +64,9 @@ def reason(output: str, python: str) -> tuple[str, str]:
                 "(setting toolchain_packages; `binderlite base-image` makes the toolchain image)"
             )
         return name, f"it has no wheel for Python {python}, and building it from source failed (see the log above)"
+    unreachable = re.search(r"error sending request for url \((\S+?)\)", output)
+    if unreachable:  # a URL requirement (git+https, an archive) or an index this build cannot reach
+        return "", f"{unreachable.group(1)} could not be fetched: this machine cannot reach that host"
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     causes = [line for line in lines if line.startswith(("cause:", "error:", "ERROR:"))]
     return "", (causes[-1] if causes else (lines[-1] if lines else "the installer failed"))
