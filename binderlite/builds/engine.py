@@ -110,7 +110,7 @@ class DiskWatch:
 
 
 STEPS = (  # what a failed RUN line was, in the repository's terms (most specific first)
-    ("./postBuild", "postBuild"),
+    ("postBuild", "postBuild"),  # ./postBuild, ./binder/postBuild, ./.binder/postBuild
     ("apt-get install", "apt.txt"),
     ("converted-requirements.txt", "the environment file's packages (environment.yml or Pipfile)"),
     ("requirements.txt", "requirements.txt"),

@@ -15,6 +15,7 @@ def command(script: str, code: int) -> str:
     "error, reason",
     [
         (command("chmod +x postBuild && ./postBuild", 3), "postBuild failed (exit status 3)"),
+        (command("chmod +x binder/postBuild && ./binder/postBuild", 1), "postBuild failed (exit status 1)"),
         (command("apt-get -qq update && apt-get install --yes x", 100), "apt.txt failed (exit status 100)"),
         (
             command("uv pip install --python ${VENV_DIR}/bin/python -r 'requirements.txt'", 1),

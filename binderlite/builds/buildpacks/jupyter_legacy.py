@@ -12,7 +12,8 @@ nothing from binderlite.
   takes module names): what the old command did, for the server JupyterLab
   and Notebook 7 run on.
 - ``jupyter nbextension …`` says on stderr that classic Notebook extensions do
-  not run in JupyterLab 4 or Notebook 7 and succeeds, so a postBuild that
+  not run in JupyterLab 4 or Notebook 7 and succeeds (the line does not start
+  ``binderlite:``, which would make it a failed step's reason), so a postBuild that
   enables one (``widgetsnbextension``, most often, which ipywidgets 8 no longer
   needs) still builds; the message names what was skipped.
 """
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
         jupyter = os.path.join(os.path.dirname(os.path.abspath(argv[0])), "jupyter")
         os.execv(jupyter, [jupyter, "server", "extension", *(a for a in args if a != "--py")])
     print(
-        f"binderlite: `jupyter {command} {' '.join(args)}` skipped: classic Notebook extensions do not run in "
+        f"[binderlite] `jupyter {command} {' '.join(args)}` skipped: classic Notebook extensions do not run in "
         "JupyterLab 4 or Notebook 7 (this image's). JupyterLab extensions install with pip.",
         file=sys.stderr,
     )
