@@ -16,6 +16,8 @@ reads (the uv download cache used to be shared that way).
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import json
 import os
 import re
@@ -228,22 +230,23 @@ class LimitedDockerEngine(DockerEngine):
         client._raise_for_status(response)
         note = ""  # the step's last line of binderlite's own words: the reason a step it wrote gives
         step = ""  # the builder's "Step n/m : …" line of the step running
-        last_output = ""  # the step's last line of output (apt's "E: Unable to locate package …")
+        output: collections.deque[str] = collections.deque(maxlen=OUTPUT_KEPT)  # the step's last output lines
         with DiskWatch(client, self.limits) as watch:
             for chunk in client._stream_helper(response, decode=True):
                 if "error" in chunk:
                     stopped = bool(watch.stopped)
                     reason = failure_reason(
-                        chunk["error"], self.limits, stopped, note, not custom_context, step, last_output
+                        chunk["error"], self.limits, stopped, note, not custom_context, step, telling_line(output)
                     )
                     raise BuildFailedError(reason)
                 text = chunk.get("stream") or ""
                 if text.startswith("Step "):
-                    note, step, last_output = "", text.strip(), ""
+                    note, step = "", text.strip()
+                    output.clear()
                 elif "binderlite: " in text:
                     note = text[text.index("binderlite: ") :].strip()
-                elif said := _output_line(text):
-                    last_output = said
+                else:
+                    output.extend(_output_lines(text))
                 if text:
                     yield text
         size = client.inspect_image(tag).get("Size", 0)
@@ -257,13 +260,22 @@ class LimitedDockerEngine(DockerEngine):
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 BUILDER_LINES = re.compile(r"^(---> |Removing intermediate container |Successfully |Step \d+/\d+ : )")
+OUTPUT_KEPT = 40  # output lines of a step kept to find the one that tells why it failed
+TELLING = re.compile(r"Error\b|error:|^E: |[Uu]nable to|not found|[Nn]o such|[Cc]annot|can't|[Ff]ailed")
+WARNING_PREFIX = re.compile(r"^\S+\.py:\d+: \w*Warning: ")  # "…/debuglog.py:55: UserWarning: ValueError: …"
 
 
-def _output_line(text: str) -> str:
-    """The last line of ``text`` a build step printed (colour codes removed), '' for the builder's own lines."""
+def _output_lines(text: str) -> list[str]:
+    """The lines of ``text`` a build step printed (colour codes removed), without the builder's own lines."""
     lines = [ANSI.sub("", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not BUILDER_LINES.match(line)]
-    return lines[-1] if lines else ""
+    return [line for line in lines if line and not BUILDER_LINES.match(line)]
+
+
+def telling_line(lines: collections.abc.Iterable[str]) -> str:
+    """The line of a failed step's output that tells why: its last error-like line, else its last line."""
+    lines = [WARNING_PREFIX.sub("", line) for line in lines if not line.startswith("warnings.warn(")]
+    telling = [line for line in lines if TELLING.search(line)]
+    return (telling or lines or [""])[-1]
 
 
 def _dockerignore(path: str) -> list[str] | None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from binderlite.builds.engine import BuildLimits, _output_line, failure_reason
+from binderlite.builds.engine import BuildLimits, _output_lines, failure_reason, telling_line
 
 LIMITS = BuildLimits(memory=512 * 2**20, cpus=1.0, processes=64, disk=200 * 2**20, image=2**34, network="n")
 
@@ -75,6 +75,22 @@ def test_a_failed_step_without_binderlites_words_ends_with_its_last_output_line(
 
 
 def test_the_builders_own_lines_and_colour_codes_are_not_a_steps_output():
-    assert _output_line("\x1b[91mE: Unable to locate package x\n\x1b[0m") == "E: Unable to locate package x"
-    assert _output_line(" ---> Running in 0ba7898b3ea9\n") == ""
-    assert _output_line("Removing intermediate container 0ba7898b3ea9\n") == ""
+    assert _output_lines("\x1b[91mE: Unable to locate package x\n\x1b[0m") == ["E: Unable to locate package x"]
+    assert _output_lines(" ---> Running in 0ba7898b3ea9\nRemoving intermediate container 0ba7898b3ea9\n") == []
+
+
+def test_the_telling_line_is_the_last_error_not_the_last_warning():
+    jupyterlab = [
+        "/srv/venv/lib/python3.11/site-packages/jupyterlab/debuglog.py:54: UserWarning: An error occurred.",
+        '  warnings.warn("An error occurred.")'.strip(),
+        "/srv/venv/lib/python3.11/site-packages/jupyterlab/debuglog.py:55: UserWarning: ValueError: Please install "
+        "Node.js and npm before continuing installation.",
+        '  warnings.warn("ValueError: Please install Node.js")'.strip(),
+        "/srv/venv/lib/python3.11/site-packages/jupyterlab/debuglog.py:56: UserWarning: See the log file for details",
+        'warnings.warn(f"See the log file for details: {log_path!s}")',
+    ]
+    assert telling_line(jupyterlab) == "ValueError: Please install Node.js and npm before continuing installation."
+    assert telling_line(["Reading package lists...", "E: Unable to locate package x"]) == (
+        "E: Unable to locate package x"
+    )
+    assert telling_line(["compiling", "done, exit 3"]) == "done, exit 3"
