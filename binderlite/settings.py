@@ -247,9 +247,11 @@ class Settings:
     no_proxy: str = _setting("", "Hosts that bypass the proxy (defaults to the NO_PROXY environment variable).")
     jupyterlab_spec: str = _setting("jupyterlab>=4,<5", "Requirement installed into every image for JupyterLab.")
     default_environment: str = _setting(
-        "notebook>=7,<8 ipywidgets>=8,<9 jupyter-resource-usage>=1,<2 jupyter-offlinenotebook>=0.3,<0.4",
+        "notebook>=7,<8 ipywidgets>=8,<9 jupyter-resource-usage>=1,<2 jupyter-offlinenotebook>=0.3,<0.4 "
+        "setuptools<81 wheel",
         "Requirements (separated by spaces) every image gets beside JupyterLab and jupyterhub: repo2docker's "
-        "default environment (Notebook 7, ipywidgets, jupyter-resource-usage, jupyter-offlinenotebook), so "
+        "default environment (Notebook 7, ipywidgets, jupyter-resource-usage, jupyter-offlinenotebook, and "
+        "setuptools with pkg_resources and wheel, which its conda environments always have), so "
         "postBuild and start scripts written for mybinder.org find what they expect. Empty means none.",
         check=requirement_specs,
     )
