@@ -21,6 +21,8 @@ from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler.diskgc")
 SERVICE_LOG_MAX_BYTES = 50 * 1024 * 1024
+# Pruning the dangling layers many builds left behind can take the daemon minutes on a busy machine.
+GC_DOCKER_TIMEOUT = 900
 BUILT_LABEL = "repo2docker.version"  # what every image binderlite built carries, and no base image
 
 
@@ -39,7 +41,7 @@ def _is_ours(tag: str, settings: Settings) -> bool:
 
 def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
     """Remove binderlite images, least recently launched first, while the disk is above high water."""
-    client = docker_client(settings)
+    client = docker_client(settings, timeout=GC_DOCKER_TIMEOUT)
     root = client.info().get("DockerRootDir", "/var/lib/docker")
     if disk_percent_used(root) <= settings.disk_high_water:
         return []
