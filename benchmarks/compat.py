@@ -39,6 +39,7 @@ from pathlib import Path
 
 import binderlite
 from benchmarks.build import docker, image_facts, stop_own_builds
+from binderlite.builds.engine import output_lines
 from binderlite.builds.pipeline import build_events
 from binderlite.links import resolve_link
 from binderlite.settings import Settings
@@ -53,7 +54,6 @@ ERRORISH = re.compile(
     r"(?i)(error|unable to locate|no matching|not found|could not|cannot|denied|no such|exit code|non-zero code)"
 )
 TAIL_MARK = "--- last lines of the build log ---"
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -223,10 +223,9 @@ def reason_line(message: str) -> str:
 def error_hint(lines: list[str]) -> str:
     """The first error-looking line (and the next) of the last build step's output: what a reader looks for."""
     end = next((i for i, line in enumerate(lines) if line.startswith("Build failed")), len(lines))
-    body = [ANSI.sub("", line).strip() for line in lines[:end]]
-    last_step = max((i for i, line in enumerate(body) if line.startswith("Step ")), default=-1)
-    noise = ("--->", "Removing intermediate container", "The command '")
-    tail = [line for line in body[last_step + 1 :] if line and not line.startswith(noise)]
+    last_step = max((i for i, line in enumerate(lines[:end]) if line.startswith("Step ")), default=-1)
+    step_output = output_lines("\n".join(lines[last_step + 1 : end]))  # the builder's own lines left out
+    tail = [line for line in step_output if not line.startswith("The command '")]
     for i, line in enumerate(tail):
         if ERRORISH.search(line):
             return " / ".join(tail[i : i + 2])[:300]

@@ -109,7 +109,10 @@ def build(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 def base_image(ctx: click.Context, with_r: bool) -> None:
     """Make sure the base images exist (load a tarball, pull a configured one, or debootstrap them)."""
     settings = _settings(ctx)
-    say = lambda msg: click.echo(msg, err=True)  # noqa: E731
+
+    def say(message: str) -> None:
+        click.echo(message, err=True)
+
     how = ensure_base_image(settings, log=say)
     click.echo(f"{settings.base_image} ({how})")
     for name in base_image_names(settings)[1:]:

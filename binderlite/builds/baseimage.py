@@ -230,11 +230,20 @@ def toolchain_image_name(base_id: str) -> str:
     return f"{TOOLCHAIN_REPOSITORY}:{base_id.removeprefix('sha256:')[:12]}"
 
 
+_pythons_by_image_id: dict[str, tuple[str, ...]] = {}  # an image id names its content: never stale
+
+
 def image_pythons(client: DockerClient, image) -> tuple[str, ...]:
-    """The Pythons of an image: its label when binderlite made it, else a look inside (no network)."""
+    """The Pythons of an image: its label when binderlite made it, else a look inside (no network), once."""
     label = (image.labels or {}).get(PYTHONS_LABEL, "")
     if label:
         return tuple(v for v in label.split() if re.fullmatch(r"\d+\.\d+", v))
+    if image.id not in _pythons_by_image_id:
+        _pythons_by_image_id[image.id] = _look_inside(client, image)
+    return _pythons_by_image_id[image.id]
+
+
+def _look_inside(client: DockerClient, image) -> tuple[str, ...]:
     out = client.containers.run(
         image.id,
         ["sh", "-c", "ls /usr/bin; echo @; readlink -f /usr/bin/python3"],
@@ -294,8 +303,10 @@ def available_base_images(settings: Settings) -> list[LocalBase]:
     """The base images on the daemon (``base_image`` first) with their Pythons and toolchain images."""
     client = docker_client(settings)
     with_toolchain = bool(settings.toolchain_packages.split())
-    return [
-        local_base(client, name, with_toolchain)
-        for name in base_image_names(settings)
-        if local_image_exists(client, name)
-    ]
+    found = []
+    for name in base_image_names(settings):
+        try:
+            found.append(local_base(client, name, with_toolchain))
+        except docker.errors.ImageNotFound:
+            continue  # not made here (yet): its Pythons are not offered
+    return found

@@ -138,12 +138,13 @@ def failure_reason(
     note: str = "",
     repository_dockerfile: bool = False,
     step: str = "",
-    last_output: str = "",
+    telling: str = "",
 ) -> str:
     """The classic builder's error as one line a user understands: which step, which limit, never a command.
 
     ``step`` is the builder's ``Step n/m : …`` line of the failing step (its ``FROM`` names the image);
-    ``note`` binderlite's own last words in that step, else ``last_output`` the step's last output line.
+    ``note`` binderlite's own last words in that step, else ``telling`` the line of its output that says why
+    (``telling_line``).
     """
     from_image = re.match(r"Step \d+/\d+ : FROM\s+(?:--platform=\S+\s+)?([^\s]{1,200})", step, re.I)
     code = re.search(r"The command '(.*)' returned a non-zero code: (\d+)", error, re.S)
@@ -169,8 +170,8 @@ def failure_reason(
     if code:
         if note:
             said = f": {note.removeprefix('binderlite: ')}"
-        elif last_output:
-            said = f": {last_output[:300]}"
+        elif telling:
+            said = f": {telling[:300]}"
         else:
             said = "; its output is above"
         return f"{describe_step(code.group(1), repository_dockerfile)} failed (exit status {code.group(2)}){said}"
@@ -246,7 +247,7 @@ class LimitedDockerEngine(DockerEngine):
                 elif "binderlite: " in text:
                     note = text[text.index("binderlite: ") :].strip()
                 else:
-                    output.extend(_output_lines(text))
+                    output.extend(output_lines(text))
                 if text:
                     yield text
         size = client.inspect_image(tag).get("Size", 0)
@@ -265,7 +266,7 @@ TELLING = re.compile(r"Error\b|error:|^E: |[Uu]nable to|not found|[Nn]o such|[Cc
 WARNING_PREFIX = re.compile(r"^\S+\.py:\d+: \w*Warning: ")  # "…/debuglog.py:55: UserWarning: ValueError: …"
 
 
-def _output_lines(text: str) -> list[str]:
+def output_lines(text: str) -> list[str]:
     """The lines of ``text`` a build step printed (colour codes removed), without the builder's own lines."""
     lines = [ANSI.sub("", line).strip() for line in text.splitlines()]
     return [line for line in lines if line and not BUILDER_LINES.match(line)]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from binderlite.builds.engine import BuildLimits, _output_lines, failure_reason, telling_line
+from binderlite.builds.engine import BuildLimits, failure_reason, output_lines, telling_line
 
 LIMITS = BuildLimits(memory=512 * 2**20, cpus=1.0, processes=64, disk=200 * 2**20, image=2**34, network="n")
 
@@ -69,14 +69,14 @@ def test_a_failed_step_without_binderlites_words_ends_with_its_last_output_line(
         command("apt-get -qq update && apt-get install --yes x", 100),
         LIMITS,
         disk_stopped=False,
-        last_output="E: Unable to locate package texlive-generic-recommended",
+        telling="E: Unable to locate package texlive-generic-recommended",
     )
     assert said == "apt.txt failed (exit status 100): E: Unable to locate package texlive-generic-recommended"
 
 
 def test_the_builders_own_lines_and_colour_codes_are_not_a_steps_output():
-    assert _output_lines("\x1b[91mE: Unable to locate package x\n\x1b[0m") == ["E: Unable to locate package x"]
-    assert _output_lines(" ---> Running in 0ba7898b3ea9\nRemoving intermediate container 0ba7898b3ea9\n") == []
+    assert output_lines("\x1b[91mE: Unable to locate package x\n\x1b[0m") == ["E: Unable to locate package x"]
+    assert output_lines(" ---> Running in 0ba7898b3ea9\nRemoving intermediate container 0ba7898b3ea9\n") == []
 
 
 def test_the_telling_line_is_the_last_error_not_the_last_warning():
