@@ -16,7 +16,13 @@ from urllib.parse import urlencode
 
 import click
 
-from binderlite.builds.baseimage import base_image_names, ensure_base_image, ensure_r_base_image
+from binderlite.builds.baseimage import (
+    available_base_images,
+    base_image_names,
+    ensure_base_image,
+    ensure_r_base_image,
+)
+from binderlite.builds.buildpacks import prepare_shared_stages
 from binderlite.builds.buildpacks.r import R_RELEASES
 from binderlite.builds.pipeline import build_events
 from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
@@ -107,7 +113,11 @@ def build(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 @click.option("--with-r", is_flag=True, help="Also make the R base images (one per Debian release with R).")
 @click.pass_context
 def base_image(ctx: click.Context, with_r: bool) -> None:
-    """Make sure the base images exist (load a tarball, pull a configured one, or debootstrap them)."""
+    """Make sure the base images exist (load a tarball, pull a configured one, or debootstrap them).
+
+    Then the stages every build on them shares (JupyterLab's venv, the toolchain
+    with it) are made too, so a machine's first build runs only its own steps.
+    """
     settings = _settings(ctx)
 
     def say(message: str) -> None:
@@ -117,9 +127,13 @@ def base_image(ctx: click.Context, with_r: bool) -> None:
     click.echo(f"{settings.base_image} ({how})")
     for name in base_image_names(settings)[1:]:
         click.echo(name)
+    bases = available_base_images(settings)
     if with_r:
         for release in R_RELEASES:
-            click.echo(ensure_r_base_image(settings, release.suite, log=say).name)
+            bases.append(ensure_r_base_image(settings, release.suite, log=say))
+            click.echo(bases[-1].name)
+    if settings.build_packs == "binderlite":
+        prepare_shared_stages(settings, bases, say=lambda text: say(text.rstrip("\n")))
 
 
 @main.command()

@@ -20,13 +20,11 @@ from repo2docker import contentproviders
 from repo2docker.app import Repo2Docker
 
 from binderlite.builds.buildpacks import buildpack_classes
+from binderlite.builds.buildpacks.python import NB_UID, NB_USER
 from binderlite.builds.engine import BuildLimits, LimitedDockerEngine
 from binderlite.errors import BinderliteError
 from binderlite.events import Event, Phase
 from binderlite.settings import Settings, load_settings, proxy_environment
-
-NB_USER = "jovyan"
-NB_UID = 1000
 
 
 class EventLineHandler(logging.Handler):

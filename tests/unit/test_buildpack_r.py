@@ -16,7 +16,7 @@ from binderlite.settings import Settings
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, stages):
     return Settings(state_dir=str(tmp_path / "state"))
 
 
@@ -179,7 +179,7 @@ def test_description_dependencies_without_r_and_its_own_packages():
 # ---- the Dockerfile ----------------------------------------------------------------------------
 
 
-def test_r_dockerfile_starts_from_the_r_base_and_runs_install_r_as_the_notebook_user(settings, repo, caplog):
+def test_r_dockerfile_starts_from_the_r_base_and_runs_install_r_as_the_notebook_user(settings, repo, caplog, stages):
     (repo / "install.R").write_text('install.packages(c("jsonlite", "shiny"))\n')
     (repo / "runtime.txt").write_text("r-4.4-2024-05-01\n")
     made: list[str] = []
@@ -188,8 +188,9 @@ def test_r_dockerfile_starts_from_the_r_base_and_runs_install_r_as_the_notebook_
         dockerfile = render(pack)
         render(pack)  # repo2docker renders twice
     assert made == ["trixie"], "the base image is asked for once"
-    assert "FROM sha256:trixie-r-base-id AS tooling" in dockerfile
-    assert "uv venv --quiet --python /usr/bin/python3.13" in dockerfile, "JupyterLab runs on the R base's Python"
+    assert "FROM sha256:trixie-r-base-id\n" in stages.dockerfile("tooling")
+    assert "uv venv --quiet --python /usr/bin/python3.13" in stages.dockerfile("tooling"), "JupyterLab on R's Python"
+    assert f"FROM sha256:tooling-stage-{stages.asked[0].key}\n" in dockerfile, "the image starts from the tooling"
     assert 'options(repos = c(CRAN = "https://p3m.example.org/cran/2024-05-01"))' in dockerfile
     assert "'r-cran-jsonlite' 'r-cran-shiny'" in dockerfile and "wanted='shiny-server'" in dockerfile
     assert "jupyter-shiny-proxy" in dockerfile
@@ -206,12 +207,12 @@ def test_r_dockerfile_starts_from_the_r_base_and_runs_install_r_as_the_notebook_
     assert any("Shiny Server from Debian trixie" in n for n in notes)
 
 
-def test_snapshot_date_without_a_date_mirror_is_said_and_no_mirror_is_r_s_own_word(settings, repo, caplog):
+def test_snapshot_date_without_a_date_mirror_is_said_and_no_mirror_is_r_s_own_word(settings, repo, caplog, stages):
     (repo / "runtime.txt").write_text("r-2023-01-01\n")
     with caplog.at_level(logging.INFO, logger="repo2docker"):
         dockerfile = render(picked(settings, cran_mirror_url=""))
     assert 'options(repos = c(CRAN = "@CRAN@"))' in dockerfile
-    assert "FROM sha256:bookworm-r-base-id AS tooling" in dockerfile
+    assert "FROM sha256:bookworm-r-base-id\n" in stages.dockerfile("tooling")
     assert any("snapshot date 2023-01-01 is not used" in r.getMessage() for r in caplog.records)
 
 

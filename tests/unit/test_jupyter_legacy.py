@@ -49,14 +49,14 @@ def test_nbextension_is_skipped_with_a_message_and_succeeds(venv_bin):
     assert "do not run in JupyterLab 4 or Notebook 7" in out.stderr
 
 
-def test_every_image_gets_the_default_environment_and_the_shims(tmp_path, monkeypatch):
+def test_every_image_gets_the_default_environment_and_the_shims(tmp_path, monkeypatch, stages):
     monkeypatch.chdir(tmp_path)
     settings = Settings(state_dir=tmp_path / "state")
     base = LocalBase("binderlite/base:bookworm", "sha256:base", ("3.11",), "sha256:tool")
     pack_class = next(c for c in buildpack_classes(settings) if c.__name__ == "BinderlitePythonBuildPack")
     pack_class.options = type(pack_class.options)(**{**pack_class.options.__dict__, "base_images": (base,)})
-    dockerfile = pack_class(base_image="binderlite/base:bookworm").render({"NB_USER": "jovyan", "NB_UID": "1000"})
-    tooling = dockerfile.split("AS packages")[0]
+    pack_class(base_image="binderlite/base:bookworm").render({"NB_USER": "jovyan", "NB_UID": "1000"})
+    tooling = stages.dockerfile("tooling")
     for spec in ("'notebook>=7,<8'", "'ipywidgets>=8,<9'", "'jupyter-resource-usage>=1,<2'"):
         assert spec in tooling
     assert "install -m 0755 /usr/local/lib/binderlite/jupyter_legacy.py ${VENV_DIR}/bin/jupyter-$command" in tooling

@@ -1,18 +1,26 @@
-"""Which repo2docker build packs a build uses, configured from settings."""
+"""Which repo2docker build packs a build uses, configured from settings; their shared stages made ahead."""
 
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from repo2docker.app import Repo2Docker
 from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 from uv import find_uv_bin
 
-from binderlite.builds.baseimage import available_base_images
-from binderlite.builds.buildpacks.python import BinderlitePythonBuildPack, BuildOptions
+from binderlite.builds.baseimage import LocalBase, available_base_images
+from binderlite.builds.buildpacks.python import (
+    NB_UID,
+    NB_USER,
+    BinderlitePythonBuildPack,
+    BuildOptions,
+    ensure_shared_stages,
+)
 from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
 from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
+from binderlite.builds.stages import DockerStageImages
 from binderlite.settings import Settings
 
 
@@ -37,7 +45,22 @@ def build_options(settings: Settings) -> BuildOptions:
         base_images=tuple(available_base_images(settings)),
         hub_requires_python=hub_python or "",
         hub_spec_for_older_python=f"jupyterhub<={hub_version}",
+        stages=DockerStageImages(settings),
     )
+
+
+def prepare_shared_stages(
+    settings: Settings, bases: Iterable[LocalBase], say: Callable[[str], None] = print
+) -> list[str]:
+    """Make the shared stages of each base's own Python now, so a machine's first build runs only its own steps."""
+    options = build_options(settings)
+    options = BuildOptions(**{**options.__dict__, "stages": DockerStageImages(settings, say)})
+    made = []
+    for base in bases:
+        if base.pythons and base.pythons[0].startswith("3"):
+            args = {"NB_USER": NB_USER, "NB_UID": str(NB_UID)}
+            made.extend(ensure_shared_stages(options, base, base.pythons[0], False, args))
+    return made
 
 
 def buildpack_classes(settings: Settings) -> list[type]:

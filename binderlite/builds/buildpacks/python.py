@@ -30,7 +30,17 @@ from binderlite.builds.baseimage import LocalBase
 from binderlite.builds.buildpacks.apt import check_apt_packages
 from binderlite.builds.buildpacks.pythons import PythonChoice, PythonOffer, PythonRequest, choose_python, major_minor
 from binderlite.builds.buildpacks.specfiles import Conversion, convert_environment_yml, convert_pipfile
-from binderlite.builds.buildpacks.template import TEMPLATE
+from binderlite.builds.buildpacks.template import (
+    CA_FILE,
+    ENVTOOL_FILE,
+    JUPYTER_LEGACY_FILE,
+    PACKAGES_STAGE,
+    PRELUDE,
+    TEMPLATE,
+    TOOLING_STAGE,
+    UV_FILE,
+)
+from binderlite.builds.stages import Stage, StageImages
 
 log = logging.getLogger("repo2docker")
 
@@ -39,6 +49,8 @@ KERNEL_PIP = "${KERNEL_PYTHON_PREFIX}/bin/pip install"
 ENVTOOL = "/usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py"
 GENERATED_IN_IMAGE = "/srv/binderlite"
 KERNEL_PREFIX = "/srv/kernel"
+NB_USER = "jovyan"  # the notebook user every image has, as repo2docker's
+NB_UID = DEFAULT_NB_UID
 # The last virtualenv that makes Python 2 environments; it carries pip, setuptools and wheel for them.
 PYTHON2_VIRTUALENV = "virtualenv<20.22"
 
@@ -58,10 +70,69 @@ class BuildOptions:
     # jupyterhub's requires-python, and the spec for a Python outside it (the newest release that runs there)
     hub_requires_python: str = ""
     hub_spec_for_older_python: str = ""
+    stages: StageImages | None = None  # where the shared stages are found or made (builds/stages.py)
 
 
 def shell_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def tooling_specs(options: BuildOptions, server_python: str) -> tuple[list[str], bool]:
+    """The tooling venv's requirements for ``server_python``, and whether jupyterhub's had to be older."""
+    specs = list(options.tooling_specs)
+    hub = options.hub_requires_python
+    older = bool(hub and options.hub_spec_for_older_python and not SpecifierSet(hub).contains(server_python + ".0"))
+    if older:
+        specs[-1] = options.hub_spec_for_older_python
+    return specs, older
+
+
+def ensure_shared_stages(
+    options: BuildOptions, image: LocalBase, server_python: str, kernel: bool, build_args: dict[str, str]
+) -> tuple[str, str]:
+    """The ids of the tooling and packages stage images for ``image`` and ``server_python``, made if missing."""
+    if options.stages is None:
+        raise RuntimeError("BuildOptions.stages is not set: no way to find or make the shared stages")
+    uid = build_args.get("NB_UID", str(DEFAULT_NB_UID))
+    bins = ([f"{KERNEL_PREFIX}/bin"] if kernel else []) + ["/srv/venv/bin"]
+    prelude = jinja2.Template(PRELUDE).render(
+        kernel_prefix=KERNEL_PREFIX if kernel else "/srv/venv",
+        path_prefix="".join(b + ":" for b in bins),
+        ca_file=CA_FILE,
+        uv_file=UV_FILE,
+        index_env=list(options.index_env),
+    )
+    args = {"NB_USER": build_args.get("NB_USER", NB_USER), "NB_UID": uid}
+    specs, _ = tooling_specs(options, server_python)
+    tooling = Stage(
+        kind="tooling",
+        dockerfile=jinja2.Template(TOOLING_STAGE).render(
+            base_id=image.image_id,
+            prelude=prelude,
+            uid=uid,
+            server_python=server_python,
+            tooling_specs=" ".join(shell_quote(s) for s in specs),
+            jupyter_legacy_file=JUPYTER_LEGACY_FILE,
+        ),
+        files={CA_FILE: options.ca_bundle, UV_FILE: options.uv_binary, JUPYTER_LEGACY_FILE: options.jupyter_legacy},
+        build_args=args,
+        describe=f"the tooling (JupyterLab on Python {server_python}) for {image.name}",
+    )
+    tooling_id = options.stages.ensure(tooling)
+    packages = Stage(
+        kind="packages",
+        dockerfile=jinja2.Template(PACKAGES_STAGE).render(
+            tooling_id=tooling_id,
+            toolchain_id=image.toolchain_id or image.image_id,
+            prelude=prelude,
+            uid=uid,
+            envtool_file=ENVTOOL_FILE,
+        ),
+        files={CA_FILE: options.ca_bundle, UV_FILE: options.uv_binary, ENVTOOL_FILE: options.envtool},
+        build_args=args,
+        describe=f"the build stage (toolchain and tooling, Python {server_python}) for {image.name}",
+    )
+    return tooling_id, options.stages.ensure(packages)
 
 
 class BinderlitePythonBuildPack(BaseImage):
@@ -190,14 +261,7 @@ class BinderlitePythonBuildPack(BaseImage):
     # ---- repo2docker's hooks ------------------------------------------
     @lru_cache
     def get_build_script_files(self) -> dict[str, str]:
-        files = {
-            self.options.ca_bundle: "/usr/local/share/binderlite/ca-certificates.crt",
-            self.options.uv_binary: "/usr/local/bin/uv",
-            self.options.envtool: "/usr/local/lib/binderlite/envtool.py",
-            self.options.jupyter_legacy: "/usr/local/lib/binderlite/jupyter_legacy.py",
-        }
-        files.update(self._generated_files())
-        return files
+        return dict(self._generated_files())  # the rest comes with the shared stages
 
     @lru_cache
     def get_preassemble_script_files(self) -> dict[str, str]:
@@ -288,17 +352,15 @@ class BinderlitePythonBuildPack(BaseImage):
         )
 
     @lru_cache
-    def _tooling_specs(self) -> str:
-        specs = list(self.options.tooling_specs)
+    def _warn_older_hub(self) -> None:
         server = self.python_choice().offer.server_version
-        hub = self.options.hub_requires_python
-        if hub and self.options.hub_spec_for_older_python and not SpecifierSet(hub).contains(server + ".0"):
+        specs, older = tooling_specs(self.options, server)
+        if older:
             log.warning(
-                f"binderlite: jupyterhub {specs[-1]} needs Python {hub}; this image's JupyterLab runs on Python "
-                f"{server}, so it gets {self.options.hub_spec_for_older_python!r} (the newest that runs there).\n"
+                f"binderlite: jupyterhub {self.options.tooling_specs[-1]} needs Python "
+                f"{self.options.hub_requires_python}; this image's JupyterLab runs on Python {server}, "
+                f"so it gets {specs[-1]!r} (the newest that runs there).\n"
             )
-            specs[-1] = self.options.hub_spec_for_older_python
-        return " ".join(shell_quote(s) for s in specs)
 
     @lru_cache
     def _announce(self) -> None:
@@ -311,31 +373,28 @@ class BinderlitePythonBuildPack(BaseImage):
                 "`binderlite base-image` makes it): packages that need a compiler will not build.\n"
             )
 
+    @lru_cache
+    def _stage_ids(self, user: str, uid: str) -> tuple[str, str]:
+        choice = self.python_choice()
+        args = {"NB_USER": user, "NB_UID": uid}
+        server, kernel = choice.offer.server_version, choice.separate_kernel
+        return ensure_shared_stages(self.options, self._image(), server, kernel, args)
+
     def render(self, build_args: dict | None = None) -> str:
         build_args = build_args or {}
         self._announce()
-        choice = self.python_choice()
-        image = self._image()
-        kernel = choice.separate_kernel
-        bins = ([f"{KERNEL_PREFIX}/bin"] if kernel else []) + ["/srv/venv/bin"]
+        self._warn_older_hub()
+        uid = str(build_args.get("NB_UID", DEFAULT_NB_UID))
+        tooling_id, packages_id = self._stage_ids(str(build_args.get("NB_USER", NB_USER)), uid)
         context_names = {src: self.generate_build_context_filename(src)[0] for src in self.get_build_script_files()}
         generated = [(context_names[src], dst) for src, dst in sorted(self._generated_files().items())]
         return jinja2.Template(TEMPLATE).render(
-            base_id=image.image_id,
-            toolchain_id=image.toolchain_id or image.image_id,
-            server_python=choice.offer.server_version,
-            kernel_prefix=KERNEL_PREFIX if kernel else "/srv/venv",
+            tooling_id=tooling_id,
+            packages_id=packages_id,
             kernel_setup=self._kernel_setup(),
-            path_prefix="".join(b + ":" for b in bins),
-            ca_context_path=context_names[self.options.ca_bundle],
-            uv_context_path=context_names[self.options.uv_binary],
-            envtool_context_path=context_names[self.options.envtool],
-            jupyter_legacy_context_path=context_names[self.options.jupyter_legacy],
-            index_env=list(self.options.index_env),
-            tooling_specs=self._tooling_specs(),
             apt_script=self._apt_script(),
             generated_files=generated,
-            uid=build_args.get("NB_UID", DEFAULT_NB_UID),
+            uid=uid,
             preassemble_files=sorted(self.get_preassemble_script_files().items()),
             preassemble_directives=_directives(self.get_preassemble_scripts()),
             assemble_directives=_directives(self.get_assemble_scripts()),

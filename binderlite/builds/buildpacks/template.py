@@ -1,28 +1,32 @@
-"""The Dockerfile that binderlite's build pack renders (a Jinja2 template): three stages.
+"""The Dockerfiles binderlite's build pack renders (Jinja2 templates): two shared stages and the repository's.
 
-``tooling`` (from the base image with the chosen Python): the user, the CA
-bundle, uv, and the tooling venv with JupyterLab, jupyterhub and
+``TOOLING_STAGE`` (from the base image with the chosen Python): the user,
+the CA bundle, uv, and the tooling venv with JupyterLab, jupyterhub and
 repo2docker's default environment (``default_environment``), with
 ``jupyter serverextension``/``nbextension`` for old postBuild scripts
-(``jupyter_legacy.py``). It depends
-on no repository, so every repository on that Python shares its layers.
+(``jupyter_legacy.py``).
 
-``packages`` (from the base's toolchain image: compilers and headers, see
-``baseimage``): the tooling venv copied in, apt.txt (so its ``-dev`` packages
-are there to build against), a snapshot of the environment, then the
-repository's requirements (a Python 2 kernel environment first, when asked
-for), the repository itself only when it is a package or installs itself.
-``envtool delta`` then writes just what the repository added or changed, and
-the system libraries its built extensions link.
+``PACKAGES_STAGE`` (from the base's toolchain image: compilers and headers,
+see ``baseimage``): the tooling venv copied in and a snapshot of it.
 
-The image (from ``tooling``): first what depends on no repository (the
-entrypoint, the repository folder), then apt.txt and a build pack's own early
-steps (R's Debian packages), that delta, the repository, a build pack's late
-steps (install.R), postBuild and start. Each step the classic builder runs
-costs a container commit, so what a new commit of the repository does not
-change comes before what it does. So the image is the shared tooling layers plus one layer of the
-repository's packages, and the toolchain never reaches it. A change to a
-notebook reruns only the last steps.
+Neither depends on a repository, so each is an image of its own, made once
+per base and Python and found by every later build (``builds/stages.py``).
+
+``TEMPLATE``, the repository's Dockerfile: a ``packages`` stage from the
+packages stage image gets apt.txt (so its ``-dev`` packages are there to build
+against), the repository's requirements (a Python 2 kernel environment
+first, when asked for), the repository itself only when it is a package or
+installs itself. ``envtool delta`` then writes just what the repository added
+or changed, and the system libraries its built extensions link.
+
+The image (from the tooling stage image): first what depends on no
+repository (the entrypoint, the repository folder), then apt.txt and a build
+pack's own early steps (R's Debian packages), that delta, the repository, a
+build pack's late steps (install.R), postBuild and start. Each step the
+classic builder runs costs a container commit, so what a new commit of the
+repository does not change comes before what it does. So the image is the
+shared tooling layers plus one layer of the repository's packages, and the
+toolchain never reaches it. A change to a notebook reruns only the last steps.
 
 Docker's classic builder runs the steps (binderlite.builds.engine): multi-stage
 builds work there; only syntax it knows is used (no ``--chmod``, no
@@ -32,9 +36,13 @@ error, never a pull from Docker Hub. No step needs Docker Hub, conda or
 GitHub: the base images and the package index (apt only for apt.txt).
 """
 
-TEMPLATE = r"""
-{%- macro prelude() %}
-ENV DEBIAN_FRONTEND=noninteractive \
+# Names of the files the shared stages copy in, in their build context.
+CA_FILE = "ca-certificates.crt"
+UV_FILE = "uv"
+ENVTOOL_FILE = "envtool.py"
+JUPYTER_LEGACY_FILE = "jupyter_legacy.py"
+
+PRELUDE = r"""ENV DEBIAN_FRONTEND=noninteractive \
     LANG=C.UTF-8 \
     LC_ALL=C.UTF-8 \
     SHELL=/bin/bash
@@ -72,8 +80,8 @@ RUN if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then \
 
 # TLS trust for builds and the running image (inspecting proxies, private mirrors),
 # and uv (the binary binderlite itself installed from the package index).
-COPY {{ ca_context_path }} /usr/local/share/binderlite/ca-certificates.crt
-COPY {{ uv_context_path }} /usr/local/bin/uv
+COPY {{ ca_file }} /usr/local/share/binderlite/ca-certificates.crt
+COPY {{ uv_file }} /usr/local/bin/uv
 ENV SSL_CERT_FILE=/usr/local/share/binderlite/ca-certificates.crt \
     PIP_CERT=/usr/local/share/binderlite/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/usr/local/share/binderlite/ca-certificates.crt \
@@ -89,11 +97,13 @@ ENV {{ key }}="{{ value }}"
 {% endfor %}
 ENV VIRTUAL_ENV=${VENV_DIR} \
     PATH={{ path_prefix }}${PATH}
-{%- endmacro %}
+"""
+
+TOOLING_STAGE = r"""
 # ---- tooling: Python {{ server_python }}, JupyterLab, jupyterhub-singleuser (shared by every repository) ----
-FROM {{ base_id }} AS tooling
-{{ prelude() }}
-COPY --chown={{ uid }}:{{ uid }} {{ jupyter_legacy_context_path }} /usr/local/lib/binderlite/jupyter_legacy.py
+FROM {{ base_id }}
+{{ prelude }}
+COPY --chown={{ uid }}:{{ uid }} {{ jupyter_legacy_file }} /usr/local/lib/binderlite/jupyter_legacy.py
 USER ${NB_USER}
 RUN uv venv --quiet --python /usr/bin/python{{ server_python }} ${VENV_DIR} && \
     uv pip install --python ${VENV_DIR}/bin/python pip {{ tooling_specs }} && \
@@ -102,15 +112,27 @@ RUN uv venv --quiet --python /usr/bin/python{{ server_python }} ${VENV_DIR} && \
             install -m 0755 /usr/local/lib/binderlite/jupyter_legacy.py ${VENV_DIR}/bin/jupyter-$command; \
         fi; \
     done
+"""
 
-# ---- packages: the repository's requirements, built with the toolchain (which stays here) ----
-FROM {{ toolchain_id }} AS packages
-{{ prelude() }}
+PACKAGES_STAGE = r"""
+# ---- packages: the toolchain image with the tooling venv and a snapshot of it (shared by every repository) ----
+FROM {{ tooling_id }} AS tooling
+
+FROM {{ toolchain_id }}
+{{ prelude }}
 COPY --from=tooling --chown={{ uid }}:{{ uid }} /srv/venv /srv/venv
-COPY {{ envtool_context_path }} /usr/local/lib/binderlite/envtool.py
+COPY {{ envtool_file }} /usr/local/lib/binderlite/envtool.py
 USER root
 RUN /usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py snapshot /srv/binderlite-snapshot.json ${VENV_DIR} ${KERNEL_PYTHON_PREFIX} && \
     install -o ${NB_USER} -g ${NB_USER} -d /srv/delta
+"""
+
+TEMPLATE = r"""
+# ---- packages: the repository's requirements, built with the toolchain (which stays here) ----
+FROM {{ packages_id }} AS packages
+ARG NB_USER
+ARG NB_UID
+USER root
 {% if kernel_setup -%}
 USER ${NB_USER}
 RUN {{ kernel_setup }}
@@ -144,7 +166,9 @@ USER ${NB_USER}
 RUN /usr/bin/python3 -I -S /usr/local/lib/binderlite/envtool.py delta /srv/binderlite-snapshot.json /srv/delta ${VENV_DIR} ${KERNEL_PYTHON_PREFIX}
 
 # ---- the image: the tooling layers, the repository's packages, the repository ----
-FROM tooling
+FROM {{ tooling_id }}
+ARG NB_USER
+ARG NB_UID
 USER root
 ENV PYTHONUNBUFFERED=1
 COPY /python3-login /usr/local/bin/python3-login
