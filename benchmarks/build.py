@@ -17,7 +17,12 @@ the SSE API and the launcher use):
     the Docker layer cache should make it quick);
 (d) a build after a commit that adds a requirement, on a warm machine: what
     every build after a machine's first meets (the shared layers are cached,
-    the repository's install runs).
+    the repository's install runs);
+(e) once, a cold build on a machine without the shared stage images
+    (builds/stages.py: ``binderlite base-image`` makes them at install, so (a)
+    starts from them): binderlite is given the package index's address
+    explicitly, which gives its stages a new name, so it makes them within the
+    build; the stage images it made are removed at the end.
 
 Beside them, in the same run, a floor: a minimal hand-written Dockerfile on
 the same base image doing the same installs (venv, pip install uv, uv pip
@@ -55,6 +60,7 @@ import docker as docker_sdk
 from binderlite.builds.pipeline import build_events
 from binderlite.builds.queue import pid_alive
 from binderlite.builds.run_repo2docker import proxy_build_args
+from binderlite.builds.stages import STAGE_REPOSITORY
 from binderlite.links import resolve_link
 from binderlite.settings import Settings
 from tests.helpers.containers import remove_containers_and_images
@@ -67,6 +73,7 @@ REQUIREMENTS = ["six==1.16.0", "toolz==0.12.1", "tabulate==0.9.0"]
 COLD_TARGET = 1.3  # binderlite cold build ≤ 1.3 × floor
 NOTEBOOK_TARGET = 10.0  # notebook-only rebuild < 10 s
 NEW_REQUIREMENTS = ["idna==3.6", "idna==3.7"]  # (d): a requirement the repository adds
+DEFAULT_INDEX = "https://pypi.org/simple"  # (e): the index builds use anyway, named, so the stages get new names
 
 STEP_START = re.compile(r"^#(\d+) (.+)$")
 STEP_DONE = re.compile(r"^#(\d+) DONE (\d+(?:\.\d+)?)s$")
@@ -95,6 +102,12 @@ def write_repo(path: Path, edit: int, extra: tuple[str, ...] = ()) -> None:
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def stage_images() -> set[str]:
+    """The names of the shared stage images on the daemon."""
+    out = docker("images", "--format", "{{.Repository}}:{{.Tag}}", STAGE_REPOSITORY).stdout
+    return set(out.split())
 
 
 def prune_build_cache() -> None:
@@ -246,8 +259,8 @@ class Binderlite:
         write_repo(self.server.work_tree(name), edit, extra)
         return self.server.commit(name, f"edit {edit}")
 
-    def build(self, name: str, cold: bool = False) -> Timed:
-        settings = dataclasses.replace(self.settings, build_cache=not cold)  # cold: every step anew
+    def build(self, name: str, cold: bool = False, **overrides: object) -> Timed:
+        settings = dataclasses.replace(self.settings, build_cache=not cold, **overrides)  # cold: every step anew
         start = time.monotonic()
         resolved = resolve_link(self.server.link(name), settings)
         marks = {"resolved": time.monotonic() - start}
@@ -356,7 +369,12 @@ def ratio(a: float, b: float) -> str:
 
 
 def report(
-    results: list[RunResult], settings: Settings, lab_spec: str, hub_spec: str, started: datetime.datetime
+    results: list[RunResult],
+    settings: Settings,
+    lab_spec: str,
+    hub_spec: str,
+    started: datetime.datetime,
+    no_stages: Timed | None = None,
 ) -> str:
     out: list[str] = []
     p = out.append
@@ -416,6 +434,8 @@ def report(
             r.floor_new_requirements.seconds,
             "shared layers cached, the repository's install runs",
         )
+    if no_stages is not None:
+        row("(e) cold, no shared stage images yet [s]", no_stages.seconds, cold_fl, "the stages are made within")
     bl_size = next((r.bl_cold.size for r in results if r.bl_cold.size), None)
     fl_size = next((r.floor_cold.size for r in results if r.floor_cold.size), None)
     if bl_size and fl_size:
@@ -482,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     server = GitServer(tmp / "git")
     results: list[RunResult] = []
+    stages_before: set[str] | None = None
     try:
         for index in range(1, args.runs + 1):
             floor = Floor(
@@ -494,6 +515,12 @@ def main(argv: list[str] | None = None) -> int:
                 settings.default_environment,  # the same packages binderlite's images get
             )
             results.append(run_once(index, Binderlite(settings, server), floor, log))
+        log("(e): binderlite cold build without shared stage images (they are made within it)")
+        stages_before = stage_images()
+        binderlite = Binderlite(settings, server)
+        binderlite.publish("bench-no-stages", edit=0)
+        no_stages = binderlite.build("bench-no-stages", cold=True, package_index_url=DEFAULT_INDEX)
+        log(f"  {no_stages.seconds:.1f} s")
         if args.keep_logs:
             keep = Path(args.keep_logs)
             keep.mkdir(parents=True, exist_ok=True)
@@ -503,11 +530,14 @@ def main(argv: list[str] | None = None) -> int:
                     (keep / f"run{i}-{field_name}.log").write_text(
                         "".join(f"{t:7.2f} {line.rstrip()}\n" for t, line in timed.lines)
                     )
-        print(report(results, settings, lab_spec, hub_spec, started))
+        print(report(results, settings, lab_spec, hub_spec, started, no_stages))
     finally:
         stop_own_builds(settings)
         server.close()
         remove_containers_and_images(docker_sdk.from_env(), PREFIX, keep=())
+        if stages_before is not None:
+            for image in sorted(stage_images() - stages_before):
+                docker("rmi", image, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import binderlite
 from benchmarks.build import docker, image_facts, stop_own_builds
-from binderlite.builds.engine import output_lines
+from binderlite.builds.engine import output_lines, telling_line
 from binderlite.builds.pipeline import build_events
 from binderlite.links import resolve_link
 from binderlite.settings import Settings
@@ -262,7 +262,7 @@ def evaluate(entry: Entry, result: Build, check: tuple[bool, str] | None, size: 
             ok, output = check
             out.works = "yes" if ok else "no"
             if not ok:
-                out.problem = "check failed: " + (output.splitlines() or ["(no output)"])[-1][:300]
+                out.problem = "check failed: " + (telling_line(output_lines(output)) or "(no output)")[:300]
         else:
             out.works, out.problem = "no", "did not build"
         return out

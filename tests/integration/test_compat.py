@@ -46,7 +46,8 @@ WORKS = [
         Case(
             "compat-postbuild",
             "cat ~/.postbuild-marker data/squares.csv && jupyter server extension list 2>&1",
-            r"postBuild ran as jovyan[\s\S]*4,16[\s\S]*jupyter_resource_usage\s+(\x1b\[\d+m)?enabled",
+            r"postBuild ran as jovyan[\s\S]*4,16(?=[\s\S]*jupyter_resource_usage\s+(\x1b\[\d+m)?enabled)"
+            r"(?=[\s\S]*movedextension\s+(\x1b\[\d+m)?enabled)",
         ),
         id="postBuild",
     ),

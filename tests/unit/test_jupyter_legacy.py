@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -36,6 +37,28 @@ def test_serverextension_runs_jupyter_servers_own_command(venv_bin):
         check=True,
     )
     assert out.stdout.strip() == "jupyter server extension enable nbgitpuller --sys-prefix"
+
+
+def test_serverextension_enable_names_an_importable_module_in_the_config_first(venv_bin, tmp_path):
+    """Jupyter Server toggles only extensions its config names; the old command enabled any importable module."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "movedextension.py").write_text("def load_jupyter_server_extension(app):\n    pass\n")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "site"), "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg")}
+    out = subprocess.run(
+        [venv_bin / "jupyter-serverextension", "enable", "--user", "--py", "movedextension", "notinstalled"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert out.stdout.strip() == "jupyter server extension enable --user movedextension notinstalled"
+    folder = tmp_path / "cfg" / "jupyter_server_config.d"
+    assert [p.name for p in folder.iterdir()] == ["00-binderlite-movedextension.json"], "only what imports"
+    config = json.loads((folder / "00-binderlite-movedextension.json").read_text())
+    assert config == {"ServerApp": {"jpserver_extensions": {"movedextension": True}}}
+    subprocess.run([venv_bin / "jupyter-serverextension", "disable", "--user", "movedextension"], env=env, check=True)
+    config = json.loads((folder / "00-binderlite-movedextension.json").read_text())
+    assert config["ServerApp"]["jpserver_extensions"]["movedextension"] is False
 
 
 def test_nbextension_is_skipped_with_a_message_and_succeeds(venv_bin):
