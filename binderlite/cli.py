@@ -133,7 +133,8 @@ def base_image(ctx: click.Context, with_r: bool) -> None:
             bases.append(ensure_r_base_image(settings, release.suite, log=say))
             click.echo(bases[-1].name)
     if settings.build_packs == "binderlite":
-        prepare_shared_stages(settings, bases, say=lambda text: say(text.rstrip("\n")))
+        for name in prepare_shared_stages(settings, bases, say=lambda text: say(text.rstrip("\n"))):
+            click.echo(name)
 
 
 @main.command()

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 
 from binderlite.builds.baseimage import LocalBase
-from binderlite.builds.buildpacks import buildpack_classes
+from binderlite.builds.buildpacks import buildpack_classes, prepare_shared_stages
 from binderlite.builds.stages import Stage
 from binderlite.settings import Settings
 
@@ -78,3 +78,13 @@ def test_a_python_2_kernel_gets_its_own_stages(tmp_path, monkeypatch, stages):
     assert "FROM sha256:bullseye\n" in py39.dockerfile and "FROM sha256:bullseye\n" in py2.dockerfile
     assert py39.key != py2.key, "the kernel's prefix is in the environment the stage sets"
     assert "KERNEL_PYTHON_PREFIX=/srv/kernel" in py2.dockerfile
+
+
+def test_base_image_makes_each_bases_own_stages_and_names_them(tmp_path, stages):
+    settings = Settings(state_dir=str(tmp_path / "state"))
+    names = prepare_shared_stages(settings, [BASE, BULLSEYE], say=lambda text: None)
+    assert names == [s.image_name for s in stages.asked] and len(names) == 4
+    assert [s.kind for s in stages.asked] == ["tooling", "packages", "tooling", "packages"]
+    assert "FROM sha256:base\n" in stages.asked[0].dockerfile and "python3.11" in stages.asked[0].dockerfile
+    assert "FROM sha256:bullseye\n" in stages.asked[2].dockerfile and "python3.9" in stages.asked[2].dockerfile
+    assert "KERNEL_PYTHON_PREFIX=/srv/venv" in stages.asked[2].dockerfile, "no Python 2 kernel ahead"

@@ -20,7 +20,7 @@ from binderlite.builds.buildpacks.python import (
 )
 from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
 from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
-from binderlite.builds.stages import DockerStageImages
+from binderlite.builds.stages import DockerStageImages, Stage
 from binderlite.settings import Settings
 
 
@@ -52,15 +52,21 @@ def build_options(settings: Settings) -> BuildOptions:
 def prepare_shared_stages(
     settings: Settings, bases: Iterable[LocalBase], say: Callable[[str], None] = print
 ) -> list[str]:
-    """Make the shared stages of each base's own Python now, so a machine's first build runs only its own steps."""
-    options = build_options(settings)
-    options = BuildOptions(**{**options.__dict__, "stages": DockerStageImages(settings, say)})
-    made = []
+    """Make the shared stages of each base's own Python now; their names (so a machine's first build runs only
+    its own steps, and ``docker save`` of these names gives an offline machine the same)."""
+    made = DockerStageImages(settings, say)
+    names: list[str] = []
+
+    class Naming:
+        def ensure(self, stage: Stage) -> str:
+            names.append(stage.image_name)
+            return made.ensure(stage)
+
+    options = BuildOptions(**{**build_options(settings).__dict__, "stages": Naming()})
     for base in bases:
         if base.pythons and base.pythons[0].startswith("3"):
-            args = {"NB_USER": NB_USER, "NB_UID": str(NB_UID)}
-            made.extend(ensure_shared_stages(options, base, base.pythons[0], False, args))
-    return made
+            ensure_shared_stages(options, base, base.pythons[0], False, {"NB_USER": NB_USER, "NB_UID": str(NB_UID)})
+    return names
 
 
 def buildpack_classes(settings: Settings) -> list[type]:
