@@ -15,4 +15,4 @@ if ! "$VENV/bin/ansible-lint" --version >/dev/null 2>&1 || ! "$VENV/bin/python" 
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q "${SPECS[@]}"
 fi
-"$VENV/bin/ansible" --version | head -n 1
+"$VENV/bin/ansible-playbook" --version >/dev/null

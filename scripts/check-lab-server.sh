@@ -149,6 +149,7 @@ binderlite:
     $MACHINE:
       ansible_connection: community.docker.docker
       ansible_python_interpreter: /usr/bin/python3
+      ansible_become: false  # docker exec is root already (the machine has no sudo)
 EOF
 cat >"$WORK/inventory/group_vars/binderlite.yml" <<EOF
 binderlite_server_name: $NAME
