@@ -9,8 +9,10 @@ Every failure binderlite knows is a ``BinderliteError``: the one handler in
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,8 +27,10 @@ from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
+from binderlite.services.prepare import prepare as prepare_services
+from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
-from binderlite.settings import Settings, load_settings, settings_markdown_table
+from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
 
 
 class BinderliteGroup(click.Group):
@@ -53,7 +57,7 @@ def _say(message: str) -> None:
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """binderlite: BinderHub without Kubernetes."""
-    ctx.obj = {"settings": load_settings(config)}
+    ctx.obj = {"settings": load_settings(config), "config_path": config_path(config)}
 
 
 def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, str]:
@@ -147,6 +151,50 @@ def launch(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 def up(ctx: click.Context) -> None:
     """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
     run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
+
+
+@main.command()
+@click.pass_context
+def prepare(ctx: click.Context) -> None:
+    """Make what the services need (state dir, Docker networks and rules, secrets, users); idempotent, as root.
+
+    `binderlite up` does this first; on a server binderlite-prepare.service runs it at every boot.
+    """
+    prepare_services(_settings(ctx), echo=click.echo)
+
+
+def _unseen_environment() -> list[str]:
+    """Variables of this shell that change the settings here but that the units' processes will not have."""
+    names = [n for n in os.environ if n.startswith("BINDERLITE_") and n != "BINDERLITE_CONFIG"]
+    return sorted(names + [n for n in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY") if os.environ.get(n)])
+
+
+@main.command("systemd-units")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the units into.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the units that differ from OUT's.")
+@click.option(
+    "--venv",
+    default=None,
+    help="The venv the units run binderlite from (default: the one running this command), "
+    "e.g. /opt/binderlite/current for the committed reference units.",
+)
+@click.pass_context
+def systemd_units(ctx: click.Context, out: str, check: bool, venv: str | None) -> None:
+    """Write systemd units for every service of `binderlite up` (and binderlite.target) into OUT.
+
+    Prints `wrote <path>` for each unit it changed, nothing for the others.
+    """
+    for name in _unseen_environment():
+        click.echo(
+            f"Warning: {name} is set here, but the units' processes will not see it: put it in the config file.",
+            err=True,
+        )
+    install = Install.of(ctx.obj["config_path"], venv)
+    differ = write_units(Path(out), render_units(_settings(ctx), install), check=check)
+    for path in differ:
+        click.echo(f"differs {path}" if check else f"wrote {path}")
+    if check and differ:
+        ctx.exit(1)
 
 
 @main.command()
