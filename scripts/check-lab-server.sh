@@ -205,13 +205,15 @@ in_m_sh "cd /etc/systemd/system && systemd-analyze verify $UNITS binderlite.targ
     || fail "systemd-analyze verify found problems in the units"
 log "systemd-analyze verify: clean"
 STEP="listening"
-in_m ss -Htlnp >"$WORK/ss.txt"
+# Listening TCP sockets as "<address:port> <unit>" (the socket's cgroup names its unit).
+in_m ss -Htlne | awk '{u = "?"; for (i = 1; i <= NF; i++) if ($i ~ /^cgroup:/) { n = split($i, p, "/"); u = p[n] } print $4, u}' \
+    >"$WORK/ss.txt"
 sed 's/^/    /' "$WORK/ss.txt"
 # Wildcard listeners (0.0.0.0, *, [::]) must be Caddy's 80 and 443, nothing else.
-awk '{print $4, $6}' "$WORK/ss.txt" | grep -E '^(0\.0\.0\.0|\*|\[::\]):' >"$WORK/public.txt" || true
-BAD=$(grep -vE '^(0\.0\.0\.0|\*|\[::\]):(80|443) .*"caddy"' "$WORK/public.txt" || true)
+grep -E '^(0\.0\.0\.0|\*|\[::\]):' "$WORK/ss.txt" >"$WORK/public.txt" || true
+BAD=$(grep -vE '^(0\.0\.0\.0|\*|\[::\]):(80|443) caddy\.service$' "$WORK/public.txt" || true)
 [ -z "$BAD" ] || fail "listening on a public address besides Caddy: $BAD"
-grep -qE ':443 .*"caddy"' "$WORK/public.txt" || fail "Caddy does not listen on 443"
+grep -qE ':443 caddy\.service$' "$WORK/public.txt" || fail "Caddy does not listen on 443"
 log "public listeners: only Caddy on 80 and 443"
 
 # 5. The certificate, against the CA the play printed.

@@ -24,7 +24,7 @@ ensure_apt_packages() {
         wanted+=("$pkg")
     done < <(sed 's/#.*//; s/[[:space:]]//g' "$REPO_DIR/scripts/debian-packages.txt")
     if [ "${BINDERLITE_WITH_TEST_TOOLS:-0}" = 1 ]; then
-        wanted+=(chromium chromium-driver)
+        wanted+=(chromium chromium-driver libnss3-tools)  # libnss3-tools: certutil, a CA for Chromium
     fi
     local missing=()
     for pkg in "${wanted[@]}"; do

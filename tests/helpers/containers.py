@@ -10,8 +10,8 @@ import docker.errors
 from binderlite.settings import Settings
 
 TEST_PREFIX = "bltest-"
-# Tools that clean up after themselves and may be running meanwhile: the benchmarks and the fresh-machine check.
-OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-")
+# Tools that clean up after themselves and may be running meanwhile: the benchmarks and the machine checks.
+OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-", "bltest-lab-", "bltest-units-")
 
 
 def docker_or_none() -> docker.DockerClient | None:
