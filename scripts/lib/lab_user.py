@@ -83,7 +83,9 @@ def redirect(name: str) -> None:
 
 def browser(base: str, name: str, ca: str, ports: dict[int, int], spec: str) -> None:
     from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     home = Path(tempfile.mkdtemp(prefix="bltest-lab-chromium-"))
@@ -114,7 +116,13 @@ def browser(base: str, name: str, ca: str, ports: dict[int, int], spec: str) -> 
     try:
         driver.get(f"{base}v2/{spec}?urlpath=lab")
         WebDriverWait(driver, 600).until(lambda d: "/user/" in d.current_url)
-        WebDriverWait(driver, 180).until(lambda d: "JupyterLab" in d.title and "jp-" in d.page_source)
+        # JupyterLab has drawn itself (its launcher) and its kernel list came over the websocket-backed API.
+        try:
+            WebDriverWait(driver, 180).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".jp-LauncherCard"))
+        except TimeoutException:
+            for entry in driver.get_log("browser")[-20:]:
+                print(entry, file=sys.stderr)
+            raise
         if not driver.current_url.startswith(base):
             sys.exit(f"the browser left {base}: {driver.current_url}")
         if os.environ.get("BLTEST_LAB_SCREENSHOT"):
