@@ -162,11 +162,12 @@ binderlite_allow_local_repos: true
 binderlite_python_base_images: ""
 EOF
 
-converge() { # converge <version> <log name>: run the playbook; the recap's changed= count in $WORK/<name>.changed
+converge() { # converge <version> <log name> [-e ...]: run the playbook; the recap's changed= count in $WORK/<name>.changed
     local version=$1 name=$2 rc=0
+    shift 2
     ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_HOST_KEY_CHECKING=0 \
         "$ANSIBLE_VENV/bin/ansible-playbook" -i "$WORK/inventory/hosts.yml" "$REPO_DIR/ansible/site.yml" \
-        -e "binderlite_version=$version" >"$WORK/$name.log" 2>&1 || rc=$?
+        -e "binderlite_version=$version" "$@" >"$WORK/$name.log" 2>&1 || rc=$?
     grep -A3 '^PLAY RECAP' "$WORK/$name.log" | sed -n 2p | sed 's/.*changed=\([0-9]*\).*/\1/' >"$WORK/$name.changed"
     if [ $rc -ne 0 ]; then
         grep -B2 -A25 -E '^(fatal|failed):|FAILED!' "$WORK/$name.log" | tail -n 60
@@ -351,5 +352,29 @@ wait_units || fail "units after the rollback"
 CURRENT=$(in_m readlink /opt/binderlite/current)
 case "$CURRENT" in *"-${VERSION_A:0:12}") ;; *) fail "current points at $CURRENT after the rollback" ;; esac
 timed "launch after the rollback" launch_and_run "launch after the rollback" || fail "a launch after the rollback"
+
+# 10. A given certificate (made here by another CA, as a lab's own would be): Caddy serves it after a converge.
+STEP="tls-given"
+mkdir -p "$WORK/given"
+openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 30 -subj "/CN=bltest lab CA" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    -keyout "$WORK/given/ca.key" -out "$WORK/given/ca.crt" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -sha256 -nodes -days 30 -CA "$WORK/given/ca.crt" -CAkey "$WORK/given/ca.key" \
+    -subj "/CN=$NAME" -addext "subjectAltName=DNS:$NAME" -addext extendedKeyUsage=serverAuth \
+    -keyout "$WORK/given/server.key" -out "$WORK/given/server.crt" 2>/dev/null
+timed "converge with a given certificate" converge "$VERSION_A" converge-given -e binderlite_tls=given \
+    -e "binderlite_tls_certificate=$WORK/given/server.crt" -e "binderlite_tls_key=$WORK/given/server.key" \
+    || fail "converge with a given certificate"
+given_served() {
+    local _
+    for _ in $(seq 1 20); do
+        curl -fsS -o /dev/null --cacert "$WORK/given/ca.crt" --connect-to "$NAME:443:127.0.0.1:$HTTPS_PORT" \
+            "https://$NAME/health" 2>/dev/null && return 0
+        sleep 1
+    done
+    return 1
+}
+given_served || fail "Caddy does not serve the given certificate"
+log "binderlite_tls=given: https://$NAME/health verifies with the given certificate's CA"
 
 RESULT=PASS
