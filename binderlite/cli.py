@@ -8,6 +8,7 @@ Every failure binderlite knows is a ``BinderliteError``: the one handler in
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,8 @@ from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
 from binderlite.services.prepare import prepare as prepare_services
+from binderlite.services.status import collect as collect_status
+from binderlite.services.status import render as render_status
 from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
 from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
@@ -195,6 +198,20 @@ def systemd_units(ctx: click.Context, out: str, check: bool, venv: str | None) -
         click.echo(f"differs {path}" if check else f"wrote {path}")
     if check and differ:
         ctx.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each service, the public URL, running servers, builds, disk use and the certificate's expiry.
+
+    Exits 4 when something is down (a service, the hub, an expired certificate, a disk above high water).
+    """
+    report = collect_status(_settings(ctx))
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else render_status(report), nl=as_json)
+    if not report.ok:
+        ctx.exit(4)
 
 
 @main.command()
