@@ -50,6 +50,7 @@ class Service:
     writes: list[Path] = field(default_factory=list)  # everything else it writes (the unit's ReadWritePaths=)
     notify: bool = False  # tells systemd itself when it is ready (sd_notify): Type=notify
     keeps_children: bool = False  # processes it starts (builds) outlive a restart of it
+    stop_status: int = 0  # the exit status it ends with when told to stop (SIGTERM)
     why_root: str = ""  # why it runs as root, said in its unit
 
     def command(self, values: dict[str, str]) -> list[str]:
@@ -140,6 +141,7 @@ def proxy_service(settings: Settings, find: Callable[[str], str] = program) -> S
         describe=api,
         setup=setup,
         user=settings.service_user,
+        stop_status=2,  # configurable-http-proxy's exit status on SIGTERM
     )
 
 

@@ -185,6 +185,14 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
         ("StandardOutput", "journal", f"Its log is in the journal: journalctl -u {unit_name(service)}."),
         ("StandardError", "journal", "Errors too."),
     ]
+    if service.stop_status:
+        body += [
+            (
+                "SuccessExitStatus",
+                str(service.stop_status),
+                f"It exits {service.stop_status} when told to stop: a stop, not a failure.",
+            )
+        ]
     if service.keeps_children:
         body += [
             (
