@@ -95,6 +95,7 @@ def _exec(argv: list[str]) -> str:
     return " ".join(words)
 
 
+NO_NAMESPACES: Directive = ("RestrictNamespaces", "yes", "It cannot make namespaces (no containers of its own).")
 SANDBOX_HARDENING: list[Directive] = [
     ("PrivateTmp", "yes", "A /tmp and /var/tmp of its own, emptied when it stops."),
     ("NoNewPrivileges", "yes", "Neither it nor its children gain privileges through setuid or file capabilities."),
@@ -114,12 +115,18 @@ UNPRIVILEGED_HARDENING: list[Directive] = [
     ("ProtectControlGroups", "yes", "The control groups are read-only."),
     ("ProtectProc", "invisible", "Other users' processes are out of sight in /proc."),
     ("CapabilityBoundingSet", "", "No capabilities at all: it binds unprivileged ports only."),
-    ("RestrictNamespaces", "yes", "It cannot make namespaces (no containers of its own)."),
+    NO_NAMESPACES,
     ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX", "Only IP and local sockets."),
 ]
 ROOT_HARDENING: list[Directive] = [
+    ("PrivateDevices", "yes", "No access to physical devices."),
     ("ProtectKernelTunables", "yes", "/proc/sys and /sys are read-only (Docker sets the networks' sysctls itself)."),
     ("ProtectControlGroups", "yes", "The control groups are read-only (Docker manages containers' groups)."),
+    (
+        "RestrictAddressFamilies",
+        "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+        "IP, local sockets (the Docker socket) and netlink (iptables).",
+    ),
 ]
 
 
@@ -209,6 +216,8 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
         body += [("ReadWritePaths", " ".join(str(p) for p in writable), "What it writes: the state it keeps.")]
     body += SANDBOX_HARDENING
     body += UNPRIVILEGED_HARDENING if service.user else ROOT_HARDENING
+    if not service.user and not service.sandboxes:
+        body += [NO_NAMESPACES]
     if service.name == "registry":
         body += [("MemoryDenyWriteExecute", "yes", "No writable and executable memory (a Go program needs none).")]
     install_section: list[Directive] = [("WantedBy", TARGET, f"`systemctl enable` ties it to {TARGET}.")]
