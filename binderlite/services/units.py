@@ -211,9 +211,19 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
             ("TimeoutStopSec", "45", "gunicorn gives open build streams 30 s (graceful_timeout) to finish."),
         ]
     body += [("ProtectSystem", "strict", "The whole file system is read-only, except what follows.")]
-    writable = [*service.owns, *service.writes]
+    writable = [p for p in [*service.owns, *service.writes] if not p.is_relative_to("/run")]
     if writable:
         body += [("ReadWritePaths", " ".join(str(p) for p in writable), "What it writes: the state it keeps.")]
+    for run_dir in [p for p in service.writes if p.is_relative_to("/run")]:
+        body += [
+            (
+                "RuntimeDirectory",
+                str(run_dir.relative_to("/run")),
+                f"{run_dir}, made by systemd and writable (the fetch sandbox mounts work dirs there).",
+            ),
+            ("RuntimeDirectoryMode", "0755", "The sandbox user passes through it to its work dir."),
+            ("RuntimeDirectoryPreserve", "yes", "Kept across a restart: builds started before it still use it."),
+        ]
     body += SANDBOX_HARDENING
     body += UNPRIVILEGED_HARDENING if service.user else ROOT_HARDENING
     if not service.user and not service.sandboxes:
