@@ -8,6 +8,7 @@ Every failure binderlite knows is a ``BinderliteError``: the one handler in
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -27,7 +28,12 @@ from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
+from binderlite.services.backup import backup as backup_state
+from binderlite.services.backup import restore as restore_state
+from binderlite.services.backup import running_services
 from binderlite.services.prepare import prepare as prepare_services
+from binderlite.services.status import collect as collect_status
+from binderlite.services.status import render as render_status
 from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
 from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
@@ -57,7 +63,7 @@ def _say(message: str) -> None:
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """binderlite: BinderHub without Kubernetes."""
-    ctx.obj = {"settings": load_settings(config), "config_path": config_path(config)}
+    ctx.obj = {"settings": load_settings(config), "config": config, "config_path": config_path(config)}
 
 
 def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, str]:
@@ -195,6 +201,45 @@ def systemd_units(ctx: click.Context, out: str, check: bool, venv: str | None) -
         click.echo(f"differs {path}" if check else f"wrote {path}")
     if check and differ:
         ctx.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each service, the public URL, running servers, builds, disk use and the certificate's expiry.
+
+    Exits 4 when something is down (a service, the hub, an expired certificate, a disk above high water).
+    """
+    report = collect_status(_settings(ctx))
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else render_status(report), nl=as_json)
+    if not report.ok:
+        ctx.exit(4)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def backup(ctx: click.Context, file: str) -> None:
+    """Back up what cannot be rebuilt (settings, hub and build databases, secrets) into FILE (a tar.gz, 0600).
+
+    Safe while binderlite serves: databases are copied with SQLite's online backup.
+    """
+    names = backup_state(_settings(ctx), ctx.obj["config_path"], Path(file))
+    click.echo(f"wrote {file}: {', '.join(names)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Restore even though binderlite's services are running.")
+@click.pass_context
+def restore(ctx: click.Context, file: str, force: bool) -> None:
+    """Restore a backup made by `binderlite backup` (refused while binderlite runs, unless --force)."""
+    given, config = ctx.obj["config"], ctx.obj["config_path"]
+    restored = restore_state(lambda: load_settings(given), config, Path(file), running_services, force=force)
+    for path in restored:
+        click.echo(f"restored {path}")
+    click.echo("Next: binderlite prepare, then start binderlite (systemctl start binderlite.target, or binderlite up).")
 
 
 @main.command()

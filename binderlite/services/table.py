@@ -50,6 +50,8 @@ class Service:
     writes: list[Path] = field(default_factory=list)  # everything else it writes (the unit's ReadWritePaths=)
     notify: bool = False  # tells systemd itself when it is ready (sd_notify): Type=notify
     keeps_children: bool = False  # processes it starts (builds) outlive a restart of it
+    stop_status: int = 0  # the exit status it ends with when told to stop (SIGTERM)
+    sandboxes: bool = False  # makes namespaces (the fetch sandbox: unshare), so its unit may not forbid them
     why_root: str = ""  # why it runs as root, said in its unit
 
     def command(self, values: dict[str, str]) -> list[str]:
@@ -140,6 +142,7 @@ def proxy_service(settings: Settings, find: Callable[[str], str] = program) -> S
         describe=api,
         setup=setup,
         user=settings.service_user,
+        stop_status=2,  # configurable-http-proxy's exit status on SIGTERM
     )
 
 
@@ -180,6 +183,7 @@ def web_service(settings: Settings, python: str = sys.executable) -> Service:
         writes=[Path(settings.state_dir), Path(WORK_MOUNT).parent],
         notify=True,
         keeps_children=True,
+        sandboxes=True,
         why_root=f"builds run through {DOCKER_SOCKET}; fetches run in a sandbox it makes (a mount namespace, "
         "then setpriv to the sandbox user) behind kernel rules it sets (iptables)",
     )

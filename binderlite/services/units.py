@@ -95,6 +95,7 @@ def _exec(argv: list[str]) -> str:
     return " ".join(words)
 
 
+NO_NAMESPACES: Directive = ("RestrictNamespaces", "yes", "It cannot make namespaces (no containers of its own).")
 SANDBOX_HARDENING: list[Directive] = [
     ("PrivateTmp", "yes", "A /tmp and /var/tmp of its own, emptied when it stops."),
     ("NoNewPrivileges", "yes", "Neither it nor its children gain privileges through setuid or file capabilities."),
@@ -114,12 +115,18 @@ UNPRIVILEGED_HARDENING: list[Directive] = [
     ("ProtectControlGroups", "yes", "The control groups are read-only."),
     ("ProtectProc", "invisible", "Other users' processes are out of sight in /proc."),
     ("CapabilityBoundingSet", "", "No capabilities at all: it binds unprivileged ports only."),
-    ("RestrictNamespaces", "yes", "It cannot make namespaces (no containers of its own)."),
+    NO_NAMESPACES,
     ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX", "Only IP and local sockets."),
 ]
 ROOT_HARDENING: list[Directive] = [
+    ("PrivateDevices", "yes", "No access to physical devices."),
     ("ProtectKernelTunables", "yes", "/proc/sys and /sys are read-only (Docker sets the networks' sysctls itself)."),
     ("ProtectControlGroups", "yes", "The control groups are read-only (Docker manages containers' groups)."),
+    (
+        "RestrictAddressFamilies",
+        "AF_INET AF_INET6 AF_UNIX AF_NETLINK",
+        "IP, local sockets (the Docker socket) and netlink (iptables).",
+    ),
 ]
 
 
@@ -185,6 +192,14 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
         ("StandardOutput", "journal", f"Its log is in the journal: journalctl -u {unit_name(service)}."),
         ("StandardError", "journal", "Errors too."),
     ]
+    if service.stop_status:
+        body += [
+            (
+                "SuccessExitStatus",
+                str(service.stop_status),
+                f"It exits {service.stop_status} when told to stop: a stop, not a failure.",
+            )
+        ]
     if service.keeps_children:
         body += [
             (
@@ -196,11 +211,23 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
             ("TimeoutStopSec", "45", "gunicorn gives open build streams 30 s (graceful_timeout) to finish."),
         ]
     body += [("ProtectSystem", "strict", "The whole file system is read-only, except what follows.")]
-    writable = [*service.owns, *service.writes]
+    writable = [p for p in [*service.owns, *service.writes] if not p.is_relative_to("/run")]
     if writable:
         body += [("ReadWritePaths", " ".join(str(p) for p in writable), "What it writes: the state it keeps.")]
+    for run_dir in [p for p in service.writes if p.is_relative_to("/run")]:
+        body += [
+            (
+                "RuntimeDirectory",
+                str(run_dir.relative_to("/run")),
+                f"{run_dir}, made by systemd and writable (the fetch sandbox mounts work dirs there).",
+            ),
+            ("RuntimeDirectoryMode", "0755", "The sandbox user passes through it to its work dir."),
+            ("RuntimeDirectoryPreserve", "yes", "Kept across a restart: builds started before it still use it."),
+        ]
     body += SANDBOX_HARDENING
     body += UNPRIVILEGED_HARDENING if service.user else ROOT_HARDENING
+    if not service.user and not service.sandboxes:
+        body += [NO_NAMESPACES]
     if service.name == "registry":
         body += [("MemoryDenyWriteExecute", "yes", "No writable and executable memory (a Go program needs none).")]
     install_section: list[Directive] = [("WantedBy", TARGET, f"`systemctl enable` ties it to {TARGET}.")]

@@ -132,6 +132,13 @@ def test_an_upgrade_changes_binderlites_own_units_but_not_the_proxy_or_registry(
     }
 
 
+def test_up_expands_the_run_time_values_as_systemd_does():
+    proxy = all_services(Settings(), find=REFERENCE_PROGRAMS.__getitem__)[1]
+    argv = proxy.command({"BINDERLITE_HUB_URL": "http://172.31.0.1:8081"})
+    assert argv[argv.index("--default-target") + 1] == "http://172.31.0.1:8081"
+    assert argv[argv.index("--error-target") + 1] == "http://172.31.0.1:8081/hub/error"
+
+
 def test_write_units_writes_only_what_differs(tmp_path):
     units = render_units(Settings(), install())
     assert len(write_units(tmp_path, units)) == len(units)
