@@ -51,8 +51,10 @@ REUSE="${BLTEST_LAB_REUSE:-0}"
 ANSIBLE_VENV="${ANSIBLE_VENV:-/opt/binderlite/ansible-venv}"
 USER_PY="${BLTEST_LAB_PYTHON:-/opt/binderlite/venv/bin/python}"
 VERSION_B=$(git -C "$REPO_DIR" rev-parse HEAD)
-# A: the commit that brought the committed units (the first with `binderlite systemd-units`).
-VERSION_A="${BLTEST_LAB_VERSION_A:-$(git -C "$REPO_DIR" log -n 1 --reverse --format=%H --diff-filter=A -- systemd/binderlite.target | tail -n 1)}"
+# A: the last commit that changed the committed units (or HEAD's parent if that is HEAD): from A to B
+# only binderlite's own code and the venv its units point at change, so the proxy must keep running.
+VERSION_A="${BLTEST_LAB_VERSION_A:-$(git -C "$REPO_DIR" log -n 1 --format=%H -- systemd/)}"
+[ "$VERSION_A" = "$VERSION_B" ] && VERSION_A=$(git -C "$REPO_DIR" rev-parse HEAD^)
 SPEC="git/http%3A%2F%2F127.0.0.1%3A${REPO_PORT}%2Ffixture.git/main"
 
 WORK=""
