@@ -220,6 +220,17 @@ BAD=$(grep -vE '^(0\.0\.0\.0|\*|\[::\]):(80|443) caddy\.service$' "$WORK/public.
 grep -qE ':443 caddy\.service$' "$WORK/public.txt" || fail "Caddy does not listen on 443"
 log "public listeners: only Caddy on 80 and 443"
 
+# The operator's view on the server: binderlite status (exit 0 only when all is up), a backup while it serves.
+# The name resolves to the machine itself there, as the lab's DNS would make it.
+STEP="status"
+in_m_sh "grep -q ' $NAME\$' /etc/hosts || echo '127.0.0.1 $NAME' >>/etc/hosts"
+in_m binderlite status >"$WORK/status.txt" 2>&1 || { cat "$WORK/status.txt"; fail "binderlite status says something is down"; }
+sed 's/^/    /' "$WORK/status.txt"
+in_m binderlite backup /root/bltest-lab-backup.tar.gz >/dev/null || fail "binderlite backup while serving"
+MODE=$(in_m stat -c %a /root/bltest-lab-backup.tar.gz)
+[ "$MODE" = 600 ] || fail "the backup file is mode $MODE, not 600"
+log "binderlite status: all up; binderlite backup while serving: $(in_m tar -tzf /root/bltest-lab-backup.tar.gz | wc -l) files, mode 600"
+
 # 5. The certificate, against the CA the play printed.
 STEP="tls"
 [ -s "$CA" ] || fail "the play fetched no CA certificate"
