@@ -7,8 +7,10 @@ import pytest
 from click.testing import CliRunner
 
 from binderlite.cli import main
+from binderlite.errors import ServiceError
 from binderlite.hub.tokens import persistent_secret
-from binderlite.services.table import all_services
+from binderlite.services import supervisor
+from binderlite.services.table import Service, all_services
 from binderlite.services.units import REFERENCE_PROGRAMS, Install, reference_units, render_units, write_units
 from binderlite.settings import Settings
 
@@ -181,3 +183,17 @@ def test_cli_warns_about_settings_the_units_will_not_see(tmp_path, cli_config, m
     result = CliRunner().invoke(main, ["--config", str(cli_config), "systemd-units", "--out", str(tmp_path / "u")])
     assert result.exit_code == 0
     assert "Warning: BINDERLITE_WEB_PORT is set here, but the units' processes will not see it" in result.output
+
+
+def test_the_hubs_unit_is_started_only_once_the_hub_answers():
+    hub = render_units(Settings(), install())["binderlite-hub.service"]
+    assert directives(hub, "ExecStartPost") == ["/opt/binderlite/venvs/1.0/bin/binderlite wait-ready hub"]
+
+
+def test_wait_ready_waits_then_gives_up_with_where_it_looked(monkeypatch):
+    monkeypatch.setattr(supervisor, "POLL_INTERVAL", 0.01)
+    answers = iter([False, False, True])
+    supervisor.wait_ready(Service("hub", "", [], ready=lambda: next(answers), ready_timeout=5))
+    never = Service("hub", "", [], ready=lambda: False, describe="http://127.0.0.1:1/hub/api/", ready_timeout=0.05)
+    with pytest.raises(ServiceError, match=r"hub did not answer at http://127.0.0.1:1/hub/api/ within 0 s"):
+        supervisor.wait_ready(never)
