@@ -1,6 +1,9 @@
 """systemd units made from the service table: what an administrator installs, checked without systemd."""
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +200,17 @@ def test_wait_ready_waits_then_gives_up_with_where_it_looked(monkeypatch):
     never = Service("hub", "", [], ready=lambda: False, describe="http://127.0.0.1:1/hub/api/", ready_timeout=0.05)
     with pytest.raises(ServiceError, match=r"hub did not answer at http://127.0.0.1:1/hub/api/ within 0 s"):
         supervisor.wait_ready(never)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
+    units = render_units(
+        Settings(), Install.of(str(tmp_path / "binderlite.toml"), sys.prefix, lambda name: "/bin/true")
+    )
+    write_units(tmp_path, units)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(tmp_path / name) for name in units)],
+        capture_output=True,
+        text=True,
+    )
+    assert (verify.returncode, verify.stderr) == (0, ""), "systemd-analyze verify complains"
