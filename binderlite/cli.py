@@ -22,18 +22,20 @@ import click
 from binderlite.builds.baseimage import base_image_names, ensure_base_image, ensure_r_base_image
 from binderlite.builds.buildpacks.r import R_RELEASES
 from binderlite.builds.pipeline import build_events
-from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
+from binderlite.errors import BadInputError, BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
 from binderlite.events import Event, Phase
 from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
+from binderlite.services import supervisor
 from binderlite.services.backup import backup as backup_state
 from binderlite.services.backup import restore as restore_state
 from binderlite.services.backup import running_services
 from binderlite.services.prepare import prepare as prepare_services
 from binderlite.services.status import collect as collect_status
 from binderlite.services.status import render as render_status
+from binderlite.services.table import all_services
 from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
 from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
@@ -240,6 +242,17 @@ def restore(ctx: click.Context, file: str, force: bool) -> None:
     for path in restored:
         click.echo(f"restored {path}")
     click.echo("Next: binderlite prepare, then start binderlite (systemctl start binderlite.target, or binderlite up).")
+
+
+@main.command("wait-ready")
+@click.argument("name")
+@click.pass_context
+def wait_ready(ctx: click.Context, name: str) -> None:
+    """Wait until the service NAME answers (the hub's unit starts the services after it only then)."""
+    services = {s.name: s for s in all_services(_settings(ctx), find=lambda program: program)}
+    if name not in services:
+        raise BadInputError(f"No service {name!r}; binderlite's services are {', '.join(services)}.")
+    supervisor.wait_ready(services[name])
 
 
 @main.command()

@@ -153,6 +153,17 @@ def stop(settings: Settings, name: str, timeout: float = 15.0) -> None:
     _forget(settings, name, pid)
 
 
+def wait_ready(service: Service) -> None:
+    """Return once ``service`` answers; ServiceError after its ``ready_timeout``."""
+    deadline = time.monotonic() + service.ready_timeout
+    while not service.ready():
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"{service.name} did not answer at {service.describe} within {service.ready_timeout:.0f} s."
+            )
+        time.sleep(POLL_INTERVAL)
+
+
 def start_all(settings: Settings, services: list[Service]) -> None:
     """Start services in order; if one fails, stop those already started and re-raise."""
     started: list[Service] = []

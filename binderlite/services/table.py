@@ -52,6 +52,7 @@ class Service:
     keeps_children: bool = False  # processes it starts (builds) outlive a restart of it
     stop_status: int = 0  # the exit status it ends with when told to stop (SIGTERM)
     sandboxes: bool = False  # makes namespaces (the fetch sandbox: unshare), so its unit may not forbid them
+    others_wait: bool = False  # the services after it need it answering: its unit waits for that (ExecStartPost)
     why_root: str = ""  # why it runs as root, said in its unit
 
     def command(self, values: dict[str, str]) -> list[str]:
@@ -156,6 +157,7 @@ def hub_service(settings: Settings, python: str = sys.executable) -> Service:
         ready_timeout=90.0,
         describe=f"the hub's API (/hub/api/ on port {settings.hub_port})",
         loads_settings=True,
+        others_wait=True,
         writes=[Path(settings.state_dir)],
         why_root=f"DockerSpawner starts users' servers through {DOCKER_SOCKET}; it also sets the kernel rules "
         "of the servers' network (iptables)",

@@ -161,6 +161,15 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
     else:
         body += [("Type", "exec", "Started once its program runs (`binderlite up` waits for it to answer instead).")]
     body += [("ExecStart", _exec(service.argv), "Its one command, the same `binderlite up` runs.")]
+    if service.others_wait:
+        body += [
+            (
+                "ExecStartPost",
+                f"{install.bin_dir}/binderlite wait-ready {service.name}",
+                "Started once it answers, as `binderlite up` waits for it: the services after it need it.",
+            ),
+            ("TimeoutStartSec", str(int(service.ready_timeout) + 30), "Time to start and answer."),
+        ]
     if service.loads_settings:
         body += [
             (

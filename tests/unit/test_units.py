@@ -1,14 +1,19 @@
 """systemd units made from the service table: what an administrator installs, checked without systemd."""
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from binderlite.cli import main
+from binderlite.errors import ServiceError
 from binderlite.hub.tokens import persistent_secret
-from binderlite.services.table import all_services
+from binderlite.services import supervisor
+from binderlite.services.table import Service, all_services
 from binderlite.services.units import REFERENCE_PROGRAMS, Install, reference_units, render_units, write_units
 from binderlite.settings import Settings
 
@@ -181,3 +186,31 @@ def test_cli_warns_about_settings_the_units_will_not_see(tmp_path, cli_config, m
     result = CliRunner().invoke(main, ["--config", str(cli_config), "systemd-units", "--out", str(tmp_path / "u")])
     assert result.exit_code == 0
     assert "Warning: BINDERLITE_WEB_PORT is set here, but the units' processes will not see it" in result.output
+
+
+def test_the_hubs_unit_is_started_only_once_the_hub_answers():
+    hub = render_units(Settings(), install())["binderlite-hub.service"]
+    assert directives(hub, "ExecStartPost") == ["/opt/binderlite/venvs/1.0/bin/binderlite wait-ready hub"]
+
+
+def test_wait_ready_waits_then_gives_up_with_where_it_looked(monkeypatch):
+    monkeypatch.setattr(supervisor, "POLL_INTERVAL", 0.01)
+    answers = iter([False, False, True])
+    supervisor.wait_ready(Service("hub", "", [], ready=lambda: next(answers), ready_timeout=5))
+    never = Service("hub", "", [], ready=lambda: False, describe="http://127.0.0.1:1/hub/api/", ready_timeout=0.05)
+    with pytest.raises(ServiceError, match=r"hub did not answer at http://127.0.0.1:1/hub/api/ within 0 s"):
+        supervisor.wait_ready(never)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_analyze_verify_accepts_every_unit(tmp_path):
+    units = render_units(
+        Settings(), Install.of(str(tmp_path / "binderlite.toml"), sys.prefix, lambda name: "/bin/true")
+    )
+    write_units(tmp_path, units)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(tmp_path / name) for name in units)],
+        capture_output=True,
+        text=True,
+    )
+    assert (verify.returncode, verify.stderr) == (0, ""), "systemd-analyze verify complains"
