@@ -19,6 +19,7 @@ setup(
         "click>=8",
         "requests>=2.31",
         "uv>=0.5",
+        "cryptography>=41",
     ],
     extras_require={
         "test": [

@@ -8,9 +8,12 @@ Every failure binderlite knows is a ``BinderliteError``: the one handler in
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,14 +28,23 @@ from binderlite.builds.baseimage import (
 from binderlite.builds.buildpacks import prepare_shared_stages
 from binderlite.builds.buildpacks.r import R_RELEASES
 from binderlite.builds.pipeline import build_events
-from binderlite.errors import BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
+from binderlite.errors import BadInputError, BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
 from binderlite.events import Event, Phase
 from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
+from binderlite.services import supervisor
+from binderlite.services.backup import backup as backup_state
+from binderlite.services.backup import restore as restore_state
+from binderlite.services.backup import running_services
+from binderlite.services.prepare import prepare as prepare_services
+from binderlite.services.status import collect as collect_status
+from binderlite.services.status import render as render_status
+from binderlite.services.table import all_services
+from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
-from binderlite.settings import Settings, load_settings, settings_markdown_table
+from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
 
 
 class BinderliteGroup(click.Group):
@@ -59,7 +71,7 @@ def _say(message: str) -> None:
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
     """binderlite: BinderHub without Kubernetes."""
-    ctx.obj = {"settings": load_settings(config)}
+    ctx.obj = {"settings": load_settings(config), "config": config, "config_path": config_path(config)}
 
 
 def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, str]:
@@ -162,6 +174,100 @@ def launch(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 def up(ctx: click.Context) -> None:
     """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
     run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
+
+
+@main.command()
+@click.pass_context
+def prepare(ctx: click.Context) -> None:
+    """Make what the services need (state dir, Docker networks and rules, secrets, users); idempotent, as root.
+
+    `binderlite up` does this first; on a server binderlite-prepare.service runs it at every boot.
+    """
+    prepare_services(_settings(ctx), echo=click.echo)
+
+
+def _unseen_environment() -> list[str]:
+    """Variables of this shell that change the settings here but that the units' processes will not have."""
+    names = [n for n in os.environ if n.startswith("BINDERLITE_") and n != "BINDERLITE_CONFIG"]
+    return sorted(names + [n for n in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY") if os.environ.get(n)])
+
+
+@main.command("systemd-units")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the units into.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 listing the units that differ from OUT's.")
+@click.option(
+    "--venv",
+    default=None,
+    help="The venv the units run binderlite from (default: the one running this command), "
+    "e.g. /opt/binderlite/current for the committed reference units.",
+)
+@click.pass_context
+def systemd_units(ctx: click.Context, out: str, check: bool, venv: str | None) -> None:
+    """Write systemd units for every service of `binderlite up` (and binderlite.target) into OUT.
+
+    Prints `wrote <path>` for each unit it changed, nothing for the others.
+    """
+    for name in _unseen_environment():
+        click.echo(
+            f"Warning: {name} is set here, but the units' processes will not see it: put it in the config file.",
+            err=True,
+        )
+    install = Install.of(ctx.obj["config_path"], venv)
+    differ = write_units(Path(out), render_units(_settings(ctx), install), check=check)
+    for path in differ:
+        click.echo(f"differs {path}" if check else f"wrote {path}")
+    if check and differ:
+        ctx.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON, for scripts.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each service, the public URL, running servers, builds, disk use and the certificate's expiry.
+
+    Exits 4 when something is down (a service, the hub, an expired certificate, a disk above high water).
+    """
+    report = collect_status(_settings(ctx))
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else render_status(report), nl=as_json)
+    if not report.ok:
+        ctx.exit(4)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def backup(ctx: click.Context, file: str) -> None:
+    """Back up what cannot be rebuilt (settings, hub and build databases, secrets) into FILE (a tar.gz, 0600).
+
+    Safe while binderlite serves: databases are copied with SQLite's online backup.
+    """
+    names = backup_state(_settings(ctx), ctx.obj["config_path"], Path(file))
+    click.echo(f"wrote {file}: {', '.join(names)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Restore even though binderlite's services are running.")
+@click.pass_context
+def restore(ctx: click.Context, file: str, force: bool) -> None:
+    """Restore a backup made by `binderlite backup` (refused while binderlite runs, unless --force)."""
+    given, config = ctx.obj["config"], ctx.obj["config_path"]
+    restored = restore_state(lambda: load_settings(given), config, Path(file), running_services, force=force)
+    for path in restored:
+        click.echo(f"restored {path}")
+    click.echo("Next: binderlite prepare, then start binderlite (systemctl start binderlite.target, or binderlite up).")
+
+
+@main.command("wait-ready")
+@click.argument("name")
+@click.pass_context
+def wait_ready(ctx: click.Context, name: str) -> None:
+    """Wait until the service NAME answers (the hub's unit starts the services after it only then)."""
+    services = {s.name: s for s in all_services(_settings(ctx), find=lambda program: program)}
+    if name not in services:
+        raise BadInputError(f"No service {name!r}; binderlite's services are {', '.join(services)}.")
+    supervisor.wait_ready(services[name])
 
 
 @main.command()

@@ -639,10 +639,16 @@ def setting_fields() -> list[dataclasses.Field]:
     return list(dataclasses.fields(Settings))
 
 
+def config_path(config_file: str | None = None, environ: dict[str, str] | None = None) -> str:
+    """The config file settings are loaded from: ``config_file``, else ``BINDERLITE_CONFIG``, else the default."""
+    env = os.environ if environ is None else environ
+    return config_file or env.get("BINDERLITE_CONFIG") or DEFAULT_CONFIG_FILE
+
+
 def load_settings(config_file: str | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Build settings from defaults, then the config file, then the environment."""
     env = os.environ if environ is None else environ
-    path = config_file or env.get("BINDERLITE_CONFIG") or DEFAULT_CONFIG_FILE
+    path = config_path(config_file, env)
     values: dict[str, Any] = {}
     known = {f.name: _TYPES[f.type] for f in setting_fields()}
     if os.path.exists(path):

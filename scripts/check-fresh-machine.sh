@@ -23,6 +23,7 @@
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$REPO_DIR/scripts/lib/machine.sh"  # in_m, in_m_sh, machine_* (shared with check-lab-server.sh)
 IMAGE=bltest-fresh-debian:12
 MACHINE=bltest-fresh-m
 VOLUME=bltest-fresh-docker  # the machine's /var/lib/docker
@@ -33,7 +34,6 @@ STORAGE="${BLTEST_FRESH_STORAGE:-overlay2}"
 UP_TIMEOUT="${BLTEST_FRESH_UP_TIMEOUT:-1500}"         # install done -> /health answers
 LAUNCH_TIMEOUT="${BLTEST_FRESH_LAUNCH_TIMEOUT:-1200}" # one build + launch
 REPO_PORT=18999
-MIRROR=http://deb.debian.org/debian
 
 WORK=""
 T0=$(date +%s)
@@ -50,13 +50,8 @@ timed() { # timed <label> <command...>: run, record seconds
     TIMINGS+=("$(printf '%-28s %5ss' "$label" "$(($(date +%s) - start))")")
     return $rc
 }
-in_m() { docker exec "$MACHINE" "$@"; }
-in_m_sh() { docker exec "$MACHINE" bash -c "$1"; }
-
 remove_all() {
-    docker rm -f -v "$MACHINE" >/dev/null 2>&1 || true
-    docker rmi -f "$IMAGE" >/dev/null 2>&1 || true
-    docker volume rm -f "$VOLUME" >/dev/null 2>&1 || true
+    machine_remove "$MACHINE" "$IMAGE" "$VOLUME"
 }
 
 show_logs() {
@@ -108,42 +103,17 @@ remove_all
 WORK=$(mktemp -d /tmp/bltest-fresh-XXXXXX)
 
 # 1. A fresh Debian 12 with systemd, as a Docker image.
-make_rootfs() {
-    debootstrap --include=systemd,systemd-sysv,python3,dbus,ca-certificates \
-        bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
-        || { tail -n 20 "$WORK/debootstrap.log"; return 1; }
-    rm -rf "$WORK/rootfs/var/cache/apt/archives"/*.deb
-    tar -C "$WORK/rootfs" -c . | docker import - "$IMAGE" >/dev/null || return 1
-    rm -rf "$WORK/rootfs"
-}
 log "debootstrap bookworm (systemd) -> $IMAGE"
-timed "debootstrap + import" make_rootfs
+timed "debootstrap + import" machine_image "$IMAGE" "$WORK"
 
 # 2. Boot it, with /var/lib/docker on the volume $VOLUME.
-#    NET_ADMIN is for the nested dockerd's iptables/bridge (a real machine's root has it).
-start_machine() {
-    docker run -d --name "$MACHINE" --hostname bltest-fresh \
-        --cap-add SYS_ADMIN --cap-add NET_ADMIN --security-opt seccomp=unconfined --cgroupns=host \
-        --tmpfs /run --tmpfs /run/lock -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-        -v "$VOLUME:/var/lib/docker" \
-        "$IMAGE" /sbin/init >/dev/null || return 1
-    local state=""
-    for _ in $(seq 1 60); do
-        state=$(in_m systemctl is-system-running 2>/dev/null || true)
-        case "$state" in running | degraded) return 0 ;; esac
-        sleep 1
-    done
-    echo "systemd did not come up (state: $state)" >&2
-    return 1
-}
 log "booting $MACHINE (systemd)"
 STARTED=1
-timed "boot" start_machine
+timed "boot" machine_boot "$MACHINE" "$IMAGE" "$VOLUME"
 
 # 3. Only-for-this-test setup: the outer host's CA bundle (TLS-inspecting proxy)
 #    goes into the machine's trust store; the nested Docker's storage driver.
-docker cp /etc/ssl/certs/ca-certificates.crt "$MACHINE:/usr/local/share/ca-certificates/outer-host-bundle.crt"
-in_m_sh 'update-ca-certificates >/dev/null 2>&1; mkdir -p /etc/docker && echo "{\"storage-driver\": \"'"$STORAGE"'\"}" > /etc/docker/daemon.json'
+machine_trust_host_ca "$MACHINE" "$STORAGE"
 
 # 4. The repository, as a user's clone would have it.
 in_m mkdir -p /root/binderlite

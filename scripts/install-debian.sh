@@ -13,11 +13,19 @@ export DEBIAN_FRONTEND=noninteractive
 log() { printf '==> %s\n' "$*"; }
 
 ensure_apt_packages() {
-    local wanted=(docker.io debootstrap docker-registry git ca-certificates curl python3 python3-venv iptables)
+    # The one list, shared with the Ansible role: scripts/debian-packages.txt.
+    local wanted=() pkg
+    while read -r pkg; do
+        case "$pkg" in
+        '' | '#'*) continue ;;
+        # An npm from elsewhere (e.g. NodeSource) is as good as Debian's.
+        nodejs | npm) command -v npm >/dev/null && continue ;;
+        esac
+        wanted+=("$pkg")
+    done < <(sed 's/#.*//; s/[[:space:]]//g' "$REPO_DIR/scripts/debian-packages.txt")
     if [ "${BINDERLITE_WITH_TEST_TOOLS:-0}" = 1 ]; then
-        wanted+=(chromium chromium-driver)
+        wanted+=(chromium chromium-driver libnss3-tools)  # libnss3-tools: certutil, a CA for Chromium
     fi
-    command -v npm >/dev/null || wanted+=(nodejs npm)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$pkg")

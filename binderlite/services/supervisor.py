@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from binderlite.errors import ServiceError
-from binderlite.sandbox.process import ensure_user
+from binderlite.services.prepare import ensure_service_user
 from binderlite.services.table import Service
 from binderlite.settings import Settings
 
@@ -28,19 +28,9 @@ _children: dict[int, subprocess.Popen] = {}
 
 def _run_as(settings: Settings, service: Service) -> dict:
     """Popen arguments that drop to the service's user (when binderlite runs as root), owning its folders."""
-    if not service.user or os.geteuid() != 0:
+    user = ensure_service_user(settings, service)
+    if user is None:
         return {}
-    for folder in Path(settings.state_dir).parents:
-        if not folder.stat().st_mode & 0o001:
-            raise ServiceError(
-                f"{service.name} runs as user {service.user}, who cannot enter {folder} on the way to the "
-                f"state dir {settings.state_dir}: make it traversable (chmod o+x {folder}) or move state_dir."
-            )
-    user = ensure_user(service.user)
-    for folder in service.owns:
-        if folder.stat().st_uid != user.pw_uid:
-            subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(folder)], check=True)
-        folder.chmod(0o700)
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
@@ -100,14 +90,16 @@ def start(settings: Settings, service: Service) -> int:
             "run; stop it or choose other ports in the settings."
         )
     settings.ensure_dirs()
+    values = service.setup()
+    env = {**os.environ, **(settings.to_environment() if service.loads_settings else {}), **values}
     log_path = settings.logs_dir / f"{service.name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            service.argv,
+            service.command(values),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **service.env},
+            env=env,
             cwd=settings.state_dir,
             start_new_session=True,  # Ctrl-C reaches us, and we stop children in order
             umask=0o077,  # what services write (the hub's database, the registry's blobs) is theirs alone
@@ -159,6 +151,17 @@ def stop(settings: Settings, name: str, timeout: float = 15.0) -> None:
     if _alive(pid):
         raise ServiceError(f"{name} (pid {pid}) did not stop, even after SIGKILL.")
     _forget(settings, name, pid)
+
+
+def wait_ready(service: Service) -> None:
+    """Return once ``service`` answers; ServiceError after its ``ready_timeout``."""
+    deadline = time.monotonic() + service.ready_timeout
+    while not service.ready():
+        if time.monotonic() > deadline:
+            raise ServiceError(
+                f"{service.name} did not answer at {service.describe} within {service.ready_timeout:.0f} s."
+            )
+        time.sleep(POLL_INTERVAL)
 
 
 def start_all(settings: Settings, services: list[Service]) -> None:

@@ -10,8 +10,9 @@ import docker.errors
 from binderlite.settings import Settings
 
 TEST_PREFIX = "bltest-"
-# Tools that clean up after themselves and may be running meanwhile: the benchmarks and the fresh-machine check.
-OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-")
+# Tools that clean up after themselves and may be running meanwhile: the benchmarks, the fresh-machine check,
+# the systemd units' check and the lab-server check.
+OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-", "bltest-units-", "bltest-lab-")
 
 
 def docker_or_none() -> docker.DockerClient | None:

@@ -46,7 +46,7 @@ def start_kernel(url: str, token: str) -> str:
 
 
 def _channels(url: str, token: str, kernel_id: str, timeout: float) -> websocket.WebSocket:
-    ws_url = url.replace("http://", "ws://", 1) + f"api/kernels/{kernel_id}/channels"
+    ws_url = url.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + f"api/kernels/{kernel_id}/channels"
     return websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
 
 
