@@ -38,6 +38,7 @@ import docker.errors
 
 from binderlite.builds.engine import BuildLimits, LimitedDockerEngine
 from binderlite.dockerutil import docker_client
+from binderlite.sandbox import dockernet
 from binderlite.settings import Settings, proxy_environment
 
 STAGE_REPOSITORY = "binderlite/stage"
@@ -117,6 +118,7 @@ class DockerStageImages:
             what = stage.describe or stage.kind
             self.say(f"binderlite: making {what} as {name} (once: later builds start from it)\n")
             started = time.monotonic()
+            dockernet.ensure_networks(self.settings)  # its steps run on build_network, under its rules
             engine = LimitedDockerEngine(parent=None)
             engine.limits = BuildLimits.from_settings(self.settings)
             for text in engine.build(
