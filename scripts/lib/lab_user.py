@@ -31,6 +31,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.helpers.browser import CHROMIUM_FLAGS  # noqa: E402
 from tests.helpers.kernel import run_code  # noqa: E402
 from tests.helpers.streams import final_event, stream_events  # noqa: E402
 
@@ -98,15 +99,7 @@ def browser(base: str, name: str, ca: str, ports: dict[int, int], spec: str) -> 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={home}/profile",
         f"--host-resolver-rules={rules}, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     ):

@@ -70,22 +70,26 @@ def running_appliance(docker_client) -> Iterator[dict]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+# Headless Chromium as this machine needs it: without the background-networking flags it keeps
+# trying Google's hosts, which the closed network refuses.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+)
+
+
 def chromium() -> webdriver.Chrome:
     """Headless Chromium that reaches 127.0.0.1 only, leaves alerts open, and logs console and network."""
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
-    ):
+    for flag in (*CHROMIUM_FLAGS, "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"):
         options.add_argument(flag)
     options.unhandled_prompt_behavior = "ignore"
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})

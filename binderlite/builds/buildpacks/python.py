@@ -93,7 +93,7 @@ def ensure_shared_stages(
     """The ids of the tooling and packages stage images for ``image`` and ``server_python``, made if missing."""
     if options.stages is None:
         raise RuntimeError("BuildOptions.stages is not set: no way to find or make the shared stages")
-    uid = build_args.get("NB_UID", str(DEFAULT_NB_UID))
+    uid = build_args.get("NB_UID", str(NB_UID))
     bins = ([f"{KERNEL_PREFIX}/bin"] if kernel else []) + ["/srv/venv/bin"]
     prelude = jinja2.Template(PRELUDE).render(
         kernel_prefix=KERNEL_PREFIX if kernel else "/srv/venv",
@@ -384,7 +384,7 @@ class BinderlitePythonBuildPack(BaseImage):
         build_args = build_args or {}
         self._announce()
         self._warn_older_hub()
-        uid = str(build_args.get("NB_UID", DEFAULT_NB_UID))
+        uid = str(build_args.get("NB_UID", NB_UID))
         tooling_id, packages_id = self._stage_ids(str(build_args.get("NB_USER", NB_USER)), uid)
         context_names = {src: self.generate_build_context_filename(src)[0] for src in self.get_build_script_files()}
         generated = [(context_names[src], dst) for src, dst in sorted(self._generated_files().items())]
