@@ -414,8 +414,15 @@ class Settings:
 
     auth_mode: str = _setting(
         "anonymous",
-        "'anonymous': a temporary hub user per launch, deleted when its server is culled (Binder mode).",
-        check=one_of("anonymous"),
+        "'anonymous': a temporary hub user per launch, deleted when its server is culled (Binder mode). "
+        "'authenticated': users sign in through the hub (see `authenticator`), launch what the access rules "
+        "allow them, one named server per repository, and keep their work (a department).",
+        check=one_of("anonymous", "authenticated"),
+    )
+    credentials_file: str = _setting(
+        "",
+        "The secrets file (git credentials per host, the authenticator's secrets), mode 0600; empty: "
+        "`credentials.toml` beside the config file. Never put a secret in this table.",
     )
 
     # ---- isolation and limits of builds and servers ----------------------
