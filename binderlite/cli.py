@@ -8,6 +8,7 @@ Every failure binderlite knows is a ``BinderliteError``: the one handler in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -30,6 +31,8 @@ from binderlite.builds.buildpacks.r import R_RELEASES
 from binderlite.builds.pipeline import build_events
 from binderlite.errors import BadInputError, BinderliteError, BuildFailedError, LaunchFailedError, error_for_status
 from binderlite.events import Event, Phase
+from binderlite.hub.homes import list_homes, remove_homes
+from binderlite.hub.homes import render as render_homes
 from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo, resolve_link
 from binderlite.scheduler.cull import cull as run_cull
@@ -257,6 +260,37 @@ def restore(ctx: click.Context, file: str, force: bool) -> None:
     for path in restored:
         click.echo(f"restored {path}")
     click.echo("Next: binderlite prepare, then start binderlite (systemctl start binderlite.target, or binderlite up).")
+
+
+@main.group()
+def homes() -> None:
+    """Signed-in users' persistent folders (one Docker volume per user and server): list, remove."""
+
+
+@homes.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the folders as JSON, for scripts.")
+@click.pass_context
+def homes_list(ctx: click.Context, as_json: bool) -> None:
+    """List every persistent folder: user, server, size against home_quota (OVER QUOTA marked), volume."""
+    found = list_homes(_settings(ctx.find_root()))
+    if as_json:
+        rows = [dict(dataclasses.asdict(h), over_quota=h.over_quota) for h in found]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(render_homes(found), nl=False)
+
+
+@homes.command("remove")
+@click.argument("user")
+@click.argument("server", required=False)
+@click.pass_context
+def homes_remove(ctx: click.Context, user: str, server: str | None) -> None:
+    """Remove USER's persistent folders, or only the one of SERVER (its name as `homes list` shows it).
+
+    The files are gone for good (back up first: `binderlite backup`); a folder whose server runs is refused.
+    """
+    for name in remove_homes(_settings(ctx.find_root()), user, "" if server == "(default)" else server):
+        click.echo(f"removed {name}")
 
 
 @main.command("wait-ready")

@@ -112,6 +112,19 @@ def an_absolute_path(value: str) -> str | None:
     return None if os.path.isabs(value) else "must be an absolute path"
 
 
+def a_folder_in_home(value: str) -> str | None:
+    parts = value.split("/")
+    if not value or value.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return "must be a relative path inside the home such as 'persistent' (no '..', no leading '/')"
+    if not re.fullmatch(r"[A-Za-z0-9._/-]+", value):
+        return "must use only letters, digits, '.', '_', '-' and '/'"
+    return None
+
+
+def a_volume_prefix(value: str) -> str | None:
+    return None if re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", value) else "must be a Docker volume name prefix"
+
+
 def host_and_port(value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if value and not (sep and host and port.isdigit() and 0 < int(port) < 65536):
@@ -425,6 +438,33 @@ class Settings:
         "`credentials.toml` beside the config file. Never put a secret in this table.",
     )
 
+    # ---- persistent homes (authenticated mode) ---------------------------
+    persistent_homes: bool = _setting(
+        True,
+        "In authenticated mode, keep each user's work per repository in a Docker volume mounted at "
+        "persistent_folder inside the home, while the repository's files come fresh from the image at every "
+        "launch; the volume survives culling and restarts (`binderlite homes list`/`remove`). Anonymous "
+        "launches never get one.",
+    )
+    persistent_folder: str = _setting(
+        "persistent",
+        "Folder inside the home (a relative path, e.g. 'persistent' for ~/persistent) where a signed-in user's "
+        "volume is mounted.",
+        check=a_folder_in_home,
+    )
+    home_quota: str = _setting(
+        "10G",
+        "Size limit of each persistent folder. Enforced by Docker's local volume driver where it supports "
+        "quotas (/var/lib/docker on XFS with project quotas); elsewhere (e.g. overlay2 on ext4) measured at "
+        "each launch: the launch page warns a user over it, `binderlite homes list` marks it. Empty means none.",
+        check=lambda value: a_size(value) if value else None,
+    )
+    home_volume_prefix: str = _setting(
+        "binderlite-home-",
+        "Name prefix of the persistent folders' Docker volumes (<prefix><user>-<server>-<hash>).",
+        check=a_volume_prefix,
+    )
+
     # ---- isolation and limits of builds and servers ----------------------
     server_network: str = _setting(
         "binderlite-servers",
@@ -520,6 +560,11 @@ class Settings:
     @property
     def max_file_size_bytes(self) -> int:
         return parse_size(self.max_file_size, "max_file_size")
+
+    @property
+    def home_quota_bytes(self) -> int:
+        """Bytes of ``home_quota``; 0 when there is none."""
+        return parse_size(self.home_quota, "home_quota") if self.home_quota else 0
 
     @property
     def db_path(self) -> Path:

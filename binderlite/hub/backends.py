@@ -14,6 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from binderlite.hub.homes import ensure_home
 from binderlite.sandbox.dockernet import ensure_networks
 from binderlite.settings import Settings, proxy_environment
 
@@ -40,6 +41,9 @@ def configure_docker(c: Any, settings: Settings, hub_ip: str) -> None:
     c.BinderSpawner.pids_limit = settings.pids_limit
     c.BinderSpawner.docker_threads = settings.spawner_docker_threads
     c.DockerSpawner.client_kwargs = {"timeout": 120}
+    if settings.auth_mode == "authenticated" and settings.persistent_homes:  # signed-in users keep their work
+        c.BinderSpawner.ensure_home = functools.partial(ensure_home, settings)
+        c.BinderSpawner.persistent_folder = settings.persistent_folder
     if settings.docker_host:
         c.DockerSpawner.client_kwargs = {"timeout": 120, "base_url": settings.docker_host}
 

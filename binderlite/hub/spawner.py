@@ -12,7 +12,9 @@ The container runs as uid 1000 on binderlite's servers network (whose rules
 ``ensure_network`` checks before each spawn) with no capabilities at all,
 ``no-new-privileges`` (a setuid binary the repository planted gives it
 nothing), an init process that reaps orphans, and memory (no swap), CPU and
-process limits.
+process limits. In authenticated mode a signed-in user's persistent folder
+(``hub/homes.py``) is mounted inside the home, and a quota overrun is said in
+the spawn's progress.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tornado import web
 from traitlets import Callable, Integer, Unicode, default
 
 from binderlite.errors import BinderliteError
+from binderlite.hub import homes
 
 BUILT_LABEL = "repo2docker.version"
 BINDER_ENV_OPTIONS = (
@@ -51,8 +54,17 @@ class BinderSpawner(DockerSpawner):
         config=True,
         help="Called in a thread before each spawn: makes sure the servers' network and its rules are in place.",
     )
+    ensure_home = Callable(
+        None,
+        allow_none=True,
+        config=True,
+        help="Called in a thread with (user, server) before each spawn when users keep their work: returns the "
+        "persistent folder's Home (binderlite.hub.homes), mounted at persistent_folder in the image's home.",
+    )
+    persistent_folder = Unicode("persistent", config=True, help="Folder inside the home the persistent volume goes.")
 
     _binder_executor: ThreadPoolExecutor | None = None
+    _home_notes: list[str] | None = None
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -102,6 +114,9 @@ class BinderSpawner(DockerSpawner):
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.ensure_network)
             except BinderliteError as exc:
                 raise web.HTTPError(500, f"Servers cannot be confined, so none starts: {exc.message}") from None
+        self._home_notes = None
+        if self.ensure_home is not None:
+            await self._mount_home(self.user_options["image"])
         host_config = {
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -115,6 +130,30 @@ class BinderSpawner(DockerSpawner):
         ip, port = await super().start()
         await self._wait_until_answering(ip, port)
         return ip, port
+
+    async def _mount_home(self, image: str) -> None:
+        """Mount the user's persistent folder for this server (made and measured first); note a quota overrun."""
+        try:
+            info = await self.docker("inspect_image", image)
+            home = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.ensure_home, self.user.name, self.name
+            )
+        except BinderliteError as exc:
+            raise web.HTTPError(500, f"The persistent folder could not be prepared: {exc.message}") from None
+        target = homes.mount_target((info.get("Config") or {}).get("Env"), self.persistent_folder)
+        self.volumes = {home.volume: {"bind": target, "mode": "rw"}}
+        note = homes.quota_note(home, self.persistent_folder)
+        self._home_notes = [note] if note else []
+        if note:
+            self.log.warning("%s/%s: %s", self.user.name, self.name, note)
+
+    async def progress(self):
+        """The hub's "Spawning server..." and then, once the folder is measured, a quota warning if there is one."""
+        yield {"progress": 50, "message": "Spawning server..."}
+        while self._spawn_pending and self._home_notes is None:
+            await asyncio.sleep(0.1)
+        for note in self._home_notes or []:
+            yield {"progress": 60, "message": note}
 
     async def _wait_until_answering(self, ip: str, port: int) -> None:
         """Return as soon as the server answers HTTP (polled every 50 ms).

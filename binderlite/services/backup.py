@@ -3,7 +3,10 @@
 A backup holds the settings file, JupyterHub's database (its users, servers
 and tokens), binderlite's database (builds, image use, counts) and the
 secrets in ``<state_dir>/hub`` (service token, proxy token, cookie secret) —
-never images, logs or the registry, which are rebuilt. It is safe while
+and, in authenticated mode with persistent homes, each signed-in user's
+persistent folder (``homes/<volume>.tar``, owners and modes kept, read through
+Docker's archive API from a container that never runs) — never images, logs or
+the registry, which are rebuilt. It is safe while
 binderlite serves: databases are copied with SQLite's online backup API, so a
 copy is always consistent. The archive starts with ``manifest.json`` (format,
 binderlite's version, time, each file's size, mode and SHA-256) and is written
@@ -18,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tarfile
@@ -30,6 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from binderlite import __version__
 from binderlite.errors import BadInputError, BinderliteError, ConfigError, ServiceError
+from binderlite.hub import homes
 from binderlite.hub.tokens import TOKEN_FILE
 from binderlite.services.prepare import COOKIE_SECRET_FILE
 from binderlite.services.status import service_states
@@ -44,6 +49,7 @@ SECRET_FILES = (TOKEN_FILE, "proxy_token", COOKIE_SECRET_FILE)
 CONFIG_NAME = "config/binderlite.toml"
 DATABASES = (f"state/hub/{HUB_DB}", "state/binderlite.sqlite")  # the hub's, and Settings.db_path's
 RESTORABLE = frozenset([CONFIG_NAME, *DATABASES, *(f"state/hub/{name}" for name in SECRET_FILES)])
+HOME_ENTRY = re.compile(r"homes/[a-zA-Z0-9][a-zA-Z0-9_.-]*\.tar")
 
 
 class BackupError(BadInputError):
@@ -109,6 +115,13 @@ def backup(settings: Settings, config_file: str, out: Path) -> list[str]:
             else:
                 shutil.copyfile(item.path, copy)
             copies.append((item, copy))
+        folders = []
+        if settings.auth_mode == "authenticated" and settings.persistent_homes:
+            for home in homes.list_homes(settings):
+                copy = Path(work) / f"home-{len(folders)}"
+                with open(copy, "wb") as fh:
+                    homes.export_home(settings, home.volume, fh)
+                folders.append((home, copy))
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -124,6 +137,17 @@ def backup(settings: Settings, config_file: str, out: Path) -> list[str]:
                     "sha256": _sha256(copy),
                 }
                 for item, copy in copies
+            ]
+            + [
+                {
+                    "name": f"homes/{home.volume}.tar",
+                    "size": copy.stat().st_size,
+                    "mode": 0o600,
+                    "sha256": _sha256(copy),
+                    "user": home.user,
+                    "server": home.server,
+                }
+                for home, copy in folders
             ],
         }
         partial = Path(work) / "backup.tar.gz"
@@ -133,18 +157,23 @@ def backup(settings: Settings, config_file: str, out: Path) -> list[str]:
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
             tar.addfile(info, io.BytesIO(data))
-            for item, copy in copies:
+            for item, copy in [*copies, *((Item(f"homes/{h.volume}.tar", c), c) for h, c in folders)]:
                 info = tar.gettarinfo(str(copy), arcname=item.name)
                 info.mode, info.uid, info.gid, info.uname, info.gname = 0o600, 0, 0, "root", "root"
                 with open(copy, "rb") as fh:
                     tar.addfile(info, fh)
         os.replace(partial, out)
-    return [item.name for item in found]
+    return [item.name for item in found] + [f"homes/{home.volume}.tar" for home, _ in folders]
 
 
 def _safe_name(name: str) -> bool:
     path = PurePosixPath(name)
-    return bool(name) and not path.is_absolute() and ".." not in path.parts and path.parts[0] in ("config", "state")
+    return (
+        bool(name)
+        and not path.is_absolute()
+        and ".." not in path.parts
+        and path.parts[0] in ("config", "state", "homes")
+    )
 
 
 def read_manifest(tar: tarfile.TarFile, source: Path) -> dict:
@@ -174,7 +203,7 @@ def read_manifest(tar: tarfile.TarFile, source: Path) -> dict:
     for name in listed:
         if not isinstance(name, str) or not _safe_name(name):
             raise BackupError(f"{source}'s manifest names {name!r}, a path outside its folders: not restoring.")
-        if name not in RESTORABLE:
+        if name not in RESTORABLE and not HOME_ENTRY.fullmatch(name):
             raise BackupError(f"{source} holds {name}, which binderlite never backs up: not restoring.")
     return manifest
 
@@ -225,7 +254,15 @@ def restore(
             restored.append(_put(*unpacked.pop(CONFIG_NAME), Path(config_file)))
         settings = settings_for()  # the restored settings decide where the state goes
         settings.ensure_dirs()
+        folders = {e["name"]: e for e in manifest["files"] if HOME_ENTRY.fullmatch(e["name"])}
         for name, (target, mode) in unpacked.items():
+            if name in folders:
+                with open(target, "rb") as fh:
+                    volume = homes.import_home(
+                        settings, str(folders[name].get("user")), str(folders[name].get("server")), fh
+                    )
+                restored.append(Path(volume))
+                continue
             item = _place(settings, config_file, name)
             if item.database:
                 for suffix in ("-wal", "-shm", "-journal"):  # a stale journal would replay into the restored file
