@@ -33,7 +33,7 @@ def ours(name: str) -> bool:
 def remove_containers_and_images(
     client: docker.DockerClient, prefix: str = TEST_PREFIX, keep: tuple[str, ...] = OTHER_TOOLS_PREFIXES
 ) -> None:
-    """Remove every container and image named ``prefix…`` but not ``keep…`` (image names without registry)."""
+    """Remove every container, image and volume named ``prefix…`` but not ``keep…`` (image names without registry)."""
 
     def matches(name: str) -> bool:
         return name.startswith(prefix) and not name.startswith(keep)
@@ -48,6 +48,12 @@ def remove_containers_and_images(
         for tag in image.tags:
             if matches(tag.rsplit("/", 1)[-1]):
                 remove_image(client, tag)
+    for volume in client.volumes.list():  # persistent homes of authenticated-mode stacks
+        if matches(volume.name):
+            try:
+                volume.remove(force=True)
+            except docker.errors.APIError:
+                pass
 
 
 def remove_image(client: docker.DockerClient, name: str) -> None:
