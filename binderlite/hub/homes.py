@@ -295,19 +295,28 @@ def import_home(settings: Settings, user: str, server: str, archive: BinaryIO) -
 
 
 def _strip_top(source: BinaryIO, target: BinaryIO, top: bool = True) -> None:
-    """Copy a tar, dropping its top folder from each path (``top``); refuse devices and paths leaving it."""
+    """Copy a tar, dropping its top folder from each path (``top``).
+
+    Devices, absolute paths, ``..`` and paths through a symbolic link of the archive are refused.
+    """
+    links: set[str] = set()
     with tarfile.open(fileobj=source, mode="r|*") as tin, tarfile.open(fileobj=target, mode="w|") as tout:
         for member in tin:
             parts = member.name.split("/")[1:] if top else member.name.split("/")
             parts = [p for p in parts if p not in ("", ".")]
             if not parts:
                 continue
-            if member.isdev() or member.name.startswith("/") or ".." in parts:
+            through_link = any("/".join(parts[:i]) in links for i in range(1, len(parts)))
+            if member.isdev() or member.name.startswith("/") or ".." in parts or through_link:
                 raise BadInputError(f"A persistent folder's archive holds {member.name!r}: not restoring it.")
             member.name = "/".join(parts)
+            if member.issym():
+                links.add(member.name)
             if member.islnk():
                 link = [p for p in member.linkname.split("/")[1 if top else 0 :] if p not in ("", ".")]
                 if not link or ".." in link:
-                    raise BadInputError(f"A persistent folder's archive links {member.name!r} outside it.")
+                    raise BadInputError(
+                        f"A persistent folder's archive links {member.name!r} outside it: not restoring it."
+                    )
                 member.linkname = "/".join(link)
             tout.addfile(member, tin.extractfile(member) if member.isfile() else None)

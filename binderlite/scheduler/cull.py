@@ -6,7 +6,7 @@ server itself reports: its own ``last_activity`` and whether a kernel is
 executing (a busy kernel with no browser attached counts as active; the hub
 alone would call it idle). Servers still starting are skipped. In anonymous
 mode the temporary user goes with the server; users of authenticated mode
-only lose their server.
+only lose their server (their persistent folders, Docker volumes, stay).
 
 A user's server runs code the repository controls, so the question goes to
 the server directly (not through the proxy, which would count it as

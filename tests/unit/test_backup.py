@@ -203,3 +203,21 @@ def test_cli_round_trip_prints_what_it_wrote_and_restored(tmp_path, old):
     foreign = CliRunner().invoke(main, ["--config", str(config), "restore", str(config)])
     assert foreign.exit_code == 2
     assert foreign.output.startswith(f"Error: {config} is not a binderlite backup")
+
+
+def test_a_persistent_folder_entry_is_restorable_but_not_one_that_leaves_its_folder(tmp_path):
+    folder = {"homes/bltest-home-alice-repo-0123456789.tar": b"not checked before the manifest"}
+    write_tar(tmp_path / "ok.tar.gz", folder, manifest_for(folder))
+    with tarfile.open(tmp_path / "ok.tar.gz") as tar:
+        assert bk.read_manifest(tar, tmp_path / "ok.tar.gz")["files"][0]["name"].startswith("homes/")
+    for name in ["homes/../state/x.tar", "homes/sub/x.tar", "homes/x.sqlite"]:
+        members = {name: b"x"}
+        write_tar(tmp_path / "bad.tar.gz", members, manifest_for(members))
+        assert "not restoring" in restore_error(tmp_path, tmp_path / "bad.tar.gz"), name
+
+
+def test_anonymous_mode_backs_up_no_folders_and_needs_no_docker(tmp_path, old, monkeypatch):
+    settings, config = old
+    monkeypatch.setattr(bk.homes, "list_homes", lambda s: pytest.fail("anonymous mode has no persistent folders"))
+    names = bk.backup(settings, str(config), tmp_path / "b.tar.gz")
+    assert not any(name.startswith("homes/") for name in names)
