@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import docker.errors
+import requests
 
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BadInputError, ServiceError
@@ -151,6 +152,8 @@ def _helper(settings: Settings, client, volume: str, command: list[str]) -> str:
         )
     except docker.errors.ContainerError as exc:
         raise ServiceError(f"Preparing the persistent folder {volume} failed: {exc.stderr!r}") from None
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise ServiceError(f"Preparing the persistent folder {volume} failed: Docker said {exc}") from None
     return output.decode("utf-8", "replace")
 
 
@@ -164,9 +167,12 @@ def ensure_home(settings: Settings, user: str, server: str) -> Home:
     client = docker_client(settings)
     name = volume_name(settings, user, server)
     try:
-        volume = client.volumes.get(name)
-    except docker.errors.NotFound:
-        volume = _create(client, settings, name, user, server)
+        try:
+            volume = client.volumes.get(name)
+        except docker.errors.NotFound:
+            volume = _create(client, settings, name, user, server)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise ServiceError(f"The persistent folder {name} could not be made: Docker said {exc}") from None
     chown = f"chmod 0700 {MOUNT} && chown {JOVYAN_UID}:{JOVYAN_UID} {MOUNT} && du -sb {MOUNT}"
     size = _size(_helper(settings, client, name, ["sh", "-c", chown]))
     labels = volume.attrs.get("Labels") or {}

@@ -117,6 +117,7 @@ class BinderSpawner(DockerSpawner):
         self._home_notes = None
         if self.ensure_home is not None:
             await self._mount_home(self.user_options["image"])
+        self._home_notes = self._home_notes or []
         host_config = {
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
@@ -133,8 +134,9 @@ class BinderSpawner(DockerSpawner):
 
     async def _mount_home(self, image: str) -> None:
         """Mount the user's persistent folder for this server (made and measured first); note a quota overrun."""
+        await self.check_allowed(image)  # a foreign or missing image is refused before any folder is made
+        info = await self.docker("inspect_image", image)
         try:
-            info = await self.docker("inspect_image", image)
             home = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.ensure_home, self.user.name, self.name
             )
@@ -150,7 +152,7 @@ class BinderSpawner(DockerSpawner):
     async def progress(self):
         """The hub's "Spawning server..." and then, once the folder is measured, a quota warning if there is one."""
         yield {"progress": 50, "message": "Spawning server..."}
-        while self._spawn_pending and self._home_notes is None:
+        while self.ensure_home is not None and self._spawn_pending and self._home_notes is None:
             await asyncio.sleep(0.1)
         for note in self._home_notes or []:
             yield {"progress": 60, "message": note}

@@ -18,6 +18,7 @@ import docker.errors
 import pytest
 import requests
 
+from binderlite.errors import HubError
 from binderlite.hub import addresses, homes
 from binderlite.hub.api import HubClient
 from binderlite.scheduler import cull as culler
@@ -49,7 +50,13 @@ def authstack(docker_client):
     stack = table.core_services(settings)
     try:
         with running_stack(settings, stack, docker_client):
-            yield settings
+            try:
+                yield settings
+            finally:  # named servers first: the hub deletes no user whose named server runs
+                client = HubClient(settings)
+                for user in client.users():
+                    for name in user.get("servers") or {}:
+                        client.stop_server(user["name"], name)
     finally:
         for service in stack:
             print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
@@ -73,7 +80,9 @@ def user_options(image: str) -> dict:
 def start(settings: Settings, user: str, image: str) -> tuple[str, str, list[str]]:
     """Start ``user``'s server SERVER; (its URL, a token for it, the spawn's progress messages)."""
     client = HubClient(settings)
+    began = time.monotonic()
     client.start_server(user, user_options(image), server=SERVER)
+    print(f"start_server answered after {time.monotonic() - began:.2f} s")
     messages = []
     for event in client.progress(user, time.monotonic() + 120, server=SERVER):
         assert not event.get("failed"), event
@@ -169,3 +178,16 @@ def test_backup_holds_the_folders_and_restore_brings_them_back(authstack, launch
     url, token, _ = start(authstack, "bltest-bob", launch_image)
     assert contents(url, token, "persistent/mine.txt").json()["content"] == "bob's\n"
     assert contents(url, token, "persistent/again.txt", "still mine\n").status_code == 201, "uid 1000 owns it"
+
+
+def test_a_foreign_image_is_refused_before_any_folder_is_made(authstack):
+    client = HubClient(authstack)
+    client.create_user("bltest-mallory")
+    with pytest.raises(HubError) as refused:
+        client.start_server("bltest-mallory", user_options(authstack.base_image), server=SERVER)
+        for event in client.progress("bltest-mallory", time.monotonic() + 60, server=SERVER):
+            assert not event.get("ready"), "a foreign image started"
+            if event.get("failed"):
+                raise HubError(event.get("message", ""))
+    assert "not built by binderlite" in refused.value.message
+    assert not [h for h in homes.list_homes(authstack) if h.user == "bltest-mallory"]
