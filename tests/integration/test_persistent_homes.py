@@ -56,7 +56,10 @@ def authstack(docker_client):
                 client = HubClient(settings)
                 for user in client.users():
                     for name in user.get("servers") or {}:
-                        client.stop_server(user["name"], name)
+                        try:
+                            client.stop_server(user["name"], name)
+                        except HubError:
+                            pass  # already stopping
     finally:
         for service in stack:
             print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
