@@ -18,7 +18,7 @@ to a user over it) and by ``binderlite homes list`` — never a silent no-op.
 A fresh volume is owned by root; it is handed to uid 1000 by a short-lived
 container of binderlite's own base image (never the repository's image, whose
 ``chown`` could be anything) with no network and only the capabilities to
-change the owner and to read the folder; the same container measures it. The
+change the owner and mode and to read the folder; the same container measures it. The
 user's server itself never runs as root.
 """
 
