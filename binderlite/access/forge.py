@@ -121,7 +121,9 @@ def _ask(api: str, user: SignedInUser, base: str, path: str) -> bool:
         raise FetchError(f"The git forge at {base} is rate-limiting binderlite's questions; try again in a minute.")
     if answer.status_code in (401, 403, 404):
         if answer.status_code == 401:
-            log.warning("The forge at %s refused %s's token (expired or revoked?): they may sign in again", base, user.name)
+            log.warning(
+                "The forge at %s refused %s's token (expired or revoked?): they may sign in again", base, user.name
+            )
         log.info("The forge at %s says %s may not read %s (HTTP %d)", base, user.name, path, answer.status_code)
         return False
     raise FetchError(

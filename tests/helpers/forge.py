@@ -138,6 +138,7 @@ class Forge:
         self.clients: dict[str, Client] = {}
         self.codes: dict[str, Code] = {}
         self.tokens: dict[str, ForgeUser] = {}
+        self.broken = False  # True: the API answers 503, as a forge being upgraded
         self.deploy = ("deploy", "forge-deploy-" + secrets.token_urlsafe(16))
         self.key = RSAKey.generate_key(2048, parameters={"kid": "forge", "use": "sig"}, private=True)
         self.app = self._make_app()
@@ -271,6 +272,12 @@ class Forge:
         server = AuthorizationServer(app, query_client=self.clients.get, save_token=save_token)
         server.register_grant(CodeGrant, [OpenID()])
 
+        @app.before_request
+        def maintenance():
+            if self.broken and request.path.startswith("/api/"):
+                return jsonify(message="503 Service Unavailable"), 503
+            return None
+
         @app.get("/.well-known/openid-configuration")
         def discovery():
             return jsonify(
@@ -331,9 +338,7 @@ class Forge:
             user = self.bearer_user()
             if user is None:
                 return unauthorized()
-            return jsonify(
-                [{"id": i + 1, "name": g, "path": g, "full_path": g} for i, g in enumerate(user.groups)]
-            )
+            return jsonify([{"id": i + 1, "name": g, "path": g, "full_path": g} for i, g in enumerate(user.groups)])
 
         @app.get("/api/v4/groups/<path:group>/members/all/<int:user_id>")
         def api_group_member(group, user_id):
