@@ -10,7 +10,9 @@ Both users sign in through the forge's login form in headless Chromium. Alice
 opens the link: the project is built and she lands in JupyterLab. Bob opens the
 same link: the image exists already, but the forge says bob's own token cannot
 read the project, so he gets a 403 page, no server and no build; the build API
-gives him a 403 too. No token of either user appears in a page or a log file.
+gives him a 403 too. Once alice leaves the project, her next launch is refused
+as well. No token of either user (nor binderlite's secrets) appears in a page
+or in a file of the appliance's state.
 """
 
 from __future__ import annotations
@@ -145,8 +147,9 @@ def test_a_member_launches_and_someone_else_gets_403_for_the_same_built_image(ap
         WebDriverWait(alice, 120).until(lambda b: "index.ipynb" in b.page_source and "JupyterLab" in b.title)
         time.sleep(2)
         alice.save_screenshot(str(ARTIFACTS / "forge-alice-jupyterlab.png"))
-    finally:
+    except BaseException:
         alice.quit()
+        raise
     built = images_built(state)
     assert len(built) == 1, built
     docker_client.images.get(built[0])  # the private project's image is on the daemon
@@ -183,6 +186,16 @@ def test_a_member_launches_and_someone_else_gets_403_for_the_same_built_image(ap
             assert answer.status_code == 403, answer.text[:2000]
     assert images_built(state) == built  # no second build for bob
     assert not ((HubClient(settings).user("bob") or {}).get("servers") or {})
+
+    # asked again on every launch: once alice leaves the project, her next launch is refused too
+    forge.projects[PROJECT].members.discard("alice")
+    try:
+        alice.get(link)
+        WebDriverWait(alice, 120).until(lambda b: "cannot read" in b.page_source)
+        assert "/user/" not in alice.current_url
+    finally:
+        forge.projects[PROJECT].members.add("alice")
+        alice.quit()
 
     # neither user's forge token, nor a secret of binderlite's, is in a file of the appliance's state
     # (logs, build logs, both databases: the hub keeps the forge token encrypted)
