@@ -29,6 +29,7 @@ setup(
             "websocket-client>=1.7",
             "ruff>=0.5",
             "selenium>=4.20",
+            "authlib>=1.6",  # the test forge (tests/helpers/forge.py): an OpenID Connect provider
         ]
     },
     entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},
