@@ -94,6 +94,7 @@ if settings.auth_mode == "authenticated":
                 "read:users!user",
                 "read:servers!user",
                 "access:servers!user",
+                "users:activity!user",  # what their servers' tokens report (a server's scopes are its owner's)
                 f"access:services!service={SERVICE_NAME}",
             ],
         }
