@@ -31,7 +31,16 @@ from tests.helpers.streams import STREAM_HEADERS, read_events
 pytestmark = pytest.mark.integration
 ALICE, BOB, GROUP = "bltest-alice", "bltest-bob", "bltest-physics"
 CONTACT = "physics-it@dept.example"
-RULES = [{"name": "physics-teaching", "pattern": "^git/.*bltest-physics-", "groups": [GROUP], "contact": CONTACT}]
+RULES = [
+    {
+        "name": "physics-teaching",
+        "pattern": "^git/.*bltest-physics-",
+        "groups": [GROUP],
+        "contact": CONTACT,
+        "memory_limit": "1G",
+        "cpu_limit": 0.5,
+    }
+]
 EXTRA = {
     "BINDERLITE_AUTH_MODE": "authenticated",
     "BINDERLITE_ACCESS_RULES": json.dumps(RULES),
@@ -75,7 +84,7 @@ def test_signed_out_and_forged_build_requests_get_401_and_no_build(department, g
     assert not list((department["up"]["state"] / "builds").glob("*")), "a build started"
 
 
-def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it(department, git_server):
+def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it(department, git_server, docker_client):
     link = f"{WEB}/v2/{git_server.link('bltest-physics-intro')}?urlpath=lab"
     server = launch.server_name_for(git_server.url("bltest-physics-intro"))
     browser = chromium()
@@ -91,6 +100,10 @@ def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it
         WebDriverWait(browser, 120).until(lambda b: f"/user/{ALICE}/{server}/" in b.current_url)
         servers = department["hub"].user(ALICE)["servers"]
         assert list(servers) == [server] and servers[server]["user_options"]["access_rule"] == "physics-teaching"
+        (container,) = docker_client.containers.list(filters={"label": [f"binderlite.user={ALICE}"]})
+        limits = container.attrs["HostConfig"]
+        assert limits["Memory"] == 1024**3 and limits["CpuQuota"] / limits["CpuPeriod"] == 0.5, "the rule's limits"
+        department["image"] = servers[server]["user_options"]["image"]
 
         browser.get(f"{WEB}/home/")
         assert browser.find_element(By.ID, "signed-in-user").text == ALICE
@@ -113,7 +126,8 @@ def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it
         browser.quit()
 
 
-def test_a_user_in_no_allowed_group_gets_403_for_the_built_image(department, git_server):
+def test_a_user_in_no_allowed_group_gets_403_for_the_built_image(department, git_server, docker_client):
+    assert docker_client.images.get(department["image"]), "Alice's launch built the image"
     link = f"{WEB}/v2/{git_server.link('bltest-physics-intro')}"
     browser = chromium()
     try:
