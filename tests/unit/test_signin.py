@@ -242,3 +242,15 @@ def test_forge_token_and_groups_come_from_the_hubs_user_model():
     )
     assert "glpat-secret" not in repr(user)
     assert signin.user_from_model({"name": "dave", "auth_state": {"access_token": "x"}}).forge_token is None
+
+
+def test_the_cli_does_not_make_temporary_users_in_authenticated_mode(tmp_path):
+    from click.testing import CliRunner
+
+    from binderlite.cli import main
+
+    config = tmp_path / "binderlite.toml"
+    config.write_text(f'auth_mode = "authenticated"\nstate_dir = "{tmp_path}"\n')
+    result = CliRunner().invoke(main, ["--config", str(config), "launch", "gh/org/repo/HEAD"])
+    assert result.exit_code != 0
+    assert "open the link in a browser" in result.output and "Traceback" not in result.output
