@@ -10,9 +10,12 @@ binderlite sets: users cannot start servers through the hub API themselves.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import re
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote, urlparse
 
 from binderlite.errors import HubError
@@ -24,6 +27,7 @@ from binderlite.launch.quotas import QuotaExceeded, slot
 from binderlite.settings import AccessRule, Settings
 
 NAME_LIMIT = 40  # BinderHub's limit on server names
+RULE_LOCK_POLL = 0.05  # seconds between tries for a rule's lock (a sleep lets other greenlets run)
 
 
 def server_name_for(repo_url: str) -> str:
@@ -61,6 +65,35 @@ def _check_room(settings: Settings, client: HubClient, user: SignedInUser, serve
             )
 
 
+@contextmanager
+def rule_lock(settings: Settings, rule: AccessRule | None, deadline: float) -> Iterator[None]:
+    """Launches of one rule with ``max_servers`` count and start one at a time, across web workers.
+
+    Held from counting the rule's servers until the hub has the new one (``start_server`` answers within
+    the hub's slow-spawn timeout), so two launches at once cannot both see the last free place.
+    """
+    if not (rule and rule.max_servers):
+        yield
+        return
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(rule.name.encode()).hexdigest()[:16]
+    with open(settings.run_dir / f"access-rule-{digest}.lock", "a") as fh:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HubError(
+                        "Launch timed out waiting for other launches of its access rule.", status=504
+                    ) from None
+                time.sleep(RULE_LOCK_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def follow(client: HubClient, user: str, server: str, deadline: float) -> Iterator[Event]:
     """Relay the spawn's progress until the server is ready; HubError on failure."""
     for event in client.progress(user, deadline, server):
@@ -92,9 +125,10 @@ def launch(
             return
         current = (model.get("servers") or {}).get(server)
         if current is None:
-            _check_room(settings, client, user, model.get("servers") or {}, rule)
-            with slot(settings, client, options["repo_url"]):
-                client.start_server(user.name, options, server)
+            with rule_lock(settings, rule, deadline):
+                _check_room(settings, client, user, model.get("servers") or {}, rule)
+                with slot(settings, client, options["repo_url"]):
+                    client.start_server(user.name, options, server)
             started = True
         else:
             yield Event.launching(f"You already run {options['repo_url']}: opening that server.")

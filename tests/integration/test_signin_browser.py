@@ -39,6 +39,7 @@ RULES = [
         "contact": CONTACT,
         "memory_limit": "1G",
         "cpu_limit": 0.5,
+        "max_servers": 5,
     }
 ]
 EXTRA = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -101,3 +102,34 @@ def test_a_rules_max_servers_counts_every_users_servers_of_that_rule(tmp_path, h
     hub.running = [{"access_rule": "physics"}, {"access_rule": "physics"}, {"access_rule": "other"}]
     final = events(tmp_path)[-1]
     assert final["phase"] == "failed" and "access rule 'physics'" in final["message"] and hub.started == []
+
+
+def test_two_launches_at_once_cannot_both_take_a_rules_last_place(tmp_path, monkeypatch):
+    """Each launch counts the rule's servers, then starts one; the hub lists it only once started (slowly)."""
+    import threading
+
+    class SlowHub(SignedInHub):
+        def running_servers(self):
+            return list(self.running)
+
+        def start_server(self, name, user_options, server=""):
+            time.sleep(0.3)  # the hub takes a while before the new server is listed
+            self.running.append(user_options)
+            super().start_server(name, user_options, server)
+
+    fake = SlowHub(running=[{"access_rule": "physics"}])  # one of the rule's two places taken
+    monkeypatch.setattr(launch, "HubClient", lambda settings, session=None: fake)
+    settings = Settings(state_dir=str(tmp_path), total_quota=0)
+    finals = {}
+
+    def run(name):
+        user = SignedInUser(name, frozenset({"physics"}))
+        finals[name] = list(launch.launch(settings, RESOLVED, "img:1", user=user, rule=RULE))[-1]
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(final["phase"] for final in finals.values()) == ["failed", "ready"], finals
+    assert len(fake.started) == 1
