@@ -160,6 +160,11 @@ def base_image(ctx: click.Context, with_r: bool) -> None:
 def launch(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
     """Build (if needed) and launch LINK on the running binderlite; print the URL with its token."""
     settings = _with_local(_settings(ctx), allow_local)
+    if settings.auth_mode == "authenticated":  # temporary users are the anonymous mode's; the culler keeps users here
+        raise BadInputError(
+            "auth_mode is 'authenticated': servers belong to signed-in users, so open the link in a browser "
+            f"({settings.binder_launch_host}v2/…) and sign in; `binderlite launch` is for the anonymous mode."
+        )
     resolved, image = build_image(settings, link, ref)
     final = Event.log("")
     for ev in launch_server(settings, resolved, image):

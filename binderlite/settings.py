@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import ipaddress
+import json
 import os
 import re
 import tomllib
@@ -437,6 +438,27 @@ class Settings:
         "The secrets file (git credentials per host, the authenticator's secrets), mode 0600; empty: "
         "`credentials.toml` beside the config file. Never put a secret in this table.",
     )
+    # ---- authenticated mode: servers per user and access rules (see README "For a department") ----
+    servers_per_user: int = _setting(
+        5,
+        "Servers (one per repository) a signed-in user may run at once; 0 means no limit (default 5, as "
+        "BinderHub's example named_server_limit_per_user). Launching a repository the user runs reopens it.",
+        check=at_least(0),
+    )
+    access_default: str = _setting(
+        "allow",
+        "What signed-in users may launch when no access rule matches the link: 'allow' (default: a rule "
+        "restricts only what it names) or 'deny' (only what a rule allows).",
+        check=one_of("allow", "deny"),
+    )
+    access_rules: str = _setting(
+        "[]",
+        "Access rules, in the config file a TOML array of tables `[[access_rules]]` with `name`, `pattern` (a "
+        "regular expression over `<provider>/<spec>`, as banned_specs), `groups` (hub groups that may launch "
+        "it; empty: every signed-in user), `max_servers` (0: no limit), `memory_limit`, `cpu_limit` and "
+        "`contact`; the first rule whose pattern matches decides. As an environment variable: the same as JSON.",
+        check=lambda value: _access_rules_problem(value),
+    )
 
     # ---- persistent homes (authenticated mode) ---------------------------
     persistent_homes: bool = _setting(
@@ -625,6 +647,11 @@ class Settings:
                 ) from None
         return tuple(patterns)
 
+    @functools.cached_property
+    def access_rule_list(self) -> tuple[AccessRule, ...]:
+        """``access_rules`` parsed (checked at load: this never raises for loaded settings)."""
+        return parse_access_rules(self.access_rules)
+
     def to_environment(self) -> dict[str, str]:
         """``BINDERLITE_*`` variables that make a child process load exactly these settings.
 
@@ -642,6 +669,75 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with some settings replaced (used by the CLI and tests)."""
         return dataclasses.replace(self, **overrides)
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One access rule: which specs it covers, who may launch them, and their limits."""
+
+    name: str
+    pattern: re.Pattern
+    groups: tuple[str, ...] = ()
+    max_servers: int = 0
+    memory_limit: str = ""
+    cpu_limit: float = 0.0
+    contact: str = ""
+
+
+_RULE_KEYS = {"name", "pattern", "groups", "max_servers", "memory_limit", "cpu_limit", "contact"}
+
+
+def parse_access_rules(text: str) -> tuple[AccessRule, ...]:
+    """The rules in ``text`` (JSON: a list of tables); ConfigError names the rule and what is wrong."""
+    try:
+        data = json.loads(text or "[]")
+    except ValueError as exc:
+        raise ConfigError(f"Setting access_rules is not valid JSON ({exc}).") from None
+    if not isinstance(data, list):
+        raise ConfigError("Setting access_rules must be a list of tables ([[access_rules]] in the config file).")
+    rules: list[AccessRule] = []
+    for index, raw in enumerate(data, 1):
+        label = f"access rule {index}" + (f" ({raw.get('name')!r})" if isinstance(raw, dict) else "")
+
+        def fail(problem: str, label: str = label) -> ConfigError:
+            return ConfigError(f"Setting access_rules: {label} {problem}; fix it in the config file.")
+
+        if not isinstance(raw, dict):
+            raise fail("is not a table")
+        unknown = sorted(set(raw) - _RULE_KEYS)
+        if unknown:
+            raise fail(f"has unknown keys {', '.join(unknown)} (known: {', '.join(sorted(_RULE_KEYS))})")
+        name, pattern, groups = raw.get("name"), raw.get("pattern"), raw.get("groups", [])
+        if not isinstance(name, str) or not name.strip():
+            raise fail("needs a name")
+        if name in {rule.name for rule in rules}:
+            raise fail("has the name of an earlier rule")
+        if not isinstance(pattern, str) or not pattern:
+            raise fail("needs a pattern (a regular expression over <provider>/<spec>)")
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise fail(f"has a pattern that is not a valid regular expression ({exc})") from None
+        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+            raise fail("has groups that are not a list of group names")
+        max_servers, cpu = raw.get("max_servers", 0), raw.get("cpu_limit", 0.0)
+        if isinstance(max_servers, bool) or not isinstance(max_servers, int) or max_servers < 0:
+            raise fail("has max_servers that is not a whole number of at least 0")
+        if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 <= cpu <= 1024:
+            raise fail("has cpu_limit that is not a number between 0 and 1024")
+        memory = raw.get("memory_limit", "")
+        if not isinstance(memory, str) or (memory and a_size(memory)):
+            raise fail("has memory_limit that is not a size such as 512M or 2G")
+        contact = raw.get("contact", "")
+        if not isinstance(contact, str):
+            raise fail("has a contact that is not text")
+        rules.append(AccessRule(name, compiled, tuple(groups), max_servers, memory, float(cpu), contact))
+    return tuple(rules)
+
+
+def _access_rules_problem(text: str) -> None:
+    parse_access_rules(text)  # raises a ConfigError that names the rule
+    return None
 
 
 SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
@@ -712,7 +808,8 @@ def load_settings(config_file: str | None = None, environ: dict[str, str] | None
         for key, raw in data.items():
             if key not in known:
                 raise ConfigError(f"Unknown setting {key!r} in {path}; see README for the settings table.")
-            values[key] = _coerce(key, known[key], raw)
+            values[key] = json.dumps(raw) if key == "access_rules" and isinstance(raw, list) else raw
+            values[key] = _coerce(key, known[key], values[key])
     elif config_file or env.get("BINDERLITE_CONFIG"):
         raise ConfigError(f"Config file {path} does not exist.")
     for name, kind in known.items():

@@ -16,7 +16,7 @@ import docker.errors
 
 from binderlite.dockerutil import docker_client
 from binderlite.errors import DockerUnavailableError
-from binderlite.hub.tokens import persistent_secret, service_token
+from binderlite.hub.tokens import SERVICE_NAME, persistent_secret, service_token
 from binderlite.sandbox.dockernet import bridge_address, ensure_network
 from binderlite.settings import Settings
 
@@ -71,3 +71,13 @@ def hub_api_token(settings: Settings) -> str:
 
 def proxy_auth_token(settings: Settings) -> str:
     return settings.proxy_auth_token or persistent_secret(settings.hub_dir / "proxy_token")
+
+
+def oauth_client_id() -> str:
+    """The web app's OAuth client id at the hub (authenticated mode; BinderHub's ``service-<name>``)."""
+    return "service-" + SERVICE_NAME
+
+
+def oauth_redirect_uri(settings: Settings) -> str:
+    """Where the hub sends a signed-in browser back to: ``<binder_launch_host>oauth_callback``."""
+    return settings.binder_launch_host.rstrip("/") + "/oauth_callback"

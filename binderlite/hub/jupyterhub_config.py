@@ -6,7 +6,15 @@ in; binderlite creates a temporary user per launch through the REST API with
 its service token, and the launch token opens only that user's server.
 """
 
-from binderlite.hub.addresses import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
+from binderlite.hub.addresses import (
+    hub_api_token,
+    hub_ip,
+    hub_url,
+    oauth_client_id,
+    oauth_redirect_uri,
+    proxy_api_url,
+    proxy_auth_token,
+)
 from binderlite.hub.addresses import public_url as proxy_public_url
 from binderlite.hub.backends import configure_spawner
 from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
@@ -65,3 +73,34 @@ c.JupyterHub.load_roles = [
 
 # ---- spawner: the one place it is chosen (binderlite.hub.backends)
 configure_spawner(c, settings, _hub_ip)
+
+# ---- authenticated mode: users sign in; the web app is the hub's OAuth client (BinderHub's auth_enabled)
+if settings.auth_mode == "authenticated":
+    c.JupyterHub.services[0].update(
+        oauth_client_id=oauth_client_id(),
+        oauth_redirect_uri=oauth_redirect_uri(settings),
+        oauth_no_confirm=True,
+    )
+    c.JupyterHub.redirect_to_server = False
+    # The users' groups and servers (read:users), their forge tokens (admin:auth_state), hub groups for
+    # deployments whose authenticator gives none, e.g. PAM (admin:groups); no temporary users to delete.
+    c.JupyterHub.load_roles[0]["scopes"] += ["admin:auth_state", "admin:groups"]
+    # A user reads themself, opens their own servers and signs in to the web app; only binderlite starts
+    # servers (with user_options it chose: image, access rule, limits), so no servers scope here.
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "user",
+            "scopes": [
+                "read:users!user",
+                "read:servers!user",
+                "access:servers!user",
+                "users:activity!user",  # what their servers' tokens report (a server's scopes are its owner's)
+                f"access:services!service={SERVICE_NAME}",
+            ],
+        }
+    )
+    # >>> sign-in placeholder: local accounts through PAM, until hub/auth.py's configure_authenticator
+    # (settings `authenticator`, `admin_users`, groups from the authenticator) replaces this block.
+    c.JupyterHub.authenticator_class = "pam"
+    c.Authenticator.allow_all = True
+    # <<< sign-in placeholder

@@ -109,6 +109,13 @@ class BinderSpawner(DockerSpawner):
                 "binderlite.server": self.name,
             },
         }
+        # An access rule's limits (authenticated mode), put there by binderlite's launcher: users cannot
+        # start servers with options of their own (their hub role has no servers scope).
+        limits = self.user_options.get("limits") or {}
+        if limits.get("memory_limit"):
+            self.mem_limit = limits["memory_limit"]
+        if limits.get("cpu_limit"):
+            self.cpu_limit = float(limits["cpu_limit"])
         if self.ensure_network is not None:
             try:
                 await asyncio.get_running_loop().run_in_executor(self.executor, self.ensure_network)

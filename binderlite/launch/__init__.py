@@ -5,6 +5,11 @@ and the hub's spawn progress), then one ``ready`` event with the server's URL
 and token, or one ``failed`` event. It never raises: every failure ends the
 stream with ``failed`` and removes the temporary user it created. Quotas, retries
 with backoff and the launch timeout follow BinderHub's launcher.
+
+For a signed-in user (authenticated mode, ``launch(..., user=…)``) there is no
+temporary user: the server is the user's named server for the repository
+(``server_name_for``), reopened when it runs already, and a new one counts
+against ``servers_per_user`` and the access rule's ``max_servers``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,13 @@ from binderlite.errors import HubError
 from binderlite.events import Event
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
-from binderlite.launch import quotas
+from binderlite.hub.identity import SignedInUser
+from binderlite.launch import quotas, signed_in
+from binderlite.launch.signed_in import server_name_for
 from binderlite.links import ResolvedRepo
-from binderlite.settings import Settings
+from binderlite.settings import AccessRule, Settings
+
+__all__ = ["launch", "server_name_for", "username_for"]
 
 USERNAME_CHARS = string.ascii_lowercase + string.digits
 
@@ -48,8 +57,14 @@ def launch(
     *,
     retry_delay: float = 4.0,
     session: requests.Session | None = None,
+    user: SignedInUser | None = None,
+    rule: AccessRule | None = None,
 ) -> Iterator[Event]:
-    """Start ``image`` for ``resolved`` and yield BinderHub launch events (never raises)."""
+    """Start ``image`` for ``resolved`` and yield BinderHub launch events (never raises).
+
+    ``user``: launch as that signed-in user's named server (authenticated mode),
+    within the limits of the access ``rule`` that allowed it.
+    """
     yield Event.launching("Launching server...")
     deadline = time.monotonic() + settings.launch_timeout
     client = HubClient(settings, session)
@@ -61,6 +76,9 @@ def launch(
         "binder_request": resolved.binder_request,
         "binder_persistent_request": resolved.binder_persistent_request,
     }
+    if user is not None:
+        yield from signed_in.launch(settings, client, user, rule, user_options, deadline)
+        return
     attempts = settings.launch_retries
     delay = retry_delay
     for attempt in range(1, attempts + 1):

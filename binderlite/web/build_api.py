@@ -22,12 +22,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from binderlite import launch as launcher
 from binderlite import links
+from binderlite.access.rules import check_launch
 from binderlite.builds import pipeline
 from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
 from binderlite.events import Event, Phase
+from binderlite.hub.identity import SignedInUser
 from binderlite.launch import quotas
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
+from binderlite.web.pages import refused
+from binderlite.web.signin import current_user
 
 log = logging.getLogger(__name__)
 bp = Blueprint("build_api", __name__)
@@ -61,9 +65,19 @@ def resolve_failure(provider: str, spec: str, exc: BinderliteError) -> Event:
 
 
 def events_for(
-    settings: Settings, provider: str, spec: str, build_only: bool, stop: threading.Event, client: str = ""
+    settings: Settings,
+    provider: str,
+    spec: str,
+    build_only: bool,
+    stop: threading.Event,
+    client: str = "",
+    user: SignedInUser | None = None,
 ) -> Iterator[Event]:
-    """The whole request as events: resolve, build (or find) the image, launch; never raises."""
+    """The whole request as events: resolve, check access, build (or find) the image, launch; never raises.
+
+    ``user``: the signed-in user (authenticated mode), whose access is checked
+    once the link is resolved, before anything is built or started.
+    """
     wait = None if build_only else quotas.rate_limited(settings, client)
     if wait:
         yield failed(f"Too many launches from your address; try again in {wait:.0f} s.", 429)
@@ -73,6 +87,17 @@ def events_for(
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
+    rule = None
+    if user is not None:
+        try:
+            decision = check_launch(settings, user, f"{provider}/{spec}", resolved.repo_url)
+        except BinderliteError as exc:
+            yield failed(exc.message, exc.status)
+            return
+        if not decision.allowed:
+            yield failed(decision.message, 403)
+            return
+        rule = decision.rule
     image = None
     stream = pipeline.build_events(settings, resolved)
     try:
@@ -95,7 +120,8 @@ def events_for(
     if build_only:
         yield Event.ready("Done! Image built", imageName=image)
         return
-    launch = launcher.launch(settings, resolved, image)
+    signed_in = {"user": user, "rule": rule} if user is not None else {}
+    launch = launcher.launch(settings, resolved, image, **signed_in)
     try:
         for ev in launch:
             yield ev
@@ -113,6 +139,7 @@ def produce(
     out: queue.Queue,
     stop: threading.Event,
     client: str = "",
+    user: SignedInUser | None = None,
 ):
     """Thread body: put every event on ``out``, then ``_DONE``; an exception becomes ``failed``.
 
@@ -130,7 +157,7 @@ def produce(
         return False
 
     try:
-        for ev in events_for(settings, provider, spec, build_only, stop, client):
+        for ev in events_for(settings, provider, spec, build_only, stop, client, user):
             if not put(ev) or ev.ends_stream:
                 break
         else:
@@ -174,12 +201,17 @@ def build(provider: str, _spec: str):
     provider, spec = raw_spec(request.environ, "build")
     build_only = request.args.get("build_only", "").lower() == "true"
     settings = get_settings()
+    user = current_user() if settings.auth_mode == "authenticated" else None
+    if user is not None:  # the rules first, before the link is even resolved (the forge's word comes after)
+        decision = check_launch(settings, user, f"{provider}/{spec}", None)
+        if not decision.allowed:
+            return refused(decision)
     events: queue.Queue = queue.Queue(maxsize=STREAM_BUFFER)
     stop = threading.Event()
     client = request.remote_addr or "unknown"
     worker = threading.Thread(
         target=produce,
-        args=(settings, provider, spec, build_only, events, stop, client),
+        args=(settings, provider, spec, build_only, events, stop, client, user),
         daemon=True,
         name="build-stream",
     )

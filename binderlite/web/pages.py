@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlencode
 
-from flask import Blueprint, make_response, redirect, render_template, request
+from flask import Blueprint, jsonify, make_response, redirect, render_template, request
 
+from binderlite.access.rules import Decision, check_launch
 from binderlite.links.registry import describe_link, repo_providers
-from binderlite.web.helpers import get_settings, raw_spec
+from binderlite.web.helpers import get_settings, raw_spec, wants_json
+from binderlite.web.signin import current_user
 
 bp = Blueprint("pages", __name__)
 
@@ -29,6 +31,11 @@ def launch_page(provider: str, _spec: str):
     provider, spec = raw_spec(request.environ, "v2")
     build_url = f"{request.script_root}/build/{provider}/{spec}"
     repository, ref = describe_link(provider, spec, get_settings())
+    user = current_user() if get_settings().auth_mode == "authenticated" else None
+    if user is not None:
+        decision = check_launch(get_settings(), user, f"{provider}/{spec}", repository if "://" in repository else None)
+        if not decision.allowed:
+            return refused(decision)
     page = render_template("launch.html", repository=repository, ref=ref, build_url=build_url)
     response = make_response(page)
     response.headers["Cache-Control"] = "no-store"
@@ -42,3 +49,11 @@ def legacy_repo(user: str, repo: str, urlpath: str = ""):
     if urlpath.strip("/"):
         url += "?" + urlencode({"urlpath": urlpath})
     return redirect(url, code=302)
+
+
+def refused(decision: Decision):
+    """The 403 answer: which rule refused the launch, and whom to ask."""
+    if wants_json():
+        return jsonify(message=decision.message, rule=decision.rule_name, contact=decision.contact), 403
+    page = render_template("refused.html", message=decision.message, rule=decision.rule_name, contact=decision.contact)
+    return page, 403

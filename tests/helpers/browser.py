@@ -30,8 +30,8 @@ PORTS = {"WEB_PORT": "18585", "PROXY_PORT": "18840", "PROXY_API_PORT": "18841", 
 WEB = f"http://127.0.0.1:{PORTS['WEB_PORT']}"
 
 
-def appliance_env(state: Path) -> dict:
-    """The environment `binderlite up` and the CLI run with in these tests."""
+def appliance_env(state: Path, extra: dict | None = None) -> dict:
+    """The environment `binderlite up` and the CLI run with in these tests (``extra``: more settings)."""
     env = dict(
         os.environ,
         BINDERLITE_STATE_DIR=str(state),
@@ -41,12 +41,15 @@ def appliance_env(state: Path) -> dict:
         BINDERLITE_BINDER_LAUNCH_HOST=WEB + "/",
     )
     env.update({f"BINDERLITE_{k}": v for k, v in PORTS.items()})
+    env.update(extra or {})
     return env
 
 
 @contextlib.contextmanager
-def running_appliance(docker_client) -> Iterator[dict]:
+def running_appliance(docker_client, extra: dict | None = None) -> Iterator[dict]:
     """`binderlite up`, healthy, with a new state dir (removed afterwards); yields ``{"state", "proc"}``.
+
+    ``extra``: more ``BINDERLITE_*`` settings for every service.
 
     Its output is ``<state>/logs/up.log``, beside the services' logs, where a failing test's report finds it.
     """
@@ -54,7 +57,9 @@ def running_appliance(docker_client) -> Iterator[dict]:
     (state / "logs").mkdir(exist_ok=True)
     up_log = state / "logs" / "up.log"
     log = open(up_log, "wb")
-    proc = subprocess.Popen([*binderlite_cli(), "up"], env=appliance_env(state), stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*binderlite_cli(), "up"], env=appliance_env(state, extra), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         if not wait_for_http(f"{WEB}/health", timeout=180, process=proc, interval=1):
             assert proc.poll() is None, up_log.read_text()[-4000:]
