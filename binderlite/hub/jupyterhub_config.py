@@ -4,10 +4,16 @@ Run as ``jupyterhub -f <this file>``; the settings come from ``BINDERLITE_CONFIG
 and ``BINDERLITE_*`` like everywhere else. Anonymous Binder mode: nobody logs
 in; binderlite creates a temporary user per launch through the REST API with
 its service token, and the launch token opens only that user's server.
+Authenticated mode: users sign in (``binderlite.hub.auth``), and binderlite
+still starts their servers.
 """
 
+import sys
+
+from binderlite.errors import BinderliteError
 from binderlite.hub.addresses import hub_api_token, hub_ip, hub_url, proxy_api_url, proxy_auth_token
 from binderlite.hub.addresses import public_url as proxy_public_url
+from binderlite.hub.auth import configure_authenticator
 from binderlite.hub.backends import configure_spawner
 from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
 from binderlite.sandbox.dockernet import ensure_networks
@@ -40,9 +46,6 @@ c.ConfigurableHTTPProxy.api_url = proxy_api_url(settings)
 c.ConfigurableHTTPProxy.auth_token = proxy_auth_token(settings)
 c.JupyterHub.cleanup_servers = False
 
-# ---- anonymous Binder mode: users exist only through binderlite's API calls
-c.JupyterHub.authenticator_class = "null"
-c.Authenticator.allow_all = True
 c.JupyterHub.allow_named_servers = True
 # "start server" answers after 2 s (not 10): the launch page shows the spawn progress
 # sooner, and a spawn refused at once (e.g. a foreign image) still answers with its reason
@@ -51,17 +54,15 @@ c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 2}
 _service_token = hub_api_token(settings)
 purge_stale_service_tokens(_db_path, _service_token)
 c.JupyterHub.services = [{"name": SERVICE_NAME, "api_token": _service_token}]
-# Only what the launcher and the scheduler call: create, list and delete users (admin:users);
-# start and stop servers (servers); mint and delete tokens that open one server (tokens).
-# Not access:servers: binderlite never needs to open a user's server with its own token.
-c.JupyterHub.load_roles = [
-    {
-        "name": "binderlite",
-        "description": "binderlite's launcher and scheduler: temporary users and their servers",
-        "scopes": ["admin:users", "servers", "tokens"],
-        "services": [SERVICE_NAME],
-    }
-]
+
+# ---- who signs in (nobody in anonymous mode) and the roles: binderlite's service creates users and
+# starts and stops servers; a signed-in user only opens their own (binderlite.hub.auth). A setting,
+# secret or directory that is wrong stops the hub here with one message, before it listens.
+try:
+    configure_authenticator(c, settings)
+except BinderliteError as _exc:
+    print(f"Error: {_exc.message}", file=sys.stderr)
+    sys.exit(_exc.exit_code)
 
 # ---- spawner: the one place it is chosen (binderlite.hub.backends)
 configure_spawner(c, settings, _hub_ip)
