@@ -276,4 +276,5 @@ def configure_authenticator(c: Any, settings: Settings, sign_in: SignIn | None =
     c.Authenticator.enable_auth_state = True  # the user's forge token, encrypted with the key below
     c.CryptKeeper.keys = [auth_state_key(settings)]
     c.Authenticator.auto_login = settings.authenticator in ("oidc", "gitlab", "github")
+    c.JupyterHub.redirect_to_server = False  # signed in: the hub's home, not a server the user cannot start
     CONFIGURE[settings.authenticator](c, settings, sign_in)
