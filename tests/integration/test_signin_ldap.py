@@ -17,15 +17,13 @@ import sys
 import pytest
 import requests
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from binderlite.hub import addresses as hub
-from binderlite.services import supervisor, table
 from binderlite.settings import Settings
 from tests.helpers.browser import appliance_env, chromium
 from tests.helpers.ldapserver import running_directory
 from tests.helpers.net import free_port
-from tests.helpers.stack import binderlite_cli, running_stack, service_state_dir
+from tests.helpers.signin import public, service_api, sign_in, signin_stack
+from tests.helpers.stack import binderlite_cli, service_state_dir
 from tests.integration.conftest import HUB_NETWORKS, HUB_PORTS, HUB_REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -59,36 +57,8 @@ def ldap_settings(state_dir: str, directory) -> Settings:
 @pytest.fixture(scope="module")
 def ldapstack(directory, docker_client):
     """Registry + proxy + hub signing people in against ``directory``."""
-    state_dir = service_state_dir("bltest-ldap-")
-    settings = ldap_settings(str(state_dir), directory)
-    stack = table.core_services(settings)
-    try:
-        with running_stack(settings, stack, docker_client):
-            yield settings
-    finally:
-        for service in stack:
-            print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
-        shutil.rmtree(state_dir, ignore_errors=True)
-
-
-def public(settings: Settings) -> str:
-    return hub.public_url(settings).rstrip("/")
-
-
-def sign_in(browser, settings: Settings, name: str, password: str) -> None:
-    """Type ``name`` and ``password`` into the hub's login form and submit it, as a person does."""
-    browser.get(public(settings) + "/hub/login")
-    browser.find_element(By.ID, "username_input").send_keys(name)
-    browser.find_element(By.ID, "password_input").send_keys(password)
-    browser.find_element(By.ID, "login_submit").click()
-    WebDriverWait(browser, 30).until(
-        lambda b: "/hub/login" not in b.current_url or b.find_elements(By.CLASS_NAME, "login_error")
-    )
-
-
-def service_api(settings: Settings, method: str, path: str, **kwargs) -> requests.Response:
-    headers = {"Authorization": f"token {hub.hub_api_token(settings)}"}
-    return requests.request(method, f"{public(settings)}/hub/api{path}", headers=headers, timeout=30, **kwargs)
+    with signin_stack(lambda state: ldap_settings(state, directory), docker_client, "bltest-ldap-") as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -286,3 +286,12 @@ def test_status_says_nothing_when_sign_in_works_or_nobody_signs_in(tmp_path, lis
         ldap_bind_dn_template="uid={username}",
     )
     assert sign_in_problems(ok) == []
+
+
+def test_culling_stops_a_signed_in_users_idle_server_but_never_deletes_the_user():
+    from binderlite.scheduler.cull import decide
+    from tests.unit.test_culler import NOW, FakeAdmin, user
+
+    signed_in = Settings(auth_mode="authenticated", cull_idle_timeout=600, cull_max_age=3600)
+    decisions = decide(signed_in, FakeAdmin([user("alice", 2000, 700), user("bob", 9000, 10)]), NOW)
+    assert sorted((d.user, d.delete_user) for d in decisions) == [("alice", False), ("bob", False)]
