@@ -17,8 +17,10 @@ the hub never starts half-configured.
 
 from __future__ import annotations
 
+import os
 import socket
 import urllib.parse
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ from binderlite.hub.tokens import SERVICE_NAME, persistent_secret
 from binderlite.settings import Settings
 
 AUTH_STATE_KEY_FILE = "auth_state_key"
+CRYPT_KEY_VARIABLE = "JUPYTERHUB_CRYPT_KEY"
 CHECK_TIMEOUT = 5.0
 SHADOW = "/etc/shadow"
 # A signed-in user: see themselves and their servers, open them, use binderlite's web app; not "servers"
@@ -263,8 +266,14 @@ CONFIGURE = {"pam": _configure_pam, "ldap": _configure_ldap, "oidc": _configure_
              "github": _configure_oauth}  # fmt: skip
 
 
-def configure_authenticator(c: Any, settings: Settings, sign_in: SignIn | None = None) -> None:
-    """Configure the hub's sign-in and the roles for ``settings.auth_mode`` (runs ``check_authenticator``)."""
+def configure_authenticator(
+    c: Any, settings: Settings, sign_in: SignIn | None = None, environ: MutableMapping[str, str] | None = None
+) -> None:
+    """Configure the hub's sign-in and the roles for ``settings.auth_mode`` (runs ``check_authenticator``).
+
+    The auth state key reaches JupyterHub as ``JUPYTERHUB_CRYPT_KEY`` in ``environ`` (the hub process's own
+    environment): its CryptKeeper is made without the config and reads only that variable.
+    """
     c.JupyterHub.load_roles = hub_roles(settings)
     if settings.auth_mode != "authenticated":
         c.JupyterHub.authenticator_class = "null"  # binderlite makes a temporary user per launch
@@ -274,7 +283,7 @@ def configure_authenticator(c: Any, settings: Settings, sign_in: SignIn | None =
     c.Authenticator.admin_users = names(settings.admin_users)
     c.Authenticator.manage_groups = True  # the authenticator's groups are the hub's (access rules name them)
     c.Authenticator.enable_auth_state = True  # the user's forge token, encrypted with the key below
-    c.CryptKeeper.keys = [auth_state_key(settings)]
+    (os.environ if environ is None else environ)[CRYPT_KEY_VARIABLE] = auth_state_key(settings).hex()
     c.Authenticator.auto_login = settings.authenticator in ("oidc", "gitlab", "github")
     c.JupyterHub.redirect_to_server = False  # signed in: the hub's home, not a server the user cannot start
     CONFIGURE[settings.authenticator](c, settings, sign_in)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -45,9 +46,9 @@ def settings_for(tmp_path, **values) -> Settings:
     return Settings(state_dir=str(tmp_path / "state"), auth_mode="authenticated", **values)
 
 
-def configured(settings: Settings, sign_in: auth.SignIn | None = None) -> Config:
+def configured(settings: Settings, sign_in: auth.SignIn | None = None, environ: dict | None = None) -> Config:
     c = Config()
-    auth.configure_authenticator(c, settings, sign_in)
+    auth.configure_authenticator(c, settings, sign_in, {} if environ is None else environ)
     return c
 
 
@@ -87,13 +88,33 @@ def test_pam_is_the_default_with_local_groups_and_admins(tmp_path):
 
 def test_auth_state_is_encrypted_with_a_key_made_once_and_kept_private(tmp_path):
     settings = settings_for(tmp_path)
-    first = configured(settings, auth.SignIn())
-    again = configured(settings, auth.SignIn())
-    assert first.Authenticator.enable_auth_state is True
-    assert len(first.CryptKeeper["keys"][0]) == 32
-    assert first.CryptKeeper["keys"] == again.CryptKeeper["keys"]
+    first, again = {}, {}
+    c = configured(settings, auth.SignIn(), first)
+    configured(settings, auth.SignIn(), again)
+    assert c.Authenticator.enable_auth_state is True
+    key = first["JUPYTERHUB_CRYPT_KEY"]
+    assert len(bytes.fromhex(key)) == 32 and again == first
     key_file = settings.hub_dir / auth.AUTH_STATE_KEY_FILE
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_jupyterhubs_crypt_keeper_takes_the_key(tmp_path, monkeypatch):
+    from jupyterhub.crypto import CryptKeeper, decrypt, encrypt
+
+    environ = {}
+    configured(settings_for(tmp_path), auth.SignIn(), environ)
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", environ["JUPYTERHUB_CRYPT_KEY"])
+    monkeypatch.setattr(CryptKeeper, "_instance", None)
+    secret = {"access_token": "glpat-never-in-clear"}
+
+    async def round_trip():
+        sealed = await encrypt(secret)
+        return sealed, await decrypt(sealed)
+
+    sealed, opened = asyncio.run(round_trip())
+    assert b"glpat" not in sealed
+    assert opened == secret
+    monkeypatch.setattr(CryptKeeper, "_instance", None)
 
 
 def test_ldap_with_a_dn_template_and_starttls(tmp_path, listening_port):
