@@ -36,7 +36,8 @@ CRYPT_KEY_VARIABLE = "JUPYTERHUB_CRYPT_KEY"
 CHECK_TIMEOUT = 5.0
 SHADOW = "/etc/shadow"
 # A signed-in user: see themselves and their servers, open them, use binderlite's web app; not "servers"
-# (start/stop/spawn with options of their own) nor "tokens" (JupyterHub's default "self" has both).
+# (start/stop/spawn with options of their own) nor "tokens" (JupyterHub's default "self" has both; the hub
+# warns at start that the role lacks "self": on purpose).
 USER_SCOPES = [
     "read:users!user",
     "users:activity!user",
@@ -44,8 +45,8 @@ USER_SCOPES = [
     "access:servers!user",
     f"access:services!service={SERVICE_NAME}",
 ]
-# binderlite's service: temporary users (anonymous), servers, one-server tokens; and the user's
-# auth state (authenticated: the forge token that checks the user's own access to a repository).
+# binderlite's service: users (temporary ones in anonymous mode), servers, one-server tokens; admin:users
+# includes admin:auth_state, so in authenticated mode it reads the user's forge token (the access check).
 SERVICE_SCOPES = ["admin:users", "servers", "tokens"]
 DEFAULT_SCOPES = {
     "oidc": "openid profile email",
