@@ -17,6 +17,7 @@ the hub never starts half-configured.
 
 from __future__ import annotations
 
+import grp
 import os
 import socket
 import urllib.parse
@@ -155,7 +156,18 @@ def _check_pam(settings: Settings) -> SignIn:
         ) from None
     except FileNotFoundError:
         pass  # passwords elsewhere (e.g. sssd): PAM knows
+    unknown = sorted(name for name in names(settings.pam_allowed_groups) if not _local_group(name))
+    if unknown:
+        raise _fix("pam_allowed_groups", f"names groups this machine does not have: {', '.join(unknown)}")
     return SignIn()
+
+
+def _local_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
 
 
 CHECKS = {"pam": _check_pam, "ldap": _check_ldap, "oidc": _check_oauth, "gitlab": _check_oauth,

@@ -316,3 +316,21 @@ def test_culling_stops_a_signed_in_users_idle_server_but_never_deletes_the_user(
     signed_in = Settings(auth_mode="authenticated", cull_idle_timeout=600, cull_max_age=3600)
     decisions = decide(signed_in, FakeAdmin([user("alice", 2000, 700), user("bob", 9000, 10)]), NOW)
     assert sorted((d.user, d.delete_user) for d in decisions) == [("alice", False), ("bob", False)]
+
+
+def test_pam_refuses_a_local_group_that_does_not_exist(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "SHADOW", str(tmp_path / "no-shadow-here"))  # passwords elsewhere: not checked
+    with pytest.raises(ConfigError, match="pam_allowed_groups.*bltest-no-such-group"):
+        auth.check_authenticator(settings_for(tmp_path, pam_allowed_groups="root, bltest-no-such-group"))
+    assert auth.check_authenticator(settings_for(tmp_path, pam_allowed_groups="root")) == auth.SignIn()
+
+
+def test_pam_says_the_hub_needs_root_or_the_shadow_group(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")  # what a user outside the shadow group gets
+
+    monkeypatch.setattr("builtins.open", refused)
+    with pytest.raises(ConfigError, match="run the hub as root .* or in the shadow group"):
+        auth.check_authenticator(settings)
