@@ -20,6 +20,9 @@ setup(
         "requests>=2.31",
         "uv>=0.5",
         "cryptography>=41",
+        # sign-in (auth_mode = "authenticated"): binderlite.hub.auth
+        "jupyterhub-ldapauthenticator>=2,<3",
+        "oauthenticator>=17,<18",
     ],
     extras_require={
         "test": [

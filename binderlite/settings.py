@@ -109,6 +109,17 @@ def requirement_specs(value: str) -> str | None:
     return None
 
 
+def an_ldap_url(value: str) -> str | None:
+    parts = urllib.parse.urlsplit(value)
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises)
+    except ValueError:
+        return "must be ldap://host[:port] or ldaps://host[:port] with a numeric port"
+    if value and (parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path.strip("/")):
+        return "must be ldap://host[:port] or ldaps://host[:port], or empty"
+    return None
+
+
 def an_absolute_path(value: str) -> str | None:
     return None if os.path.isabs(value) else "must be an absolute path"
 
@@ -485,6 +496,79 @@ class Settings:
         "binderlite-home-",
         "Name prefix of the persistent folders' Docker volumes (<prefix><user>-<server>-<hash>).",
         check=a_volume_prefix,
+    )
+
+    # ---- sign-in (authenticated mode): binderlite.hub.auth ------------------
+    authenticator: str = _setting(
+        "pam",
+        "How users sign in when auth_mode is 'authenticated': 'pam' (this machine's local accounts), 'ldap' (a "
+        "directory: ldap_*), 'oidc' (an OpenID Connect provider), 'gitlab' or 'github' (the forge's OAuth: "
+        "oauth_*; binderlite then checks the user's own access to a repository with the user's token).",
+        check=one_of("pam", "ldap", "oidc", "gitlab", "github"),
+    )
+    admin_users: str = _setting("", "Comma-separated user names that are the hub's admins (they see every server).")
+    pam_allowed_groups: str = _setting(
+        "", "Comma-separated local groups whose members may sign in (pam); empty means every local account."
+    )
+    ldap_url: str = _setting(
+        "",
+        "The directory, as ldap://host[:port] (StartTLS before the password is sent, unless ldap_starttls is off) "
+        "or ldaps://host[:port]. Checked at start: an unreachable directory stops the hub from starting.",
+        check=an_ldap_url,
+    )
+    ldap_starttls: bool = _setting(
+        True,
+        "Upgrade ldap:// connections with StartTLS before binding (default on: passwords never cross the "
+        "network in clear); off only for a directory on this machine.",
+    )
+    ldap_ca_file: str = _setting("", "CA bundle that signs the directory's certificate; empty means the system's.")
+    ldap_bind_dn_template: str = _setting(
+        "",
+        "A user's DN, `{username}` standing for the name typed in, e.g. uid={username},ou=people,dc=dept,dc=example. "
+        "Empty: look the DN up under ldap_user_search_base (binding as ldap_search_user_dn).",
+    )
+    ldap_user_search_base: str = _setting("", "Where users are looked up when ldap_bind_dn_template is empty.")
+    ldap_user_attribute: str = _setting("uid", "The attribute holding the name users sign in with (default uid).")
+    ldap_search_user_dn: str = _setting(
+        "",
+        "DN that looks users up (ldap_bind_dn_template empty); its password is `ldap_bind_password` in the "
+        "secrets file's [auth] table.",
+    )
+    ldap_group_search_base: str = _setting(
+        "",
+        "Where the directory's groups are (e.g. ou=groups,dc=dept,dc=example): a user's groups (member, "
+        "uniqueMember or memberUid) become hub groups named by their cn. Empty: no groups.",
+    )
+    ldap_allowed_groups: str = _setting(
+        "", "Comma-separated group names (cn) whose members may sign in; empty means every user of the directory."
+    )
+    oauth_url: str = _setting(
+        "",
+        "The identity provider: the OpenID Connect issuer (oidc; its /.well-known/openid-configuration is read "
+        "at start), or the GitLab/GitHub base URL (empty: https://gitlab.com, https://github.com).",
+        check=an_http_url,
+    )
+    oauth_client_id: str = _setting(
+        "",
+        "The OAuth client (application) id registered with the provider; its secret is `oauth_client_secret` in "
+        "the secrets file's [auth] table. The redirect URL to register is <public_url>hub/oauth_callback.",
+    )
+    oauth_scopes: str = _setting(
+        "",
+        "Scopes asked of the provider, separated by spaces; empty: 'openid profile email' plus the groups "
+        "claim (oidc), 'openid read_user read_api' (gitlab: groups and the user's projects), 'read:user "
+        "read:org repo' (github: teams and the user's private repositories).",
+    )
+    oauth_username_claim: str = _setting(
+        "preferred_username", "The claim of the provider's user info that is the hub user name (oidc)."
+    )
+    oauth_groups_claim: str = _setting(
+        "groups",
+        "The claim listing the user's groups (oidc), which become hub groups. GitLab's groups (full paths) and "
+        "GitHub's teams (org/team) become hub groups without it.",
+    )
+    oauth_allowed_groups: str = _setting(
+        "", "Comma-separated hub groups (from the provider) whose members may sign in; empty means any user."
     )
 
     # ---- isolation and limits of builds and servers ----------------------

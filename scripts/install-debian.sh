@@ -25,6 +25,7 @@ ensure_apt_packages() {
     done < <(sed 's/#.*//; s/[[:space:]]//g' "$REPO_DIR/scripts/debian-packages.txt")
     if [ "${BINDERLITE_WITH_TEST_TOOLS:-0}" = 1 ]; then
         wanted+=(chromium chromium-driver libnss3-tools)  # libnss3-tools: certutil, a CA for Chromium
+        wanted+=(slapd ldap-utils)  # the sign-in tests' directory: each test runs its own slapd, never the service
     fi
     local missing=()
     for pkg in "${wanted[@]}"; do
@@ -47,6 +48,11 @@ disable_packaged_registry() {
         || systemctl is-active --quiet docker-registry.service 2>/dev/null; then
         log "Disabling Debian's docker-registry service (binderlite runs its own on 127.0.0.1)"
         systemctl disable --now docker-registry.service
+    fi
+    # The test tools' slapd starts a directory on port 389; the tests run their own.
+    if systemctl is-enabled --quiet slapd.service 2>/dev/null; then
+        log "Disabling Debian's slapd service (the tests start their own directory)"
+        systemctl disable --now slapd.service
     fi
 }
 

@@ -4,8 +4,13 @@ Run as ``jupyterhub -f <this file>``; the settings come from ``BINDERLITE_CONFIG
 and ``BINDERLITE_*`` like everywhere else. Anonymous Binder mode: nobody logs
 in; binderlite creates a temporary user per launch through the REST API with
 its service token, and the launch token opens only that user's server.
+Authenticated mode: users sign in (``binderlite.hub.auth``), and binderlite
+still starts their servers.
 """
 
+import sys
+
+from binderlite.errors import BinderliteError
 from binderlite.hub.addresses import (
     hub_api_token,
     hub_ip,
@@ -16,6 +21,7 @@ from binderlite.hub.addresses import (
     proxy_auth_token,
 )
 from binderlite.hub.addresses import public_url as proxy_public_url
+from binderlite.hub.auth import configure_authenticator
 from binderlite.hub.backends import configure_spawner
 from binderlite.hub.tokens import SERVICE_NAME, purge_stale_service_tokens
 from binderlite.sandbox.dockernet import ensure_networks
@@ -48,9 +54,6 @@ c.ConfigurableHTTPProxy.api_url = proxy_api_url(settings)
 c.ConfigurableHTTPProxy.auth_token = proxy_auth_token(settings)
 c.JupyterHub.cleanup_servers = False
 
-# ---- anonymous Binder mode: users exist only through binderlite's API calls
-c.JupyterHub.authenticator_class = "null"
-c.Authenticator.allow_all = True
 c.JupyterHub.allow_named_servers = True
 # "start server" answers after 2 s (not 10): the launch page shows the spawn progress
 # sooner, and a spawn refused at once (e.g. a foreign image) still answers with its reason
@@ -59,17 +62,15 @@ c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 2}
 _service_token = hub_api_token(settings)
 purge_stale_service_tokens(_db_path, _service_token)
 c.JupyterHub.services = [{"name": SERVICE_NAME, "api_token": _service_token}]
-# Only what the launcher and the scheduler call: create, list and delete users (admin:users);
-# start and stop servers (servers); mint and delete tokens that open one server (tokens).
-# Not access:servers: binderlite never needs to open a user's server with its own token.
-c.JupyterHub.load_roles = [
-    {
-        "name": "binderlite",
-        "description": "binderlite's launcher and scheduler: temporary users and their servers",
-        "scopes": ["admin:users", "servers", "tokens"],
-        "services": [SERVICE_NAME],
-    }
-]
+
+# ---- who signs in (nobody in anonymous mode) and the roles: binderlite's service creates users and
+# starts and stops servers; a signed-in user only opens their own (binderlite.hub.auth). A setting,
+# secret or directory that is wrong stops the hub here with one message, before it listens.
+try:
+    configure_authenticator(c, settings)
+except BinderliteError as _exc:
+    print(f"Error: {_exc.message}", file=sys.stderr)
+    sys.exit(_exc.exit_code)
 
 # ---- spawner: the one place it is chosen (binderlite.hub.backends)
 configure_spawner(c, settings, _hub_ip)
@@ -81,26 +82,5 @@ if settings.auth_mode == "authenticated":
         oauth_redirect_uri=oauth_redirect_uri(settings),
         oauth_no_confirm=True,
     )
-    c.JupyterHub.redirect_to_server = False
-    # The users' groups and servers (read:users), their forge tokens (admin:auth_state), hub groups for
-    # deployments whose authenticator gives none, e.g. PAM (admin:groups); no temporary users to delete.
-    c.JupyterHub.load_roles[0]["scopes"] += ["admin:auth_state", "admin:groups"]
-    # A user reads themself, opens their own servers and signs in to the web app; only binderlite starts
-    # servers (with user_options it chose: image, access rule, limits), so no servers scope here.
-    c.JupyterHub.load_roles.append(
-        {
-            "name": "user",
-            "scopes": [
-                "read:users!user",
-                "read:servers!user",
-                "access:servers!user",
-                "users:activity!user",  # what their servers' tokens report (a server's scopes are its owner's)
-                f"access:services!service={SERVICE_NAME}",
-            ],
-        }
-    )
-    # >>> sign-in placeholder: local accounts through PAM, until hub/auth.py's configure_authenticator
-    # (settings `authenticator`, `admin_users`, groups from the authenticator) replaces this block.
-    c.JupyterHub.authenticator_class = "pam"
-    c.Authenticator.allow_all = True
-    # <<< sign-in placeholder
+    # The users' groups and servers, and their forge tokens (admin:users includes admin:auth_state) come
+    # from binderlite's role and the narrowed user role of binderlite.hub.auth.

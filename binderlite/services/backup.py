@@ -2,8 +2,8 @@
 
 A backup holds the settings file, JupyterHub's database (its users, servers
 and tokens), binderlite's database (builds, image use, counts) and the
-secrets in ``<state_dir>/hub`` (service token, proxy token, cookie secret) —
-and, in authenticated mode with persistent homes, each signed-in user's
+secrets in ``<state_dir>/hub`` (service token, proxy token, cookie secret, the
+key of users' auth state) — and, in authenticated mode with persistent homes, each signed-in user's
 persistent folder (``homes/<volume>.tar``, owners and modes kept, read through
 Docker's archive API from a container that never runs) — never images, logs or
 the registry, which are rebuilt. It is safe while
@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from binderlite import __version__
 from binderlite.errors import BadInputError, BinderliteError, ConfigError, ServiceError
 from binderlite.hub import homes
+from binderlite.hub.auth import AUTH_STATE_KEY_FILE
 from binderlite.hub.tokens import TOKEN_FILE
 from binderlite.services.prepare import COOKIE_SECRET_FILE
 from binderlite.services.status import service_states
@@ -45,7 +46,7 @@ FORMAT = "binderlite-backup"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 HUB_DB = "jupyterhub.sqlite"
-SECRET_FILES = (TOKEN_FILE, "proxy_token", COOKIE_SECRET_FILE)
+SECRET_FILES = (TOKEN_FILE, "proxy_token", COOKIE_SECRET_FILE, AUTH_STATE_KEY_FILE)  # the last: authenticated mode
 CONFIG_NAME = "config/binderlite.toml"
 DATABASES = (f"state/hub/{HUB_DB}", "state/binderlite.sqlite")  # the hub's, and Settings.db_path's
 RESTORABLE = frozenset([CONFIG_NAME, *DATABASES, *(f"state/hub/{name}" for name in SECRET_FILES)])

@@ -8,6 +8,9 @@ state tree, binderlite's Docker networks and their kernel rules, the secrets
 and each service's own files: the registry's config, and for a service whose
 command needs run-time values (the proxy's token and the hub's address) a
 0600 environment file ``<state_dir>/run/<name>.env`` that its unit reads.
+Last it checks the sign-in (authenticated mode: settings, secrets, the
+directory or provider answering), so ``binderlite up`` starts nothing when
+nobody could sign in.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, ConfigError, ServiceError
 from binderlite.hub import addresses
+from binderlite.hub.auth import check_authenticator
 from binderlite.hub.tokens import persistent_secret
 from binderlite.sandbox.dockernet import ensure_networks
 from binderlite.sandbox.process import WORK_MOUNT, ensure_user, sandbox_user
@@ -117,4 +121,5 @@ def prepare(
             text = "".join(f"{key}={value}\n" for key, value in sorted(values.items()))
             if write_private(path, text):
                 echo(f"wrote {path}")
+    check_authenticator(settings)  # last: the rest is made even while the directory or provider is away
     return services

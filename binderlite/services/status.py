@@ -27,6 +27,7 @@ from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
+from binderlite.hub.auth import check_authenticator
 from binderlite.hub.tokens import TOKEN_FILE
 from binderlite.scheduler.diskgc import disk_percent_used
 from binderlite.services import supervisor
@@ -262,7 +263,17 @@ def collect(settings: Settings, show: Callable[[list[str]], str] | None = None) 
         )
     if report.tls and not report.tls["ok"]:
         report.problems.append(f"TLS: {report.tls['error']}")
+    report.problems += sign_in_problems(settings)
     return report
+
+
+def sign_in_problems(settings: Settings) -> list[str]:
+    """Why nobody could sign in (authenticated mode): a setting, a secret, the directory or provider."""
+    try:
+        check_authenticator(settings)
+    except BinderliteError as exc:
+        return [f"sign-in ({settings.authenticator}): {exc.message}"]
+    return []
 
 
 def _ago(stamp: str | float | None, now: float) -> str:

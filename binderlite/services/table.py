@@ -160,7 +160,9 @@ def hub_service(settings: Settings, python: str = sys.executable) -> Service:
         others_wait=True,
         writes=[Path(settings.state_dir)],
         why_root=f"DockerSpawner starts users' servers through {DOCKER_SOCKET}; it also sets the kernel rules "
-        "of the servers' network (iptables)",
+        "of the servers' network (iptables); and with authenticator 'pam' it checks passwords against "
+        "/etc/shadow, which only root and the shadow group may read (as root it needs no setuid helper, "
+        "so NoNewPrivileges stays)",
     )
 
 

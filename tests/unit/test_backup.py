@@ -14,7 +14,12 @@ from binderlite.cli import main
 from binderlite.services import backup as bk
 from binderlite.settings import Settings, load_settings
 
-SECRETS = {"service_token": "svc-token", "proxy_token": "proxy-token", "jupyterhub_cookie_secret": "ab" * 32}
+SECRETS = {
+    "service_token": "svc-token",
+    "proxy_token": "proxy-token",
+    "jupyterhub_cookie_secret": "ab" * 32,
+    "auth_state_key": "cd" * 32,  # authenticated mode: without it the users' auth state cannot be read
+}
 
 
 def make_state(settings: Settings) -> None:
@@ -59,6 +64,7 @@ def test_round_trip_into_a_new_state_dir(tmp_path, old, monkeypatch):
         "state/hub/service_token",
         "state/hub/proxy_token",
         "state/hub/jupyterhub_cookie_secret",
+        "state/hub/auth_state_key",
     }
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     with tarfile.open(archive) as tar:
