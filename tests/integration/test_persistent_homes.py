@@ -24,6 +24,7 @@ from binderlite.hub.api import HubClient
 from binderlite.scheduler import cull as culler
 from binderlite.services import backup, supervisor, table
 from binderlite.settings import Settings
+from tests.helpers.localusers import local_users
 from tests.helpers.stack import binderlite_cli, fake_resolved, running_stack, service_state_dir
 from tests.integration.conftest import HUB_NETWORKS, HUB_PORTS, HUB_REGISTRY
 
@@ -49,7 +50,8 @@ def authstack(docker_client):
     )
     stack = table.core_services(settings)
     try:
-        with running_stack(settings, stack, docker_client):
+        # the hub signs in local accounts (PAM), so its users are accounts of this machine
+        with local_users("bltest-alice", "bltest-bob", "bltest-mallory"), running_stack(settings, stack, docker_client):
             try:
                 yield settings
             finally:  # named servers first: the hub deletes no user whose named server runs

@@ -53,13 +53,12 @@ EXTRA = {
 def department(git_server, docker_client):
     git_server.add_fixture("requirements", "bltest-physics-intro")
     git_server.add_fixture("requirements", "bltest-open-notes")
-    with local_users(ALICE, BOB) as passwords, running_appliance(docker_client, EXTRA) as up:
+    # PAM signs Alice in with her local groups as hub groups: bltest-physics is one
+    with local_users(ALICE, BOB, groups={GROUP: [ALICE]}) as passwords, running_appliance(docker_client, EXTRA) as up:
         settings = load_settings(environ=appliance_env(up["state"], EXTRA))
         hub = HubClient(settings)
         for name in (ALICE, BOB):
             hub.create_user(name)
-        hub.check(hub.call("POST", f"/groups/{GROUP}"), "Creating the group")
-        hub.check(hub.call("POST", f"/groups/{GROUP}/users", json={"users": [ALICE]}), "Adding Alice")
         yield {"up": up, "settings": settings, "hub": hub, "passwords": passwords}
 
 
