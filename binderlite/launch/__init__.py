@@ -90,7 +90,7 @@ def launch(
                 client.create_user(name)
                 token = client.new_server_token(name)["token"]
                 client.start_server(name, user_options)
-            yield from _follow(client, name, deadline)
+            yield from signed_in.follow(client, name, "", deadline)
             started = True
         except quotas.QuotaExceeded as exc:
             yield Event.failed(exc.message, exc.status)
@@ -112,15 +112,3 @@ def launch(
         yield Event.launching(f"Launch attempt {attempt} failed ({error.message}), retrying in {delay:g} s...")
         time.sleep(delay)
         delay *= 2
-
-
-def _follow(client: HubClient, name: str, deadline: float) -> Iterator[Event]:
-    """Relay the spawn's progress until the server is ready; HubError on failure."""
-    for event in client.progress(name, deadline):
-        if event.get("failed"):
-            raise HubError(f"Server failed to start: {event.get('message', 'no reason given')}")
-        if event.get("message"):
-            yield Event.launching(event["message"])
-        if event.get("ready"):
-            return
-    raise HubError("Launch timed out: the server did not become ready in time.", retryable=False, status=504)

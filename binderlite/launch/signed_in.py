@@ -95,7 +95,7 @@ def rule_lock(settings: Settings, rule: AccessRule | None, deadline: float) -> I
 
 
 def follow(client: HubClient, user: str, server: str, deadline: float) -> Iterator[Event]:
-    """Relay the spawn's progress until the server is ready; HubError on failure."""
+    """Relay the spawn's progress until the server is ready; HubError on failure (both modes use it)."""
     for event in client.progress(user, deadline, server):
         if event.get("failed"):
             raise HubError(f"Server failed to start: {event.get('message', 'no reason given')}")

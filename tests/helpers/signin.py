@@ -1,43 +1,21 @@
 """Signing in to a real hub as a person does: its login form in headless Chromium, and the hub's API.
 
-``signin_stack`` runs registry + proxy + hub (as ``binderlite up`` starts them) for settings of the
-authenticated mode on the hub tests' ports and networks; ``sign_in`` fills in and submits ``/hub/login``.
+``sign_in`` fills in and submits ``/hub/login``.
 """
 
 from __future__ import annotations
-
-import contextlib
-import shutil
-from collections.abc import Callable, Iterator
 
 import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from binderlite.hub import addresses as hub
-from binderlite.services import supervisor, table
 from binderlite.settings import Settings
-from tests.helpers.stack import running_stack, service_state_dir
 
 
 def public(settings: Settings) -> str:
     """Where users reach the hub (through the proxy), without a trailing slash."""
     return hub.public_url(settings).rstrip("/")
-
-
-@contextlib.contextmanager
-def signin_stack(settings_in: Callable[[str], Settings], docker_client, prefix: str) -> Iterator[Settings]:
-    """The core services for ``settings_in(state_dir)``; their logs printed and the state removed afterwards."""
-    state_dir = service_state_dir(prefix)
-    settings = settings_in(str(state_dir))
-    stack = table.core_services(settings)
-    try:
-        with running_stack(settings, stack, docker_client):
-            yield settings
-    finally:
-        for service in stack:
-            print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
-        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def sign_in(browser, settings: Settings, name: str, password: str) -> None:

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from binderlite import launch
 from binderlite.errors import HubError
 from binderlite.hub.api import HubClient
 from binderlite.links import ResolvedRepo
-from binderlite.services import supervisor
+from binderlite.services import supervisor, table
 from binderlite.services.table import Service
 from binderlite.settings import Settings
 from tests.helpers.containers import remove_stack_containers, stack_label
@@ -117,3 +117,21 @@ def server_container(client: docker.DockerClient, settings: Settings, user: str)
     found = client.containers.list(filters={"label": [stack_label(settings), f"binderlite.user={user}"]})
     assert len(found) == 1, found
     return found[0]
+
+
+@contextmanager
+def core_stack(settings_in: Callable[[str], Settings], docker_client, prefix: str) -> Iterator[Settings]:
+    """Registry + proxy + hub (as ``binderlite up`` starts them) for ``settings_in(state_dir)``.
+
+    Their logs are printed and the state dir removed afterwards.
+    """
+    state_dir = service_state_dir(prefix)
+    settings = settings_in(str(state_dir))
+    stack = table.core_services(settings)
+    try:
+        with running_stack(settings, stack, docker_client):
+            yield settings
+    finally:
+        for service in stack:
+            print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
+        shutil.rmtree(state_dir, ignore_errors=True)

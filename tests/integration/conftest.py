@@ -8,20 +8,19 @@ logs (``pytest_runtest_makereport`` below).
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from binderlite.services import supervisor, table
 from binderlite.settings import Settings
 from tests.helpers import diagnostics
 from tests.helpers.containers import TEST_PREFIX, docker_or_none, remove_containers_and_images
 from tests.helpers.gitserver import GitServer
 from tests.helpers.images import build_fixture
 from tests.helpers.registry import docker_registry
-from tests.helpers.stack import running_stack, service_state_dir
+from tests.helpers.stack import core_stack
 
 REGISTRY_PORT = 15000
 HUB_PORTS = {"proxy_port": 18740, "proxy_api_port": 18741, "hub_port": 18781}
@@ -101,9 +100,9 @@ def hubstack(docker_client):
     Teardown deletes the hub's users, removes this stack's containers (even
     when a test failed) and prints the end of each service's log.
     """
-    state_dir = service_state_dir("bltest-hub-")  # the proxy and the registry run as the service user
-    settings = Settings(
-        state_dir=str(state_dir),
+    # the proxy and the registry run as the service user: the state dir is one it may enter
+    settings_in = functools.partial(
+        Settings,
         registry=HUB_REGISTRY,
         launch_timeout=180,
         http_proxy=TEST_PROXY,
@@ -111,14 +110,8 @@ def hubstack(docker_client):
         **HUB_PORTS,
         **HUB_NETWORKS,
     )
-    stack = table.core_services(settings)
-    try:
-        with running_stack(settings, stack, docker_client):
-            yield settings
-    finally:
-        for service in stack:
-            print(f"---- {service.name} log (end)\n{supervisor.log_tail(settings, service.name)}")
-        shutil.rmtree(state_dir, ignore_errors=True)
+    with core_stack(lambda state_dir: settings_in(state_dir=state_dir), docker_client, "bltest-hub-") as settings:
+        yield settings
 
 
 # ---- logs of what a failed test started -------------------------------------------------

@@ -22,8 +22,8 @@ from binderlite.settings import Settings
 from tests.helpers.browser import appliance_env, chromium
 from tests.helpers.ldapserver import running_directory
 from tests.helpers.net import free_port
-from tests.helpers.signin import public, service_api, sign_in, signin_stack
-from tests.helpers.stack import binderlite_cli, service_state_dir
+from tests.helpers.signin import public, service_api, sign_in
+from tests.helpers.stack import binderlite_cli, core_stack, service_state_dir
 from tests.integration.conftest import HUB_NETWORKS, HUB_PORTS, HUB_REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def ldap_settings(state_dir: str, directory) -> Settings:
 @pytest.fixture(scope="module")
 def ldapstack(directory, docker_client):
     """Registry + proxy + hub signing people in against ``directory``."""
-    with signin_stack(lambda state: ldap_settings(state, directory), docker_client, "bltest-ldap-") as settings:
+    with core_stack(lambda state: ldap_settings(state, directory), docker_client, "bltest-ldap-") as settings:
         yield settings
 
 

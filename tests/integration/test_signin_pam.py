@@ -14,7 +14,8 @@ import pytest
 
 from binderlite.settings import Settings
 from tests.helpers.browser import chromium
-from tests.helpers.signin import service_api, sign_in, signin_stack
+from tests.helpers.signin import service_api, sign_in
+from tests.helpers.stack import core_stack
 from tests.integration.conftest import HUB_NETWORKS, HUB_PORTS, HUB_REGISTRY
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,7 @@ def pamstack(local_accounts, docker_client):
             **HUB_NETWORKS,
         )
 
-    with signin_stack(settings_in, docker_client, "bltest-pam-") as settings:
+    with core_stack(settings_in, docker_client, "bltest-pam-") as settings:
         yield settings
 
 

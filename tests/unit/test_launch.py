@@ -60,7 +60,7 @@ class FakeHub:
         if error is not None:
             raise error
 
-    def progress(self, name: str, deadline: float):
+    def progress(self, name: str, deadline: float, server: str = ""):
         self._hub("progress", name)
         yield from self.progress_events
 
@@ -310,7 +310,7 @@ def test_the_deadline_starts_with_the_launch(tmp_path, hub, monkeypatch):
     seen: list[float] = []
     original = FakeHub.progress
 
-    def progress(self, name, deadline):
+    def progress(self, name, deadline, server=""):
         seen.append(deadline - time.monotonic())
         return original(self, name, deadline)
 
