@@ -69,7 +69,8 @@ def git_failure_reason(output: str) -> str:
         return "its host name does not resolve"
     if any(s in text for s in ("connection refused", "failed to connect", "couldn't connect", "timed out")):
         return "its host could not be reached"
-    missing = ("not found", "does not exist", "does not appear to be a git repository", "authentication", "username")
+    missing = ("not found", "does not exist", "does not appear to be a git repository", "authentication", "username",
+               "permission denied")  # fmt: skip
     if any(s in text for s in (*missing, "403", "401")):
         return NOT_PUBLIC
     if "not our ref" in text or "unadvertised object" in text or "did not match any" in text:
