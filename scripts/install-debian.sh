@@ -25,6 +25,7 @@ ensure_apt_packages() {
     done < <(sed 's/#.*//; s/[[:space:]]//g' "$REPO_DIR/scripts/debian-packages.txt")
     if [ "${BINDERLITE_WITH_TEST_TOOLS:-0}" = 1 ]; then
         wanted+=(chromium chromium-driver libnss3-tools)  # libnss3-tools: certutil, a CA for Chromium
+        wanted+=(lighttpd openssh-server)  # the private git server of the tests (each test runs its own instance)
     fi
     local missing=()
     for pkg in "${wanted[@]}"; do

@@ -13,6 +13,7 @@ temp folder, and stopped by PID: no system service is involved.
 from __future__ import annotations
 
 import contextlib
+import os
 import pwd
 import secrets
 import shutil
@@ -23,6 +24,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
+
+import pytest
 
 from tests.helpers.gitserver import FIXTURES, GIT
 
@@ -219,6 +222,12 @@ def private_git_server(token: str | None = None, ssh: bool = True) -> Iterator[P
 
     The folder is not under pytest's (private) temp tree: the SSH user must reach the repositories.
     """
+    missing = [tool for tool in ("lighttpd", "/usr/sbin/sshd" if ssh else "lighttpd") if not shutil.which(tool)]
+    if missing:
+        message = f"the private git server needs {missing} (Debian: lighttpd, openssh-server)"
+        if os.environ.get("CI"):
+            raise RuntimeError(message)
+        pytest.skip(message)
     root = Path(tempfile.mkdtemp(prefix="bltest-privgit-"))
     server = PrivateGitServer(root, token)
     try:
