@@ -6,8 +6,8 @@ temp folder, and stopped by PID: no system service is involved.
 
 - HTTP: ``http://127.0.0.1:<port>/git/<name>.git``, smart HTTP, every request
   needs the basic-auth user ``USER`` with the server's token.
-- SSH: ``ssh://bltest-git@127.0.0.1:<port><root>/<name>.git``, the user's
-  shell is ``git-shell``, the only key it accepts is the server's deploy key.
+- SSH: ``ssh://bltest-git@127.0.0.1:<port><root>/<name>.git``; the only key
+  it accepts is the server's deploy key, whose forced command is ``git-shell``.
 """
 
 from __future__ import annotations
@@ -93,24 +93,23 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 
 def ensure_ssh_user(home: Path) -> pwd.struct_passwd:
-    """The system user the SSH remote logs in as (shell: git-shell; no password, but not locked: sshd
-    refuses a locked account's key)."""
+    """The system user the SSH remote logs in as (no password, but not locked: sshd refuses a locked
+    account's key). Its one key's forced command is git-shell."""
     try:
         pwd.getpwnam(SSH_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--home-dir", str(home), "--shell", "/usr/bin/git-shell",
-             SSH_USER],
+            ["useradd", "--system", "--no-create-home", "--home-dir", str(home), "--shell", "/bin/sh", SSH_USER],
             check=True,
         )  # fmt: skip
-    subprocess.run(["usermod", "--password", "*", "--home", str(home), SSH_USER], check=True)
+    subprocess.run(["usermod", "--password", "*", "--home", str(home), "--shell", "/bin/sh", SSH_USER], check=True)
     return pwd.getpwnam(SSH_USER)
 
 
 class PrivateGitServer:
     """Bare repositories under ``root/repos``, readable only with the token (HTTP) or the deploy key (SSH)."""
 
-    def __init__(self, root: Path, token: str | None = None):
+    def __init__(self, root: Path, token: str | None = None, delay: float = 0.0):
         self.root = root
         self.root.chmod(0o755)  # the SSH user reads the repositories and the authorized keys
         self.repos = root / "repos"
@@ -120,6 +119,7 @@ class PrivateGitServer:
         self.deploy_key = root / "deploy_key"
         self.http_port = free_port()
         self.ssh_port = free_port()
+        self.delay = delay  # seconds each request waits, so every git process lives long enough to be seen
         self.lighttpd: subprocess.Popen | None = None
         self.sshd: subprocess.Popen | None = None
 
@@ -130,10 +130,13 @@ class PrivateGitServer:
         users = self.root / "lighttpd-users"
         users.write_text(f"{USER}:{self.token}\n")
         users.chmod(0o600)
+        backend = self.root / "git-http-backend"
+        backend.write_text(f"#!/bin/sh\nsleep {self.delay}\nexec {HTTP_BACKEND}\n")
+        backend.chmod(0o755)
         conf = self.root / "lighttpd.conf"
         conf.write_text(
             LIGHTTPD_CONF.format(
-                www=www, port=self.http_port, root=self.root, backend=HTTP_BACKEND, repos=self.repos, users=users
+                www=www, port=self.http_port, root=self.root, backend=backend, repos=self.repos, users=users
             )
         )
         self.lighttpd = subprocess.Popen(
@@ -148,8 +151,9 @@ class PrivateGitServer:
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.root / "ssh_host_ed25519_key")], check=True
         )
         keys = self.root / "authorized_keys"
+        command = f'sleep {self.delay}; exec git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"'
         keys.write_text(
-            "no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty "
+            f'command="{command}",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty '
             + (self.deploy_key.with_suffix(".pub")).read_text()
         )
         keys.chmod(0o644)
@@ -217,7 +221,7 @@ class PrivateGitServer:
 
 
 @contextlib.contextmanager
-def private_git_server(token: str | None = None, ssh: bool = True) -> Iterator[PrivateGitServer]:
+def private_git_server(token: str | None = None, ssh: bool = True, delay: float = 0.0) -> Iterator[PrivateGitServer]:
     """A started server (HTTP, and SSH if ``ssh``) in a fresh folder, stopped and removed at the end.
 
     The folder is not under pytest's (private) temp tree: the SSH user must reach the repositories.
@@ -229,7 +233,7 @@ def private_git_server(token: str | None = None, ssh: bool = True) -> Iterator[P
             raise RuntimeError(message)
         pytest.skip(message)
     root = Path(tempfile.mkdtemp(prefix="bltest-privgit-"))
-    server = PrivateGitServer(root, token)
+    server = PrivateGitServer(root, token, delay)
     try:
         server.start_http()
         if ssh:

@@ -48,7 +48,11 @@ DOCKERD_LOG = Path("/var/log/binderlite-dockerd.log")
 
 
 class ProcessSampler:
-    """``ps`` output (every process, full command lines) sampled every 0.2 s while running."""
+    """``ps`` output (every process, full command lines) sampled every 0.1 s while running.
+
+    The private git server answers each request after 0.5 s, so every git process of a fetch lives long
+    enough to be seen.
+    """
 
     def __init__(self) -> None:
         self.samples: list[str] = []
@@ -59,7 +63,7 @@ class ProcessSampler:
         while not self.stop.is_set():
             ps = subprocess.run(["ps", "-eww", "-o", "pid=,user=,args="], capture_output=True, text=True)
             self.samples.append(ps.stdout)
-            self.stop.wait(0.2)
+            self.stop.wait(0.1)
 
     def __enter__(self) -> ProcessSampler:
         self.thread.start()
@@ -72,7 +76,7 @@ class ProcessSampler:
 
 @pytest.fixture(scope="module")
 def server():
-    with private_git_server(token=TOKEN) as srv:
+    with private_git_server(token=TOKEN, delay=0.5) as srv:
         srv.add_fixture("requirements", "leak-http")
         srv.add_fixture("runtime-txt", "leak-ssh")
         yield srv
@@ -132,6 +136,10 @@ def test_planted_credential_is_nowhere(leak_settings, server, web, hubstack, doc
     needles = leaksearch.needles(TOKEN, USER, extra=[key_marker])
     base, web_log = web
     events: list[dict] = []
+
+    with ProcessSampler() as probe:  # the control: a process with the token in its command line is seen
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(1)", TOKEN], check=True)
+    probe_hits = leaksearch.count_text("".join(probe.samples), needles)
 
     with ProcessSampler() as ps:
         # the web app (anonymous mode): the private repository is refused, a pasted token too
@@ -198,7 +206,8 @@ def test_planted_credential_is_nowhere(leak_settings, server, web, hubstack, doc
     secrets_hits = leaksearch.count_stream(leaksearch.file_chunks(Path(leak_settings.credentials_file)), needles)
     tally.add("(control) the secrets file itself", secrets_hits, "the token must be found here")
     tally.add("(control) a repository file in the layers", controls, "six==1.16.0 must be found")
-    assert secrets_hits >= 1 and controls >= 1, tally.report()
+    tally.add("(control) a process with the token in argv", probe_hits, "must be found by the sampler")
+    assert secrets_hits >= 1 and controls >= 1 and probe_hits >= 1, tally.report()
 
     print("\nplanted credential search (hits per place):\n" + tally.report())
     leaks = {place: hits for place, hits in tally.leaks().items() if not place.startswith("(control)")}
