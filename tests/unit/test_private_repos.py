@@ -88,6 +88,21 @@ def test_access_log_redacts_pasted_credentials():
 # ---- which credential fits which URL --------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "url,host",
+    [
+        ("https://Git.Dept.Example/x.git", "git.dept.example"),
+        ("https://git.dept.example:8443/x.git", "git.dept.example:8443"),
+        ("ssh://git@gitea.dept.example:2222/x.git", "gitea.dept.example:2222"),
+        ("http://127.0.0.1:5000/git/x.git", "127.0.0.1:5000"),
+        ("/srv/repos/x", ""),
+        ("https://h:notaport/x", ""),
+    ],
+)
+def test_url_host_is_the_secrets_file_key(url, host):
+    assert gitcredentials.url_host(url) == host
+
+
 def test_credential_matches_scheme_and_host(cfg):
     assert gitcredentials.credential_for(cfg, f"https://{HOST}/lab/x.git").token == TOKEN
     assert gitcredentials.credential_for(cfg, f"https://{HOST.upper()}/lab/x.git").token == TOKEN
