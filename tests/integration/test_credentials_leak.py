@@ -169,7 +169,9 @@ def test_planted_credential_is_nowhere(leak_settings, server, web, hubstack, doc
         launched = list(launch.launch(hubstack, resolved, image, retry_delay=0.2))
         assert launched[-1]["phase"] == "ready", launched
         events += launched
-    assert len(ps.samples) > 20, "the process list was not sampled during the build"
+    seen = "".join(ps.samples)
+    for command in ("git ls-remote", "fetch --quiet", "git-remote-http", "ssh -F /dev/null"):
+        assert command in seen, f"the process list never showed {command!r}: the sampler missed the fetch"
 
     tally = leaksearch.Tally()
     control = b"six==1.16.0"  # in the HTTP repository's requirements.txt: the layer search must find it
@@ -194,12 +196,13 @@ def test_planted_credential_is_nowhere(leak_settings, server, web, hubstack, doc
     hub = leaksearch.count_tree(Path(hubstack.state_dir), needles)
     tally.add("hub state dir (hub database, service logs)", hub[0], f"{hub[1]} files")
     tally.add("web app log (gunicorn)", leaksearch.count_stream(leaksearch.file_chunks(web_log), needles), "1 file")
+    assert "%2F%2F[redacted]@127.0.0.1" in web_log.read_text(), "the pasted link's request was not logged"
     registry_root = next(tmp_path_factory.getbasetemp().glob("registry*"))
     blobs = leaksearch.count_tree(registry_root, needles, newer_than=started)
     tally.add("registry storage (new blobs, un-gzipped)", blobs[0], f"{blobs[1]} files")
     if DOCKERD_LOG.exists():
         tally.add("Docker daemon log", leaksearch.count_stream(leaksearch.file_chunks(DOCKERD_LOG), needles), "1 file")
-    tally.add("process list during the build", leaksearch.count_text("".join(ps.samples), needles),
+    tally.add("process list during the build", leaksearch.count_text(seen, needles),
               f"{len(ps.samples)} samples of ps -eww")  # fmt: skip
 
     # positive controls: the search finds what is there
