@@ -26,6 +26,7 @@ ensure_apt_packages() {
     if [ "${BINDERLITE_WITH_TEST_TOOLS:-0}" = 1 ]; then
         wanted+=(chromium chromium-driver libnss3-tools)  # libnss3-tools: certutil, a CA for Chromium
         wanted+=(slapd ldap-utils)  # the sign-in tests' directory: each test runs its own slapd, never the service
+        wanted+=(lighttpd openssh-server)  # the private git server of the tests (each test runs its own instance)
     fi
     local missing=()
     for pkg in "${wanted[@]}"; do

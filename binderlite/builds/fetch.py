@@ -51,6 +51,7 @@ class Fetcher:
         self.timeout = timeout
         self.max_file = settings.max_file_size_bytes
         self.max_total = settings.max_repo_size_bytes
+        self.private = False
 
     @property
     def checkout(self) -> Path:
@@ -92,7 +93,14 @@ class Fetcher:
         return self._finish(
             argv,
             lambda: git.run_git(
-                self.settings, argv, url, self.work_dir, timeout=self.timeout, limits=limits, watch=self._too_big
+                self.settings,
+                argv,
+                url,
+                self.work_dir,
+                timeout=self.timeout,
+                limits=limits,
+                watch=self._too_big,
+                private=self.private,
             ),
         )
 
@@ -139,8 +147,12 @@ class Fetcher:
             reason = failure if failure.startswith("Refused:") else "the record or one of its files could not be read"
             raise FetchError(f"Could not fetch {provider} record {record}: {reason}")
 
-    def fetch(self, repo_url: str, ref: str, content_provider: str) -> Path:
-        """Fetch, seal and check; return the checkout (raise FetchError/UnsafeRepositoryError)."""
+    def fetch(self, repo_url: str, ref: str, content_provider: str, private: bool = False) -> Path:
+        """Fetch, seal and check; return the checkout (raise FetchError/UnsafeRepositoryError).
+
+        ``private``: git authenticates with the host's credential (resolution needed it).
+        """
+        self.private = private
         if content_provider == "git":
             self.log(f"Fetching {repo_url} at {ref}\n")
             self.git(repo_url, ref)

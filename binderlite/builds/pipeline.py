@@ -17,13 +17,14 @@ from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BaseImageMissingError, BinderliteError
 from binderlite.events import Event, Phase
 from binderlite.links import ResolvedRepo
+from binderlite.links.imagenames import image_name_key
 from binderlite.settings import Settings
 
 
 def image_for(settings: Settings, resolved: ResolvedRepo) -> str:
     """The image name for a resolved repo, including the registry host when one is set."""
     prefix = f"{settings.registry}/{settings.image_prefix}" if settings.registry else settings.image_prefix
-    return resolved.image(prefix)
+    return resolved.image(prefix, image_name_key(settings.hub_dir) if resolved.private else b"")
 
 
 def image_available(settings: Settings, image: str) -> bool:
@@ -63,7 +64,7 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
             )
         queue = queue or BuildQueue(settings)
         ref = resolved.resolved_ref if resolved.content_provider == "git" else ""
-        build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider)
+        build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider, private=resolved.private)
         queue.dispatch()
     except BinderliteError as exc:
         yield Event.failed(exc.message, exc.status)

@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS builds (
     created REAL NOT NULL,
     started REAL,
     finished REAL,
-    message TEXT
+    message TEXT,
+    private INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS builds_image_state ON builds (image, state);
 CREATE TABLE IF NOT EXISTS image_usage (
@@ -70,6 +71,7 @@ class Build:
     started: float | None
     finished: float | None
     message: str | None
+    private: int = 0  # fetched with the host's credential (the secrets file)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -91,6 +93,9 @@ class BuildQueue:
         settings.ensure_dirs()
         with self._db() as db:
             db.executescript(SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(builds)")}
+            if "private" not in columns:  # a database of an earlier release
+                db.execute("ALTER TABLE builds ADD COLUMN private INTEGER NOT NULL DEFAULT 0")
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.settings.db_path, timeout=30, isolation_level=None)
@@ -106,7 +111,9 @@ class BuildQueue:
             row = db.execute("SELECT * FROM builds WHERE id = ?", (build_id,)).fetchone()
         return Build(**dict(row)) if row else None
 
-    def request(self, image: str, repo_url: str, ref: str, content_provider: str) -> tuple[Build, bool]:
+    def request(
+        self, image: str, repo_url: str, ref: str, content_provider: str, private: bool = False
+    ) -> tuple[Build, bool]:
         """The active build of ``image``, or a new queued one; and whether it is new."""
         db = self._db()
         try:
@@ -124,9 +131,9 @@ class BuildQueue:
                 raise QueueFull("Too many builds are waiting on this BinderHub! Try again soon.")
             build_id = uuid.uuid4().hex[:16]
             db.execute(
-                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-                (build_id, image, repo_url, ref, content_provider, time.time()),
+                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created, private) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (build_id, image, repo_url, ref, content_provider, time.time(), int(private)),
             )
             db.execute("COMMIT")
         finally:

@@ -67,7 +67,7 @@ def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> 
         detail=detail,
         timeout=settings.build_timeout,
     )
-    return fetcher.fetch(build.repo_url, build.ref, build.content_provider)
+    return fetcher.fetch(build.repo_url, build.ref, build.content_provider, private=bool(build.private))
 
 
 def check_apt_txt(source: Path) -> None:

@@ -10,11 +10,15 @@ ref is taken as it is; the fetch later meets the same rules.
 
 ``git_environment`` is the one description of how binderlite runs git
 (no configuration, prompts or credentials of the host); ``credential_environment``
-is the seam where per-host credentials of an authenticated install will attach.
+(``gitcredentials``) adds the secrets file's credential for the URL's host to a
+``private`` call. Resolution asks anonymously first and, only when that is refused
+and the host has a credential, again with it: the repository is then ``private``
+(its image gets a keyed name, and the fetch uses the credential too).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -25,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from binderlite.errors import FetchError, RefNotFoundError, SpecError
+from binderlite.links.gitcredentials import check_no_userinfo, credential_for, url_host
+from binderlite.links.gitcredentials import credential_environment as host_credential_environment
 from binderlite.links.model import LinkForm, RepoProvider, ResolvedRepo
 from binderlite.links.urlsafety import check_repo_url, normalize_git_url
 from binderlite.sandbox import netrules, process
@@ -37,11 +43,6 @@ GIT_TIMEOUT = 60
 NOT_PUBLIC = "it does not exist, or is not public"
 GIT_PROTOCOLS = "http:https:git:ssh"
 SSH_COMMAND = "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=/dev/null"
-
-
-def credential_environment(settings: Settings, url: str) -> dict[str, str]:
-    """Extra git environment that authenticates to ``url``'s host: none in anonymous mode."""
-    return {}
 
 
 def git_environment(settings: Settings, url: str, allow_local: bool) -> dict[str, str]:
@@ -58,7 +59,6 @@ def git_environment(settings: Settings, url: str, allow_local: bool) -> dict[str
     }
     if settings.ca_bundle:
         env["GIT_SSL_CAINFO"] = settings.ca_bundle
-    env.update(credential_environment(settings, url))
     return env
 
 
@@ -69,7 +69,8 @@ def git_failure_reason(output: str) -> str:
         return "its host name does not resolve"
     if any(s in text for s in ("connection refused", "failed to connect", "couldn't connect", "timed out")):
         return "its host could not be reached"
-    missing = ("not found", "does not exist", "does not appear to be a git repository", "authentication", "username")
+    missing = ("not found", "does not exist", "does not appear to be a git repository", "authentication", "username",
+               "permission denied")  # fmt: skip
     if any(s in text for s in (*missing, "403", "401")):
         return NOT_PUBLIC
     if "not our ref" in text or "unadvertised object" in text or "did not match any" in text:
@@ -91,40 +92,58 @@ def run_git(
     timeout: float,
     limits: process.Limits,
     watch: Callable[[], str | None] | None = None,
+    private: bool = False,
 ) -> subprocess.CompletedProcess:
     """Run a git command about ``url`` with ``work_dir`` as its folder.
 
-    For a network URL it runs in the sandbox, under the kernel's network rules.
-    A local path (``allow_local_repos`` only) is read as binderlite's own user
-    but with nothing but the ``file`` protocol, so no submodule reaches a network.
+    For a network URL it runs in the sandbox, under the kernel's network rules,
+    with the host's credential when ``private``. A local path (``allow_local_repos``
+    only) is read as binderlite's own user but with nothing but the ``file``
+    protocol, so no submodule reaches a network.
     """
     allow_local = settings.allow_local_repos
     env = git_environment(settings, url, allow_local)
     local = is_local_path(url)
+    owner = None
     if local:
         env["GIT_ALLOW_PROTOCOL"] = "file"
         env["GIT_CONFIG_PARAMETERS"] = "'safe.directory=*'"
         work_dir.mkdir(parents=True, exist_ok=True)
     else:
         netrules.ensure_rules(settings)
-        process.prepare_work_dir(work_dir, process.ensure_user(process.sandbox_user(settings, allow_local)))
-    return process.run(
-        settings,
-        argv,
-        work_dir,
-        timeout=timeout,
-        allow_local=allow_local,
-        env=env,
-        limits=limits,
-        watch=watch,
-        confine=not local,
+        user = process.ensure_user(process.sandbox_user(settings, allow_local))
+        process.prepare_work_dir(work_dir, user)
+        owner = (user.pw_uid, user.pw_gid)
+    with contextlib.ExitStack() as stack:
+        if private and not local:
+            env.update(stack.enter_context(credential_environment(settings, url, work_dir, owner)))
+        return process.run(
+            settings,
+            argv,
+            work_dir,
+            timeout=timeout,
+            allow_local=allow_local,
+            env=env,
+            limits=limits,
+            watch=watch,
+            confine=not local,
+        )
+
+
+def credential_environment(
+    settings: Settings, url: str, work_dir: Path, owner: tuple[int, int] | None
+) -> contextlib.AbstractContextManager[dict[str, str]]:
+    """The seam for per-host credentials: extra git environment for ``url``'s host while the block runs."""
+    return host_credential_environment(
+        settings, url, work_dir, mount=process.WORK_MOUNT, ssh_command=SSH_COMMAND, owner=owner
     )
 
 
-def ls_remote(settings: Settings, url: str, ref: str) -> str | None:
+def ls_remote(settings: Settings, url: str, ref: str, private: bool = False) -> str | None:
     """The commit SHA ``ref`` names at ``url`` (asked in the sandbox), or None if there is no such ref.
 
-    A repository that cannot be read raises FetchError with a generic reason.
+    A repository that cannot be read raises FetchError with a generic reason
+    (RefNotFoundError when it may not exist or is not public).
     """
     patterns = [ref] if ref == "HEAD" else [ref, f"{ref}^{{}}"]
     work = settings.build_work_dir / "resolve" / uuid.uuid4().hex
@@ -136,6 +155,7 @@ def ls_remote(settings: Settings, url: str, ref: str) -> str | None:
             work,
             timeout=GIT_TIMEOUT,
             limits=process.Limits(memory=1024**3, file_size=1024**2, cpu_seconds=GIT_TIMEOUT),
+            private=private,
         )
     except subprocess.TimeoutExpired:
         raise FetchError(f"Reading the repository {url} took longer than {GIT_TIMEOUT} s.") from None
@@ -176,8 +196,9 @@ class GitRefMixin:
         return self.unresolved_ref
 
     def resolve(self) -> ResolvedRepo:
+        check_no_userinfo(self.repo_url())
         url = check_repo_url(self.repo_url(), self.settings.allow_local_repos)
-        sha, notes = self.resolve_git_ref(url, self.ref_to_resolve(), retry_head=self.retry_head)
+        sha, notes, private = self.resolve_git_ref(url, self.ref_to_resolve(), retry_head=self.retry_head)
         return ResolvedRepo(
             provider=self.name,
             spec=self.spec,
@@ -188,21 +209,43 @@ class GitRefMixin:
             ref_url=self.ref_url(url, sha),
             build_slug=self.build_slug(url),
             notes=notes,
+            private=private,
         )
 
-    def resolve_git_ref(self, url: str, ref: str, retry_head: bool = False) -> tuple[str, list[str]]:
+    def resolve_git_ref(self, url: str, ref: str, retry_head: bool = False) -> tuple[str, list[str], bool]:
+        """The commit, notes for the user, and whether the repository needed the host's credential."""
         if not ref or ref.startswith("-") or any(ord(c) < 0x20 or ord(c) == 0x7F for c in ref):
             raise SpecError(f"{ref!r} is not a valid git ref (branch, tag or commit).")
         if SHA1.match(ref):
-            return ref, []
-        sha = ls_remote(self.settings, url, ref)
+            private = self.has_credential(url) and self.ls_remote(url, "HEAD")[1]
+            return ref, [], private
+        sha, private = self.ls_remote(url, ref)
         if sha is None and retry_head and ref in ("master", "main"):
-            sha = ls_remote(self.settings, url, "HEAD")
+            sha, private = self.ls_remote(url, "HEAD")
             if sha is not None:
-                return sha, [f"No {ref} branch found; using the default branch (HEAD) instead.\n"]
+                return sha, [f"No {ref} branch found; using the default branch (HEAD) instead.\n"], private
         if sha is None:
             raise RefNotFoundError(f"Could not resolve ref {ref!r} in {url}: no such branch, tag or commit.")
-        return sha, []
+        return sha, [], private
+
+    def has_credential(self, url: str) -> bool:
+        return not is_local_path(url) and credential_for(self.settings, url) is not None
+
+    def ls_remote(self, url: str, ref: str) -> tuple[str | None, bool]:
+        """``ls_remote`` anonymously, then, if refused and the host has a credential, with it (private)."""
+        try:
+            return ls_remote(self.settings, url, ref), False
+        except RefNotFoundError:
+            if not self.has_credential(url):
+                raise
+        try:
+            return ls_remote(self.settings, url, ref, private=True), True
+        except RefNotFoundError:
+            host = url_host(url)
+            raise RefNotFoundError(
+                f"Could not read the repository {url}: it does not exist, or the credential for {host} "
+                "in the secrets file does not give access to it."
+            ) from None
 
 
 class GitHubProvider(GitRefMixin, RepoProvider):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from binderlite.links.imagenames import image_name
+from binderlite.links.imagenames import image_name, private_image_name
 from binderlite.settings import Settings
 
 
@@ -23,8 +23,12 @@ class ResolvedRepo:
     build_slug: str
     content_provider: str = "git"
     notes: list[str] = field(default_factory=list)
+    private: bool = False  # resolution needed the host's credential (secrets file)
 
-    def image(self, prefix: str) -> str:
+    def image(self, prefix: str, key: bytes = b"") -> str:
+        """BinderHub's image name; for a private repository a keyed hash (``key`` required)."""
+        if self.private:
+            return private_image_name(prefix, key, self.build_slug, self.resolved_ref)
         return image_name(prefix, self.build_slug, self.resolved_ref)
 
     @property

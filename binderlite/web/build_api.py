@@ -87,6 +87,13 @@ def events_for(
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
+    if resolved.private and settings.auth_mode == "anonymous":  # private repositories: signed-in users only
+        yield failed(
+            f"{resolved.repo_url} is a private repository. This server launches public repositories only "
+            "(anonymous mode); private ones need a server where users sign in (auth_mode = 'authenticated').",
+            403,
+        )
+        return
     rule = None
     if user is not None:
         try:

@@ -19,6 +19,7 @@ timeout = 120  # heartbeat: a worker silent this long is restarted
 graceful_timeout = 30  # seconds open streams get to finish on SIGTERM/reload
 keepalive = 5
 accesslog = "-"
+logger_class = "binderlite.web.accesslog.RedactingLogger"  # no credential pasted into a link
 errorlog = "-"
 loglevel = "info"
 control_socket_disable = True  # no control socket: unused, and two instances would share one path
