@@ -216,13 +216,14 @@ def ldap_connection(settings: Settings, sign_in: SignIn) -> Any:
 
     host, port, ldaps = ldap_address(settings)
     tls = ldap3.Tls(ca_certs_file=settings.ldap_ca_file) if settings.ldap_ca_file else None
-    server = ldap3.Server(host, port=port, use_ssl=ldaps, tls=tls, connect_timeout=CHECK_TIMEOUT)
+    seconds = int(CHECK_TIMEOUT)  # ldap3 wants whole seconds
+    server = ldap3.Server(host, port=port, use_ssl=ldaps, tls=tls, connect_timeout=seconds)
     user = settings.ldap_search_user_dn or None
     password = (sign_in.search_password or load_credentials(settings).auth.get("ldap_bind_password")) if user else None
     starttls = not ldaps and settings.ldap_starttls
     bind = ldap3.AUTO_BIND_TLS_BEFORE_BIND if starttls else ldap3.AUTO_BIND_NO_TLS
     try:
-        return ldap3.Connection(server, user=user, password=password, auto_bind=bind, receive_timeout=int(CHECK_TIMEOUT))
+        return ldap3.Connection(server, user=user, password=password, auto_bind=bind, receive_timeout=seconds)
     except ldap3.core.exceptions.LDAPBindError:
         raise ConfigError(
             f"The LDAP directory at {settings.ldap_url} refused {user or 'an anonymous bind'} looking up the access "
