@@ -531,8 +531,8 @@ class Settings:
     ldap_user_attribute: str = _setting("uid", "The attribute holding the name users sign in with (default uid).")
     ldap_search_user_dn: str = _setting(
         "",
-        "DN that looks users up (ldap_bind_dn_template empty); its password is `ldap_bind_password` in the "
-        "secrets file's [auth] table.",
+        "DN that looks users up (ldap_bind_dn_template empty) and the access rules' groups at start (else an "
+        "anonymous bind); its password is `ldap_bind_password` in the secrets file's [auth] table.",
     )
     ldap_group_search_base: str = _setting(
         "",

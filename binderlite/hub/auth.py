@@ -175,10 +175,89 @@ CHECKS = {"pam": _check_pam, "ldap": _check_ldap, "oidc": _check_oauth, "gitlab"
 
 
 def check_authenticator(settings: Settings) -> SignIn:
-    """Check the sign-in settings, secrets and servers (nothing to check in anonymous mode)."""
+    """Check the sign-in settings, secrets and servers, and the access rules' groups (anonymous mode: nothing)."""
     if settings.auth_mode != "authenticated":
         return SignIn()
-    return CHECKS[settings.authenticator](settings)
+    sign_in = CHECKS[settings.authenticator](settings)
+    check_rule_groups(settings, sign_in)
+    return sign_in
+
+
+def check_rule_groups(settings: Settings, sign_in: SignIn) -> None:
+    """Refuse an access rule naming a group nobody can be in, where that is known at start.
+
+    PAM's hub groups are local groups; LDAP's are the directory's groups (by cn) under
+    ``ldap_group_search_base``, looked up as the authenticator would bind (the search user, else
+    anonymously). OAuth providers tell a user's groups only at sign-in: nothing to check.
+    """
+    wanted = {(rule.name, group) for rule in settings.access_rule_list for group in rule.groups}
+    if not wanted or settings.authenticator not in ("pam", "ldap"):
+        return
+    groups = {group for _, group in wanted}
+    if settings.authenticator == "pam":
+        missing, where = {g for g in groups if not _local_group(g)}, "are not local groups of this machine"
+    elif not settings.ldap_group_search_base:
+        missing, where = groups, "cannot be anyone's: ldap_group_search_base is empty, so users have no groups"
+    else:
+        missing = ldap_missing_groups(settings, sign_in, groups)
+        where = f"are not in the LDAP directory under {settings.ldap_group_search_base}"
+    named = sorted((rule, group) for rule, group in wanted if group in missing)
+    if named:
+        listed = "; ".join(f"rule {rule!r} names group {group!r}" for rule, group in named)
+        raise ConfigError(
+            f"Setting access_rules: {listed}; these groups {where} (authenticator {settings.authenticator!r}), "
+            "so nobody could launch what the rule allows. Fix the rule's groups in the config file."
+        )
+
+
+def ldap_connection(settings: Settings, sign_in: SignIn) -> Any:
+    """A bound ldap3 connection to the directory, TLS as the authenticator's (the search user, else anonymous)."""
+    import ldap3  # the authenticator's own client
+
+    host, port, ldaps = ldap_address(settings)
+    tls = ldap3.Tls(ca_certs_file=settings.ldap_ca_file) if settings.ldap_ca_file else None
+    seconds = int(CHECK_TIMEOUT)  # ldap3 wants whole seconds
+    server = ldap3.Server(host, port=port, use_ssl=ldaps, tls=tls, connect_timeout=seconds)
+    user = settings.ldap_search_user_dn or None
+    password = (sign_in.search_password or load_credentials(settings).auth.get("ldap_bind_password")) if user else None
+    starttls = not ldaps and settings.ldap_starttls
+    bind = ldap3.AUTO_BIND_TLS_BEFORE_BIND if starttls else ldap3.AUTO_BIND_NO_TLS
+    try:
+        return ldap3.Connection(server, user=user, password=password, auto_bind=bind, receive_timeout=seconds)
+    except ldap3.core.exceptions.LDAPBindError:
+        raise ConfigError(
+            f"The LDAP directory at {settings.ldap_url} refused {user or 'an anonymous bind'} looking up the access "
+            "rules' groups: check ldap_search_user_dn and ldap_bind_password in the secrets file's [auth] table."
+        ) from None
+    except ldap3.core.exceptions.LDAPException as exc:
+        raise UnavailableError(
+            f"The LDAP directory at {settings.ldap_url} could not be asked for the access rules' groups "
+            f"({exc.__class__.__name__}): is it running, and is its TLS as ldap_url and ldap_starttls say?"
+        ) from None
+
+
+def ldap_missing_groups(settings: Settings, sign_in: SignIn, groups: set[str]) -> set[str]:
+    """Which of ``groups`` (cn) the directory has no entry for under ``ldap_group_search_base``."""
+    import ldap3
+    from ldap3.utils.conv import escape_filter_chars
+
+    base = settings.ldap_group_search_base
+    conn = ldap_connection(settings, sign_in)
+    try:
+        if not conn.search(base, "(objectClass=*)", search_scope=ldap3.BASE, attributes=[]):
+            who = settings.ldap_search_user_dn or "an anonymous bind"
+            raise ConfigError(
+                f"Setting ldap_group_search_base is {base!r}, which the LDAP directory at {settings.ldap_url} does "
+                f"not show to {who}, so the access rules' groups cannot be checked: fix the base, let {who} read "
+                "the groups, or set ldap_search_user_dn (password `ldap_bind_password` in the secrets file)."
+            )
+        found = set()
+        for group in groups:
+            if conn.search(base, f"(cn={escape_filter_chars(group)})", search_scope=ldap3.SUBTREE, attributes=["cn"]):
+                found.add(group)
+        return groups - found
+    finally:
+        conn.unbind()
 
 
 def auth_state_key(settings: Settings) -> bytes:

@@ -26,16 +26,17 @@ from binderlite.hub.identity import SignedInUser
 from binderlite.launch.quotas import QuotaExceeded, slot
 from binderlite.settings import AccessRule, Settings
 
-NAME_LIMIT = 40  # BinderHub's limit on server names
+NAME_LIMIT = 30  # JupyterHub's limit on new server names (a "safe slug": a letter first, then a-z, 0-9, -)
 RULE_LOCK_POLL = 0.05  # seconds between tries for a rule's lock (a sleep lets other greenlets run)
 
 
 def server_name_for(repo_url: str) -> str:
-    """A user's server name for a repository: readable, ≤40 chars, the same for the same repository."""
+    """A user's server name for a repository: readable, the same for the same repository, a name JupyterHub takes."""
     if "://" not in repo_url:
         repo_url = "http://" + repo_url
     path = urlparse(repo_url).path.strip("/").removesuffix(".git")
-    slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[-(NAME_LIMIT - 10) :].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[-(NAME_LIMIT - 10) :]
+    slug = re.sub(r"^[^a-z]+", "", slug).strip("-")  # starts with a letter
     digest = hashlib.sha256(repo_url.encode()).hexdigest()[:8]
     return f"{slug or 'repo'}-{digest}"
 

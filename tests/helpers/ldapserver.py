@@ -70,8 +70,10 @@ def _config(folder: Path) -> str:
         f"argsfile {folder}/slapd.args\n"
         "modulepath /usr/lib/ldap\n"
         "moduleload back_mdb\n"
-        # people may read the directory once bound (their groups); nobody reads passwords
+        # people may read the directory once bound; nobody reads passwords
         "access to attrs=userPassword by anonymous auth by * none\n"
+        # the groups are public (binderlite checks the access rules' groups at start, anonymously)
+        f'access to dn.subtree="ou=groups,{SUFFIX}" by * read\n'
         "access to * by users read by * none\n"
         "database mdb\n"
         "maxsize 16777216\n"

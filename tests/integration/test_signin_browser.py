@@ -25,6 +25,7 @@ from binderlite.hub.api import HubClient
 from binderlite.settings import load_settings
 from tests.helpers.browser import WEB, appliance_env, chromium, running_appliance
 from tests.helpers.localusers import local_users
+from tests.helpers.signin import check_refused, launch_signed_out, web_session
 from tests.helpers.stack import binderlite_cli
 from tests.helpers.streams import STREAM_HEADERS, read_events
 
@@ -62,19 +63,6 @@ def department(git_server, docker_client):
         yield {"up": up, "settings": settings, "hub": hub, "passwords": passwords}
 
 
-def sign_in_on_hub_form(browser, user: str, password: str) -> None:
-    WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "username_input"))
-    assert "/hub/login" in browser.current_url
-    browser.find_element(By.ID, "username_input").send_keys(user)
-    browser.find_element(By.ID, "password_input").send_keys(password)
-    browser.find_element(By.ID, "login_submit").click()
-
-
-def session_cookie(browser) -> str:
-    browser.get(f"{WEB}/home/")
-    return next(c["value"] for c in browser.get_cookies() if c["name"] == "binderlite-session")
-
-
 def test_signed_out_and_forged_build_requests_get_401_and_no_build(department, git_server):
     url = f"{WEB}/build/{git_server.link('bltest-open-notes')}"
     for cookies in ({}, {"binderlite-session": "forged"}):
@@ -89,12 +77,7 @@ def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it
     server = launch.server_name_for(git_server.url("bltest-physics-intro"))
     browser = chromium()
     try:
-        browser.get(link)
-        sign_in_on_hub_form(browser, ALICE, department["passwords"][ALICE])
-        WebDriverWait(browser, 60).until(lambda b: b.current_url.startswith(f"{WEB}/v2/"))
-        assert browser.current_url == link, "back to the link first opened"
-        WebDriverWait(browser, 600).until(lambda b: f"/user/{ALICE}/{server}/" in b.current_url)
-        WebDriverWait(browser, 120).until(lambda b: "JupyterLab" in b.title)
+        launch_signed_out(browser, link, ALICE, department["passwords"][ALICE], server)
 
         browser.get(link)  # the same repository again: the same server, no second one
         WebDriverWait(browser, 120).until(lambda b: f"/user/{ALICE}/{server}/" in b.current_url)
@@ -112,7 +95,7 @@ def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it
 
         # Over servers_per_user (1): another repository, allowed by the default, gets BinderHub's quota words.
         other = f"{WEB}/build/{git_server.link('bltest-open-notes')}"
-        cookies = {"binderlite-session": session_cookie(browser)}
+        cookies = web_session(browser)
         with requests.get(other, headers=STREAM_HEADERS, cookies=cookies, stream=True, timeout=(5, 60)) as response:
             assert response.status_code == 200, response.text
             events, _ = read_events(response)
@@ -128,21 +111,12 @@ def test_member_signs_in_through_the_hub_comes_back_to_the_launch_and_reopens_it
 
 def test_a_user_in_no_allowed_group_gets_403_for_the_built_image(department, git_server, docker_client):
     assert docker_client.images.get(department["image"]), "Alice's launch built the image"
-    link = f"{WEB}/v2/{git_server.link('bltest-physics-intro')}"
     browser = chromium()
     try:
-        browser.get(link)
-        sign_in_on_hub_form(browser, BOB, department["passwords"][BOB])
-        WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.ID, "refused-page"))
-        assert browser.find_element(By.ID, "refusing-rule").text == "physics-teaching"
-        assert browser.find_element(By.ID, "contact").text == CONTACT
-        cookies = {"binderlite-session": session_cookie(browser)}
+        password = department["passwords"][BOB]
+        check_refused(browser, git_server.link("bltest-physics-intro"), BOB, password, "physics-teaching", CONTACT)
     finally:
         browser.quit()
-    api = requests.get(
-        f"{WEB}/build/{git_server.link('bltest-physics-intro')}", headers=STREAM_HEADERS, cookies=cookies, timeout=30
-    )
-    assert api.status_code == 403 and api.json()["rule"] == "physics-teaching"
     assert department["hub"].user(BOB)["servers"] == {}
 
 

@@ -334,3 +334,86 @@ def test_pam_says_the_hub_needs_root_or_the_shadow_group(tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", refused)
     with pytest.raises(ConfigError, match="run the hub as root .* or in the shadow group"):
         auth.check_authenticator(settings)
+
+
+def rules(*groups: str) -> str:
+    return json.dumps([{"name": "physics-teaching", "pattern": "^git/", "groups": list(groups)}])
+
+
+def test_pam_refuses_an_access_rule_naming_a_group_this_machine_does_not_have(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "SHADOW", str(tmp_path / "no-shadow-here"))
+    with pytest.raises(ConfigError) as caught:
+        auth.check_authenticator(settings_for(tmp_path, access_rules=rules("root", "bltest-no-such-group")))
+    assert "rule 'physics-teaching' names group 'bltest-no-such-group'" in caught.value.message
+    assert "not local groups of this machine" in caught.value.message and "'root'" not in caught.value.message
+    assert auth.check_authenticator(settings_for(tmp_path, access_rules=rules("root"))) == auth.SignIn()
+
+
+@pytest.fixture
+def directory(monkeypatch):
+    """An in-memory directory (ldap3's mock) with ou=groups,dc=x holding physics, a new connection each time."""
+    import ldap3
+
+    def connection(settings, sign_in):
+        conn = ldap3.Connection(ldap3.Server("mock"), client_strategy=ldap3.MOCK_SYNC)
+        conn.strategy.add_entry("ou=groups,dc=x", {"objectClass": ["organizationalUnit"], "ou": "groups"})
+        conn.strategy.add_entry("cn=physics,ou=groups,dc=x", {"objectClass": ["groupOfNames"], "cn": "physics"})
+        conn.bind()
+        return conn
+
+    monkeypatch.setattr(auth, "ldap_connection", connection)
+
+
+def ldap_rule_settings(tmp_path, port: int, **values) -> Settings:
+    values = {"ldap_group_search_base": "ou=groups,dc=x", **values}
+    return settings_for(
+        tmp_path, authenticator="ldap", ldap_url=f"ldap://127.0.0.1:{port}", ldap_bind_dn_template="uid={username}",
+        **values,
+    )  # fmt: skip
+
+
+def test_ldap_looks_the_access_rules_groups_up_in_the_directory(tmp_path, listening_port, directory):
+    assert auth.check_authenticator(ldap_rule_settings(tmp_path, listening_port, access_rules=rules("physics")))
+    settings = ldap_rule_settings(tmp_path, listening_port, access_rules=rules("physics", "astrology"))
+    with pytest.raises(ConfigError) as caught:
+        auth.check_authenticator(settings)
+    assert "rule 'physics-teaching' names group 'astrology'" in caught.value.message
+    assert "not in the LDAP directory under ou=groups,dc=x" in caught.value.message
+    assert sign_in_problems(settings) == [f"sign-in (ldap): {caught.value.message}"]
+
+
+def test_ldap_refuses_rule_groups_it_cannot_check_or_nobody_can_have(tmp_path, listening_port, directory):
+    hidden = ldap_rule_settings(tmp_path, listening_port, ldap_group_search_base="ou=hidden,dc=x")
+    with pytest.raises(ConfigError, match="ldap_group_search_base is 'ou=hidden,dc=x'.*does not show"):
+        auth.check_authenticator(hidden.with_overrides(access_rules=rules("physics")))
+    assert auth.check_authenticator(hidden) == auth.SignIn()  # no rule names a group: nothing looked up
+    no_groups = ldap_rule_settings(tmp_path, listening_port, ldap_group_search_base="", access_rules=rules("physics"))
+    with pytest.raises(ConfigError, match="names group 'physics'.*ldap_group_search_base is empty"):
+        auth.check_authenticator(no_groups)
+
+
+def test_the_groups_are_looked_up_as_the_search_user_when_there_is_one(tmp_path, monkeypatch):
+    import ldap3
+
+    binds = []
+    monkeypatch.setattr(ldap3, "Connection", lambda server, **kwargs: binds.append(kwargs) or None)
+    settings = settings_for(
+        tmp_path,
+        authenticator="ldap",
+        ldap_url="ldap://127.0.0.1:1",
+        ldap_search_user_dn="cn=reader,dc=x",
+        credentials_file=secrets_file(tmp_path, '[auth]\nldap_bind_password = "reader-pw"\n'),
+    )
+    auth.ldap_connection(settings, auth.SignIn())
+    auth.ldap_connection(settings.with_overrides(ldap_search_user_dn="", ldap_starttls=False), auth.SignIn())
+    assert [(b["user"], b["password"], b["auto_bind"]) for b in binds] == [
+        ("cn=reader,dc=x", "reader-pw", ldap3.AUTO_BIND_TLS_BEFORE_BIND),
+        (None, None, ldap3.AUTO_BIND_NO_TLS),
+    ]
+
+
+def test_oauth_groups_are_known_only_at_sign_in_so_rules_are_not_checked(tmp_path, monkeypatch):
+    monkeypatch.setattr(auth, "ldap_connection", lambda *args: pytest.fail("looked up"))
+    for kind in ("oidc", "gitlab", "github"):
+        settings = settings_for(tmp_path, authenticator=kind, access_rules=rules("any-provider-group"))
+        auth.check_rule_groups(settings, auth.SignIn())  # no error: the provider says at sign-in

@@ -61,11 +61,28 @@ def events(tmp_path, **kwargs):
 
 def test_server_names_are_one_per_repository_short_and_readable():
     name = launch.server_name_for("https://git.dept.example/physics/intro-course.git")
-    assert name.startswith("physics-intro-course-") and len(name) <= 40
+    assert name.startswith("physics-intro-course-") and len(name) <= 30
     assert name == launch.server_name_for("https://git.dept.example/physics/intro-course.git")
     assert name != launch.server_name_for("https://other.example/physics/intro-course.git")
     long = launch.server_name_for("https://x.example/" + "a-very-long-group-name/" * 5 + "repo")
-    assert len(long) <= 40 and re.fullmatch(r"[a-z0-9-]+", long)
+    assert len(long) <= 30 and re.fullmatch(r"[a-z0-9-]+", long)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://git.dept.example/physics/intro-course.git",
+        "http://127.0.0.1:41269/bltest-ldap-physics-lab.git",
+        "https://x.example/" + "a-very-long-group-name/" * 5 + "repo",
+        "https://x.example/2024/01-intro",
+        "https://x.example/teaching/x1-2024-mechanics-and-waves",
+        "https://x.example/123",
+    ],
+)
+def test_server_names_are_names_jupyterhub_takes_for_a_new_server(url):
+    from jupyterhub.slugs import is_valid_safe_slug  # what the hub checks before it makes a named server
+
+    assert is_valid_safe_slug(launch.server_name_for(url)), launch.server_name_for(url)
 
 
 def test_a_new_launch_starts_the_users_named_server_with_the_rules_limits(tmp_path, hub):
