@@ -18,7 +18,6 @@ finds what is there.
 from __future__ import annotations
 
 import dataclasses
-import os
 import secrets
 import subprocess
 import sys
@@ -35,10 +34,10 @@ from binderlite.links import resolve_link
 from binderlite.settings import Settings
 from tests.helpers import leaksearch
 from tests.helpers.containers import TEST_PREFIX
-from tests.helpers.net import free_port, wait_for_http
+from tests.helpers.net import free_port
 from tests.helpers.privategit import USER, private_git_server
-from tests.helpers.stack import stop_process
 from tests.helpers.streams import STREAM_HEADERS, log_text, read_events
+from tests.helpers.webapp import gunicorn_web
 
 pytestmark = pytest.mark.integration
 
@@ -94,33 +93,14 @@ def leak_settings(settings, server, tmp_path_factory) -> Settings:
 def web(leak_settings, tmp_path_factory):
     """gunicorn serving the web app (anonymous mode) on this state dir; yields (base URL, its log file)."""
     root = tmp_path_factory.mktemp("leak-web")
-    config = root / "binderlite.toml"
-    config.write_text("")
-    port = free_port()
-    env = {
-        **os.environ,
+    environment = {
         **leak_settings.to_environment(),
-        "PYTHONPATH": str(ROOT),
-        "BINDERLITE_CONFIG": str(config),
-        "BINDERLITE_WEB_HOST": "127.0.0.1",
-        "BINDERLITE_WEB_PORT": str(port),
         "BINDERLITE_STREAM_LINGER": "0",
         "BINDERLITE_HUB_PORT": str(free_port()),  # no hub: nothing here may launch
     }
     log_path = root / "gunicorn.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("gunicorn")), "-c", str(ROOT / "binderlite/web/gunicorn_conf.py"),
-             "binderlite.web.wsgi:app"],
-            cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            if not wait_for_http(base + "/versions", timeout=30, process=proc):
-                pytest.fail("gunicorn did not answer: " + log_path.read_text()[-3000:])
-            yield base, log_path
-        finally:
-            stop_process(proc, timeout=40)
+    with gunicorn_web(environment, log_path) as base:
+        yield base, log_path
 
 
 def build_stream(url: str) -> list[dict]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,9 +21,9 @@ from binderlite.builds.pipeline import image_for
 from binderlite.links import parse_link
 from binderlite.settings import Settings
 from tests.helpers.diagnostics import watching
-from tests.helpers.net import free_port, wait_for_http
-from tests.helpers.stack import stop_process
+from tests.helpers.net import free_port
 from tests.helpers.streams import BUILD_DEADLINE, STREAM_HEADERS, log_text, stream_events
+from tests.helpers.webapp import gunicorn_web
 
 pytestmark = pytest.mark.integration
 
@@ -37,19 +35,11 @@ PREFIX = "bltest-web-"
 def web(tmp_path_factory, docker_client):
     """A gunicorn-served binderlite web app; yields its base URL and its settings."""
     root = tmp_path_factory.mktemp("web")
-    config = root / "binderlite.toml"
-    config.write_text("")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "BINDERLITE_CONFIG": str(config),
+    environment = {
         "BINDERLITE_STATE_DIR": str(root / "state"),
         "BINDERLITE_ALLOW_LOCAL_REPOS": "true",
         "BINDERLITE_IMAGE_PREFIX": PREFIX,
         "BINDERLITE_REGISTRY": "",
-        "BINDERLITE_WEB_HOST": "127.0.0.1",
-        "BINDERLITE_WEB_PORT": str(port),
         "BINDERLITE_STREAM_KEEPALIVE": "5",
         "BINDERLITE_STREAM_LINGER": "2",
         # A hub address where nothing listens: launches must fail cleanly.
@@ -60,26 +50,10 @@ def web(tmp_path_factory, docker_client):
     settings.ensure_dirs()
     settings.logs_dir.mkdir(exist_ok=True)
     log_path = settings.logs_dir / "gunicorn.log"  # where a failing test's report finds it
-    log = open(log_path, "wb")
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen(
-        [str(gunicorn), "-c", str(ROOT / "binderlite/web/gunicorn_conf.py"), "binderlite.web.wsgi:app"],
-        cwd=str(ROOT),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        if not wait_for_http(base + "/versions", timeout=30, process=proc):
-            if proc.poll() is not None:
-                pytest.fail("gunicorn exited: " + log_path.read_text()[-3000:])
-            pytest.fail("gunicorn did not answer: " + log_path.read_text()[-3000:])
-        with watching(settings.state_dir):
+        with gunicorn_web(environment, log_path) as base, watching(settings.state_dir):
             yield base, settings
     finally:
-        stop_process(proc, timeout=40)
-        log.close()
         if os.environ.get("CI"):
             print(log_path.read_text()[-5000:])
 
