@@ -41,7 +41,6 @@ from tests.helpers.webapp import gunicorn_web
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = f"bltest-leak-{secrets.token_hex(16)}"
 DOCKERD_LOG = Path("/var/log/binderlite-dockerd.log")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import docker.errors
 import pytest
@@ -27,7 +26,6 @@ from tests.helpers.webapp import gunicorn_web
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "bltest-web-"
 
 
