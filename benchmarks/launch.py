@@ -22,6 +22,8 @@ or labelled with the benchmark's state dir, and are removed at the end.
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import os
 import secrets
 import shutil
@@ -30,6 +32,7 @@ import sys
 import time
 
 import docker
+import requests
 
 from binderlite.services import table
 from binderlite.settings import Settings
@@ -39,7 +42,7 @@ from tests.helpers.kernel import run_code
 from tests.helpers.net import free_port, wait_for_http
 from tests.helpers.parallel import run_at_once
 from tests.helpers.stack import delete_hub_users, running_stack, service_state_dir
-from tests.helpers.streams import final_event, stream_events
+from tests.helpers.streams import FINAL_PHASES, STREAM_HEADERS, final_event, stream_events
 
 PREFIX = "bltest-bench-"
 PORTS = {"proxy_port": 19740, "proxy_api_port": 19741, "hub_port": 19781, "web_port": 19585}
@@ -52,16 +55,43 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[index]
 
 
-def binder_launch(web: str, link: str) -> tuple[float, dict]:
-    """Seconds from GET /build to a kernel's ``2``; and the ready event."""
+def timed_events(url: str) -> list[tuple[float, dict]]:
+    """The stream's events until ready/failed, each with the seconds since the request when it arrived."""
+    start, events = time.monotonic(), []
+    with requests.get(url, headers=STREAM_HEADERS, stream=True, timeout=(5, 300)) as response:
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append((time.monotonic() - start, json.loads(line[len("data: ") :])))
+                if events[-1][1].get("phase") in FINAL_PHASES:
+                    break
+    return events
+
+
+def binder_launch(web: str, link: str, steps: list | None = None) -> tuple[float, dict]:
+    """Seconds from GET /build to a kernel's ``2``; and the ready event. ``steps`` gets each event's time."""
     start = time.monotonic()
-    ready = final_event(stream_events(f"{web}/build/{link}"))
+    events = timed_events(f"{web}/build/{link}")
+    ready = final_event([event for _, event in events])
     if ready.get("phase") != "ready":
         raise RuntimeError(ready.get("message", "launch failed"))
     result = run_code(ready["url"], ready["token"], "1+1")
     if result != "2":
         raise RuntimeError(f"kernel answered {result!r}")
-    return time.monotonic() - start, ready
+    seconds = time.monotonic() - start
+    if steps is not None:
+        steps.append([(t, f"{e.get('phase')}: {e.get('message', '').strip()[:40]}") for t, e in events])
+        steps[-1].append((seconds, "kernel: 1+1 = 2"))
+    return seconds, ready
+
+
+def print_steps(steps: list[list[tuple[float, str]]]) -> None:
+    """Median arrival time of each event, over the launches whose events came in the same order."""
+    shapes = collections.Counter(tuple(label.split(":")[0] for _, label in launch) for launch in steps)
+    shape = shapes.most_common(1)[0][0]
+    same = [launch for launch in steps if tuple(label.split(":")[0] for _, label in launch) == shape]
+    print(f"where a launch spends its time (median of {len(same)} launches with the same events) [s]:")
+    for index, (_, label) in enumerate(same[0]):
+        print(f"  {statistics.median(launch[index][0] for launch in same):6.2f}  {label}")
 
 
 def floor_launch(client: docker.DockerClient, image: str) -> float:
@@ -118,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             image = built["imageName"]
             floor_launch(client, image)  # warm the page cache for both sides
-            binder, floor = [], []
+            binder, floor, steps = [], [], []
             for _ in range(args.launches):
                 floor.append(floor_launch(client, image))
-                seconds, _ = binder_launch(web, link)
+                seconds, _ = binder_launch(web, link, steps)
                 binder.append(seconds)
                 delete_hub_users(settings)
             started = time.monotonic()
@@ -142,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'launch to 1+1, mean [s]':44} {statistics.mean(binder):10.2f} {statistics.mean(floor):8.2f}")
             p95 = f"{percentile(ok, 95):.1f} s" if ok else "n/a"
             print(f"concurrent: {len(ok)}/{args.concurrent} reached 1+1 on first try; p95 {p95}; wall {wall:.1f} s")
+            print_steps(steps)
             for exc in failures[:5]:
                 print(f"  failed: {exc}")
             return 0
