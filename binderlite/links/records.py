@@ -32,8 +32,9 @@ import requests
 
 from binderlite.credentials import RecordCredential
 from binderlite.errors import FetchError, RefNotFoundError, SpecError
-from binderlite.links import recordcredentials
 from binderlite.links.model import RepoProvider, ResolvedRepo
+from binderlite.links.recordcredentials import credential_for as record_credential_for
+from binderlite.links.recordcredentials import headers_for
 from binderlite.links.urlsafety import check_repo_url
 from binderlite.sandbox.guardedhttp import guarded_session
 from binderlite.settings import Settings
@@ -135,7 +136,7 @@ def http_get(
                 headers={
                     "User-Agent": USER_AGENT,
                     "Accept": "application/json",
-                    **recordcredentials.headers_for(settings, provider, url, credential),
+                    **headers_for(settings, provider, url, credential),
                 },
             )
         except requests.RequestException as exc:
@@ -219,7 +220,7 @@ class RecordProvider(RepoProvider):
         try:
             return self.resolve_record()
         except RecordRefused as exc:
-            self.credential = recordcredentials.credential_for(self.settings, self.name, exc.url)
+            self.credential = record_credential_for(self.settings, self.name, exc.url)
             if self.credential is None:
                 raise RefNotFoundError(f"Could not resolve {self.display_name} {self.spec}: {exc.message}") from None
         except RefNotFoundError as exc:
@@ -269,7 +270,7 @@ class ZenodoProvider(RecordProvider):
         url = doi_to_url(self.doi, self.settings)
         parts = urllib.parse.urlsplit(url)
         record_id = parts.path.rsplit("/", 1)[-1]
-        if self.credential or recordcredentials.credential_for(self.settings, self.name, url):
+        if self.credential or record_credential_for(self.settings, self.name, url):
             # the host has a token: is the record public? (the REST API answers 404 otherwise)
             self.record_url = url
             self.get_json(parts._replace(path=f"/api/records/{record_id}", query="", fragment="").geturl())
