@@ -1,0 +1,125 @@
+"""A private data record end to end: a CKAN site on 127.0.0.1 that shows its dataset only with the API token.
+
+Resolution asks anonymously, is refused, asks again with the secrets file's
+token and marks the record private; the build goes through the real pipeline
+(queue, detached worker, sandboxed download with the token in its environment,
+repo2docker); then the token is searched for in the events, the build logs,
+the state dir, the image's layers and ``docker inspect``: zero hits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from binderlite.builds.pipeline import build_events, image_for
+from binderlite.errors import BinderliteError
+from binderlite.links import resolve_link
+from tests.helpers import leaksearch
+from tests.helpers.images import run_in_image
+from tests.helpers.streams import log_text
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "ckan-PLANTED-7c1e5a93d2b84f60"
+CONTROL = "six==1.16.0  # private-record-control"
+
+
+class PrivateCKAN:
+    """package_show and the files answer 404 unless ``Authorization: <token>`` is sent (status_show is public)."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, bool]] = []  # (path, token sent)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server's name
+                path = urlsplit(self.path).path
+                authorized = self.headers.get("Authorization") == TOKEN
+                outer.requests.append((path, any(TOKEN in v for v in self.headers.values())))
+                if path.endswith("/status_show"):
+                    self.answer({"success": True, "result": {"ckan_version": "2.10.0"}})
+                elif not authorized:
+                    self.answer({"success": False, "error": {"message": "Not found"}}, 404)
+                elif path.endswith("/package_show"):
+                    url = f"http://127.0.0.1:{outer.port}/files/requirements.txt"
+                    resources = [{"id": "r1", "url": url}]
+                    result = {"metadata_modified": "2026-01-02T03:04:05.000000", "resources": resources}
+                    self.answer({"success": True, "result": result})
+                elif path == "/files/requirements.txt":
+                    self.answer(CONTROL + "\n", raw=True)
+                else:
+                    self.answer({}, 404)
+
+            def answer(self, body, status=200, raw=False):
+                data = body.encode() if raw else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain" if raw else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def link(self, dataset: str) -> str:
+        return "ckan/" + quote(f"http://127.0.0.1:{self.port}/dataset/{dataset}", safe="")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def ckan():
+    site = PrivateCKAN()
+    yield site
+    site.close()
+
+
+def test_private_record_builds_with_its_token_and_the_token_is_nowhere(settings, ckan, tmp_path, docker_client):
+    secrets_file = tmp_path / "credentials.toml"
+    secrets_file.write_text("")
+    secrets_file.chmod(0o600)
+    root = dataclasses.replace(settings, state_dir=str(tmp_path / "state"), credentials_file=str(secrets_file))
+
+    with pytest.raises(BinderliteError) as err:
+        resolve_link(ckan.link("thesis-data"), root)
+    assert err.value.status == 404 and "answered HTTP 404" in err.value.message
+
+    secrets_file.write_text(f'[[records]]\nhost = "127.0.0.1:{ckan.port}"\ntoken = "{TOKEN}"\n')
+    resolved = resolve_link(ckan.link("thesis-data"), root)
+    assert resolved.private
+    image = image_for(root, resolved)
+    assert image.startswith(f"{settings.registry}/{settings.image_prefix}private-") and "thesis" not in image
+
+    ckan.requests.clear()
+    events = [ev for ev in build_events(root, resolved) if ev is not None]
+    log = log_text(events)
+    assert events[-1]["phase"] == "built", log[-3000:]
+    assert ("/files/requirements.txt", True) in ckan.requests, "the sandboxed download sent the token"
+    assert "six==1.16.0" in run_in_image(docker_client, image, "cat requirements.txt")
+
+    needles = leaksearch.needles(TOKEN, "")
+    tally = leaksearch.Tally()
+    counts = leaksearch.count_each(docker_client.images.get(image).save(named=True), [*needles, CONTROL.encode()])
+    tally.add("image layers", sum(counts[:-1]), f"docker save {image}")
+    tally.add("docker inspect image", leaksearch.count_text(docker_client.api.inspect_image(image), needles), image)
+    tally.add("events", leaksearch.count_text(events, needles), f"{len(events)} events")
+    logs = leaksearch.count_tree(root.build_logs_dir, needles)
+    tally.add("build logs", logs[0], f"{logs[1]} files")
+    state = leaksearch.count_tree(Path(root.state_dir), needles)
+    tally.add("state dir (database, logs)", state[0], f"{state[1]} files")
+    assert counts[-1] >= 1, "the layer search did not find the record's file (control)"
+    print("\nplanted record token search (hits per place):\n" + tally.report())
+    assert not tally.leaks(), tally.report()
