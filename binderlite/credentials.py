@@ -124,18 +124,24 @@ def load_credentials(settings: Settings) -> Credentials:
     )
 
 
-def _git_entry(path: Path, index: int, entry: object) -> GitCredential:
-    where = f"The secrets file {path}, [[git]] entry {index + 1}"
+def _entry_host(where: str, entry: object, keys: set[str], shape: str) -> tuple[dict[str, str], str]:
+    """An entry's table of strings with only ``keys``, and its host (lower-case), or ConfigError."""
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be a table with host and username + token, or host and ssh_key.")
-    unknown = set(entry) - GIT_KEYS
+        raise ConfigError(f"{where} must be a table with {shape}.")
+    unknown = set(entry) - keys
     if unknown:
-        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; it knows {sorted(GIT_KEYS)}.")
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; it knows {sorted(keys)}.")
     if not all(isinstance(v, str) for v in entry.values()):
         raise ConfigError(f"{where}: every value must be a string.")
     host = entry.get("host", "").strip().lower()
-    if not host or "/" in host or "@" in host:
+    if not host or any(c in host for c in "/@?# ") or host.startswith(":"):
         raise ConfigError(f'{where} needs host = "name" or "name:port" (no scheme, path or user).')
+    return entry, host
+
+
+def _git_entry(path: Path, index: int, entry: object) -> GitCredential:
+    where = f"The secrets file {path}, [[git]] entry {index + 1}"
+    entry, host = _entry_host(where, entry, GIT_KEYS, "host and username + token, or host and ssh_key")
     has_token, has_key = bool(entry.get("token")), bool(entry.get("ssh_key"))
     if has_token == has_key:
         raise ConfigError(f"{where} ({host}) needs either username + token or ssh_key, not both or neither.")
@@ -148,16 +154,7 @@ def _git_entry(path: Path, index: int, entry: object) -> GitCredential:
 
 def _record_entry(path: Path, index: int, entry: object) -> RecordCredential:
     where = f"The secrets file {path}, [[records]] entry {index + 1}"
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where} must be a table with host and token.")
-    unknown = set(entry) - RECORD_KEYS
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; it knows {sorted(RECORD_KEYS)}.")
-    if not all(isinstance(v, str) for v in entry.values()):
-        raise ConfigError(f"{where}: every value must be a string.")
-    host = entry.get("host", "").strip().lower()
-    if not host or any(c in host for c in "/@?# ") or host.startswith(":"):
-        raise ConfigError(f'{where} needs host = "name" or "name:port" (no scheme, path or user).')
+    entry, host = _entry_host(where, entry, RECORD_KEYS, "host and token")
     token = entry.get("token", "")
     if not token.strip():
         raise ConfigError(f"{where} ({host}) has no token.")
