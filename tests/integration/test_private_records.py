@@ -10,11 +10,7 @@ the state dir, the image's layers and ``docker inspect``: zero hits.
 from __future__ import annotations
 
 import dataclasses
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -22,6 +18,7 @@ from binderlite.builds.pipeline import build_events, image_for
 from binderlite.errors import BinderliteError
 from binderlite.links import resolve_link
 from tests.helpers import leaksearch
+from tests.helpers.ckansite import CKANSite
 from tests.helpers.images import run_in_image
 from tests.helpers.streams import log_text
 
@@ -31,53 +28,26 @@ TOKEN = "ckan-PLANTED-7c1e5a93d2b84f60"
 CONTROL = "six==1.16.0  # private-record-control"
 
 
-class PrivateCKAN:
+class PrivateCKAN(CKANSite):
     """package_show and the files answer 404 unless ``Authorization: <token>`` is sent (status_show is public)."""
 
     def __init__(self):
-        self.requests: list[tuple[str, bool]] = []  # (path, token sent)
-        outer = self
+        self.token_sent: list[tuple[str, bool]] = []  # (path, whether the token came with it)
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                path = urlsplit(self.path).path
-                authorized = self.headers.get("Authorization") == TOKEN
-                outer.requests.append((path, any(TOKEN in v for v in self.headers.values())))
-                if path.endswith("/status_show"):
-                    self.answer({"success": True, "result": {"ckan_version": "2.10.0"}})
-                elif not authorized:
-                    self.answer({"success": False, "error": {"message": "Not found"}}, 404)
-                elif path.endswith("/package_show"):
-                    url = f"http://127.0.0.1:{outer.port}/files/requirements.txt"
-                    resources = [{"id": "r1", "url": url}]
-                    result = {"metadata_modified": "2026-01-02T03:04:05.000000", "resources": resources}
-                    self.answer({"success": True, "result": result})
-                elif path == "/files/requirements.txt":
-                    self.answer(CONTROL + "\n", raw=True)
-                else:
-                    self.answer({}, 404)
-
-            def answer(self, body, status=200, raw=False):
-                data = body.encode() if raw else json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain" if raw else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def link(self, dataset: str) -> str:
-        return "ckan/" + quote(f"http://127.0.0.1:{self.port}/dataset/{dataset}", safe="")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict | bytes]:
+        self.token_sent.append((path, any(TOKEN in value for value in headers.values())))
+        if path.endswith("/status_show"):
+            return 200, {"success": True, "result": {"ckan_version": "2.10.0"}}
+        if headers.get("Authorization") != TOKEN:
+            return 404, {"success": False, "error": {"message": "Not found"}}
+        if path.endswith("/package_show"):
+            resources = [{"id": "r1", "url": f"http://127.0.0.1:{self.port}/files/requirements.txt"}]
+            return 200, {"success": True, "result": {"metadata_modified": "2026-01-02T03:04:05.000000",
+                                                     "resources": resources}}  # fmt: skip
+        if path == "/files/requirements.txt":
+            return 200, CONTROL.encode() + b"\n"
+        return 404, {}
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +73,11 @@ def test_private_record_builds_with_its_token_and_the_token_is_nowhere(settings,
     image = image_for(root, resolved)
     assert image.startswith(f"{settings.registry}/{settings.image_prefix}private-") and "thesis" not in image
 
-    ckan.requests.clear()
+    ckan.token_sent.clear()
     events = [ev for ev in build_events(root, resolved) if ev is not None]
     log = log_text(events)
     assert events[-1]["phase"] == "built", log[-3000:]
-    assert ("/files/requirements.txt", True) in ckan.requests, "the sandboxed download sent the token"
+    assert ("/files/requirements.txt", True) in ckan.token_sent, "the sandboxed download sent the token"
     assert "six==1.16.0" in run_in_image(docker_client, image, "cat requirements.txt")
 
     needles = leaksearch.needles(TOKEN, "")
