@@ -44,3 +44,26 @@ class CKANSite:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class PrivateCKAN(CKANSite):
+    """A private dataset: package_show and its one file answer 404 without ``Authorization: <token>``."""
+
+    def __init__(self, token: str, content: bytes):
+        self.token, self.content = token, content
+        self.token_sent: list[tuple[str, bool]] = []  # (path, whether the token came with it)
+        super().__init__()
+
+    def answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict | bytes]:
+        self.token_sent.append((path, any(self.token in value for value in headers.values())))
+        if path.endswith("/status_show"):
+            return 200, {"success": True, "result": {"ckan_version": "2.10.0"}}
+        if headers.get("Authorization") != self.token:
+            return 404, {"success": False, "error": {"message": "Not found"}}
+        if path.endswith("/package_show"):
+            resources = [{"id": "r1", "url": f"http://127.0.0.1:{self.port}/files/requirements.txt"}]
+            return 200, {"success": True, "result": {"metadata_modified": "2026-01-02T03:04:05.000000",
+                                                     "resources": resources}}  # fmt: skip
+        if path == "/files/requirements.txt":
+            return 200, self.content
+        return 404, {}

@@ -18,7 +18,7 @@ from binderlite.builds.pipeline import build_events, image_for
 from binderlite.errors import BinderliteError
 from binderlite.links import resolve_link
 from tests.helpers import leaksearch
-from tests.helpers.ckansite import CKANSite
+from tests.helpers.ckansite import PrivateCKAN
 from tests.helpers.images import run_in_image
 from tests.helpers.streams import log_text
 
@@ -28,31 +28,9 @@ TOKEN = "ckan-PLANTED-7c1e5a93d2b84f60"
 CONTROL = "six==1.16.0  # private-record-control"
 
 
-class PrivateCKAN(CKANSite):
-    """package_show and the files answer 404 unless ``Authorization: <token>`` is sent (status_show is public)."""
-
-    def __init__(self):
-        self.token_sent: list[tuple[str, bool]] = []  # (path, whether the token came with it)
-        super().__init__()
-
-    def answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict | bytes]:
-        self.token_sent.append((path, any(TOKEN in value for value in headers.values())))
-        if path.endswith("/status_show"):
-            return 200, {"success": True, "result": {"ckan_version": "2.10.0"}}
-        if headers.get("Authorization") != TOKEN:
-            return 404, {"success": False, "error": {"message": "Not found"}}
-        if path.endswith("/package_show"):
-            resources = [{"id": "r1", "url": f"http://127.0.0.1:{self.port}/files/requirements.txt"}]
-            return 200, {"success": True, "result": {"metadata_modified": "2026-01-02T03:04:05.000000",
-                                                     "resources": resources}}  # fmt: skip
-        if path == "/files/requirements.txt":
-            return 200, CONTROL.encode() + b"\n"
-        return 404, {}
-
-
 @pytest.fixture(scope="module")
 def ckan():
-    site = PrivateCKAN()
+    site = PrivateCKAN(TOKEN, CONTROL.encode() + b"\n")
     yield site
     site.close()
 

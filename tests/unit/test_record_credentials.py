@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +23,7 @@ from binderlite.errors import ConfigError, RefNotFoundError
 from binderlite.links import recordcredentials, records
 from binderlite.links.records import CKANProvider, DataverseProvider, ZenodoProvider
 from binderlite.settings import Settings
+from tests.helpers.ckansite import PrivateCKAN
 
 TOKEN = "rec-UNIQUE-9f8e7d6c5b4a"
 DATASET = {
@@ -316,3 +320,31 @@ def test_the_download_takes_the_token_out_of_its_environment(monkeypatch):
     monkeypatch.setenv("BINDERLITE_RECORD_VALUE", TOKEN)
     assert recordfetch.take_token() == ("https://data.example", "Authorization", TOKEN)
     assert not any(TOKEN in value for value in os.environ.values())
+
+
+def test_the_download_script_fetches_a_private_record_with_the_header_from_its_environment(tmp_path):
+    """recordfetch with repo2docker's CKAN provider, outside the sandbox: with the header it gets the file."""
+    site = PrivateCKAN(TOKEN, b"six==1.16.0\n")
+    record = f"http://127.0.0.1:{site.port}/dataset/thesis"
+    script = tmp_path / "recordfetch.py"
+    shutil.copyfile(recordfetch.__file__, script)
+    token_env = {
+        "BINDERLITE_RECORD_ORIGIN": f"http://127.0.0.1:{site.port}",
+        "BINDERLITE_RECORD_HEADER": "Authorization",
+        "BINDERLITE_RECORD_VALUE": TOKEN,
+    }
+    try:
+        runs = {}
+        for name, extra in (("anonymous", {}), ("private", token_env)):
+            work = tmp_path / name
+            work.mkdir()
+            env = {"PATH": os.environ["PATH"], "NO_PROXY": "*", **extra}
+            argv = [sys.executable, "-I", str(script), "ckan", record, ""]
+            runs[name] = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        site.close()
+    assert runs["anonymous"].returncode != 0
+    assert runs["private"].returncode == 0, runs["private"].stdout
+    assert (tmp_path / "private/repo/requirements.txt").read_text() == "six==1.16.0\n"
+    assert ("/files/requirements.txt", True) in site.token_sent
+    assert not any(TOKEN in run.stdout + run.stderr for run in runs.values())
