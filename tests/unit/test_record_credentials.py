@@ -17,9 +17,10 @@ from unittest import mock
 import pytest
 
 from binderlite.builds import recordfetch
+from binderlite.builds.fetch import Fetcher
 from binderlite.builds.pipeline import image_for
 from binderlite.credentials import RecordCredential, load_credentials
-from binderlite.errors import ConfigError, RefNotFoundError
+from binderlite.errors import ConfigError, FetchError, RefNotFoundError
 from binderlite.links import recordcredentials, records
 from binderlite.links.records import CKANProvider, DataverseProvider, ZenodoProvider
 from binderlite.settings import Settings
@@ -348,3 +349,24 @@ def test_the_download_script_fetches_a_private_record_with_the_header_from_its_e
     assert (tmp_path / "private/repo/requirements.txt").read_text() == "six==1.16.0\n"
     assert ("/files/requirements.txt", True) in site.token_sent
     assert not any(TOKEN in run.stdout + run.stderr for run in runs.values())
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_the_fetch_passes_the_token_for_private_records_only(cfg, api, tmp_path, private):
+    fetcher = Fetcher(cfg, tmp_path / "work", allow_local=True, log=print, detail=print, timeout=60)
+    (tmp_path / "work").mkdir()
+    fetcher.private = private
+    with mock.patch.object(Fetcher, "run", return_value=mock.Mock(returncode=0, stdout="")) as run:
+        fetcher.record("ckan", f"{api.url}/dataset/thesis", "")
+    env = run.call_args.args[1]
+    assert (env.get("BINDERLITE_RECORD_VALUE") == TOKEN) is private
+    assert not any(TOKEN in part for part in run.call_args.args[0])
+
+
+def test_a_private_record_whose_token_is_gone_fails_clearly(tmp_path, api):
+    settings = settings_with(tmp_path, "")
+    fetcher = Fetcher(settings, tmp_path / "work", allow_local=True, log=print, detail=print, timeout=60)
+    (tmp_path / "work").mkdir()
+    fetcher.private = True
+    with pytest.raises(FetchError, match="no token for its host any more"):
+        fetcher.record("ckan", f"{api.url}/dataset/thesis", "")
