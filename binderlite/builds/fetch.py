@@ -23,7 +23,7 @@ from pathlib import Path
 
 from binderlite.builds import recordfetch
 from binderlite.errors import FetchError
-from binderlite.links import git
+from binderlite.links import git, recordcredentials
 from binderlite.sandbox import checkout, netrules, process
 from binderlite.settings import Settings, proxy_environment
 
@@ -132,6 +132,11 @@ class Fetcher:
         env = {**proxy_environment(self.settings)}
         if self.settings.ca_bundle:
             env["REQUESTS_CA_BUNDLE"] = self.settings.ca_bundle
+        if self.private:
+            token = recordcredentials.environment(self.settings, provider, record)
+            if not token:
+                raise FetchError(f"Could not fetch {provider} record {record}: no token for its host any more.")
+            env.update(token)
         result = self.run([sys.executable, "-I", script.name, provider, record, ref], env)
         failure = ""
         for line in result.stdout.splitlines():
@@ -150,7 +155,8 @@ class Fetcher:
     def fetch(self, repo_url: str, ref: str, content_provider: str, private: bool = False) -> Path:
         """Fetch, seal and check; return the checkout (raise FetchError/UnsafeRepositoryError).
 
-        ``private``: git authenticates with the host's credential (resolution needed it).
+        ``private``: git authenticates with the host's credential, a record's download sends the host's
+        token (resolution needed it).
         """
         self.private = private
         if content_provider == "git":

@@ -8,6 +8,12 @@ names — resource URLs, file names, absolute or with ``..`` — it writes as th
 sandbox user, in a mount namespace where only the work directory is
 writable, and its connections to internal addresses are refused by the kernel.
 A name that leaves ``./repo`` is refused here too, with a clear message.
+
+A private record's token comes in the environment (``BINDERLITE_RECORD_ORIGIN``,
+``_HEADER``, ``_VALUE``; see ``binderlite.links.recordcredentials``), is taken
+out of it at once, and is added as a header only to requests to that exact
+scheme://host:port; redirects are followed here one by one, so one to another
+host gets no token.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import urllib.parse
 
 from repo2docker import contentproviders
 
@@ -27,6 +34,8 @@ PROVIDERS = {
     "ckan": contentproviders.CKAN,
 }
 OUTPUT = "repo"
+TOKEN_VARIABLES = ("BINDERLITE_RECORD_ORIGIN", "BINDERLITE_RECORD_HEADER", "BINDERLITE_RECORD_VALUE")
+MAX_REDIRECTS = 10
 
 
 def emit(message: str, phase: str = "fetching") -> None:
@@ -53,6 +62,36 @@ def confined_open(root: str):
     return guarded
 
 
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-case (the port only when the URL names one)."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{parts.scheme.lower()}://{host}:{parts.port}" if parts.port else f"{parts.scheme.lower()}://{host}"
+
+
+def authorizing(get, origin: str, name: str, value: str):
+    """``get`` that adds the header ``name: value`` to requests to ``origin`` only, redirects followed here."""
+
+    def request(url, **kwargs):
+        follow = kwargs.pop("allow_redirects", True)
+        headers = {k: v for k, v in (kwargs.pop("headers", None) or {}).items() if k.lower() != name.lower()}
+        for _ in range(MAX_REDIRECTS + 1):
+            extra = {name: value} if origin_of(url) == origin else {}
+            resp = get(url, headers={**headers, **extra}, allow_redirects=False, **kwargs)
+            if not (follow and resp.is_redirect and resp.headers.get("location")):
+                return resp
+            url = urllib.parse.urljoin(url, resp.headers["location"])
+        raise OSError("too many redirects")
+
+    return request
+
+
+def take_token() -> tuple[str, str, str] | None:
+    """The private record's origin, header name and value, removed from the environment; None if absent."""
+    values = tuple(os.environ.pop(name, "") for name in TOKEN_VARIABLES)
+    return values if all(values) else None
+
+
 def main(argv: list[str]) -> int:
     provider_name, record, ref = argv
     os.makedirs(OUTPUT, exist_ok=True)
@@ -61,7 +100,10 @@ def main(argv: list[str]) -> int:
     log.handlers = [EventHandler()]
     log.setLevel(logging.INFO)
     log.propagate = False
+    token = take_token()
     provider = PROVIDERS[provider_name]()
+    if token is not None:
+        provider._request = provider.urlopen = authorizing(provider.session.get, *token)
     try:
         spec = provider.detect(record, ref=ref or None)
         if spec is None:

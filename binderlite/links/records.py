@@ -11,6 +11,12 @@ DOIs are looked up with doi.org's handle API (as repo2docker does), so no
 redirect chain is followed to hosts nobody checked; every connection — to a
 dataset URL the user gave, the host a DOI points to, or a redirect — is
 checked as it is made (``sandbox.guardedhttp``).
+
+Records behind a token (``[[records]]`` in the secrets file,
+``recordcredentials``): resolution asks anonymously first; only when the
+record's host refuses it (401, 403, 404) and the secrets file has a token for
+that host is it asked again with the token, and the link is then private
+(keyed image name, refused in anonymous mode; the download uses the token too).
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from typing import Any
 import escapism
 import requests
 
+from binderlite.credentials import RecordCredential
 from binderlite.errors import FetchError, RefNotFoundError, SpecError
 from binderlite.links.model import RepoProvider, ResolvedRepo
+from binderlite.links.recordcredentials import credential_for as record_credential_for
+from binderlite.links.recordcredentials import headers_for
 from binderlite.links.urlsafety import check_repo_url
 from binderlite.sandbox.guardedhttp import guarded_session
 from binderlite.settings import Settings
@@ -40,6 +49,15 @@ HYDROSHARE_ID = re.compile(r"[0-9a-f]{32}")
 FIGSHARE_URL = re.compile(r"(.*)/articles/([^/]+)/([^/]+)/(\d+)(/)?(\d+)?")
 RECORD_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\Z")  # also a valid image tag
 USER_AGENT = "binderlite"
+REFUSED = (401, 403, 404)  # what a host answers for a record it does not show to everyone
+
+
+class RecordRefused(RefNotFoundError):
+    """The host answered 401, 403 or 404 for ``url`` (a token for that host may open it)."""
+
+    def __init__(self, message: str, url: str):
+        super().__init__(message)
+        self.url = url
 
 
 def _check_text(spec: str, what: str) -> None:
@@ -86,14 +104,23 @@ def _network_reason(exc: requests.RequestException) -> str:
     return "it could not be reached"
 
 
-def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests.Response:
+def http_get(
+    url: str,
+    settings: Settings,
+    *,
+    trusted: bool = False,
+    provider: str = "",
+    credential: RecordCredential | None = None,
+) -> requests.Response:
     """GET ``url``, following redirects one by one, every connection checked where it is made.
 
     ``check_repo_url`` gives early, friendly refusals; the enforcement is the
     session's (``guarded_session``: no connection to an internal address,
     whatever DNS or a redirect says), unless ``allow_local_repos`` is on or the
     URL is ``trusted`` (binderlite's own DOI resolver; a redirect from it is
-    not). A network failure is a FetchError, an HTTP error status a RefNotFoundError.
+    not). A network failure is a FetchError, an HTTP error status a RefNotFoundError
+    (RecordRefused for 401, 403, 404). ``credential``'s token goes in ``provider``'s
+    header to its own host only, decided afresh for every URL a redirect leads to.
     """
     direct, guarded = requests.Session(), guarded_session()
     for _ in range(MAX_REDIRECTS + 1):
@@ -106,7 +133,11 @@ def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests
                 timeout=HTTP_TIMEOUT,
                 verify=_verify(settings),
                 allow_redirects=False,
-                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": "application/json",
+                    **headers_for(settings, provider, url, credential),
+                },
             )
         except requests.RequestException as exc:
             host = urllib.parse.urlsplit(url).hostname or url
@@ -116,14 +147,22 @@ def http_get(url: str, settings: Settings, *, trusted: bool = False) -> requests
             trusted = False
             continue
         if resp.status_code >= 400:
-            raise RefNotFoundError(f"{url} answered HTTP {resp.status_code} {resp.reason or ''}".strip() + ".")
+            message = f"{url} answered HTTP {resp.status_code} {resp.reason or ''}".strip() + "."
+            raise RecordRefused(message, url) if resp.status_code in REFUSED else RefNotFoundError(message)
         return resp
     raise RefNotFoundError(f"Too many redirects fetching {url}.")
 
 
-def get_json(url: str, settings: Settings, *, trusted: bool = False) -> Any:
+def get_json(
+    url: str,
+    settings: Settings,
+    *,
+    trusted: bool = False,
+    provider: str = "",
+    credential: RecordCredential | None = None,
+) -> Any:
     """The JSON body of ``url`` (see http_get)."""
-    resp = http_get(url, settings, trusted=trusted)
+    resp = http_get(url, settings, trusted=trusted, provider=provider, credential=credential)
     try:
         return resp.json()
     except ValueError:
@@ -165,6 +204,8 @@ class RecordProvider(RepoProvider):
 
     def __init__(self, spec: str, settings: Settings):
         super().__init__(spec, settings)
+        self.credential: RecordCredential | None = None  # set for the second, authenticated attempt
+        self.record_url = ""  # the record's URL on its host (what a private record's download is given)
         self.parse(spec)
 
     def parse(self, spec: str) -> None:
@@ -175,10 +216,29 @@ class RecordProvider(RepoProvider):
         return self.spec
 
     def resolve(self) -> ResolvedRepo:
+        self.credential = None
         try:
             return self.resolve_record()
+        except RecordRefused as exc:
+            self.credential = record_credential_for(self.settings, self.name, exc.url)
+            if self.credential is None:
+                raise RefNotFoundError(f"Could not resolve {self.display_name} {self.spec}: {exc.message}") from None
         except RefNotFoundError as exc:
             raise RefNotFoundError(f"Could not resolve {self.display_name} {self.spec}: {exc.message}") from None
+        try:
+            resolved = self.resolve_record()
+        except RefNotFoundError:
+            raise RefNotFoundError(
+                f"Could not resolve {self.display_name} {self.spec}: it does not exist, or the token for "
+                f"{self.credential.host} in the secrets file does not give access to it."
+            ) from None
+        resolved.private = True
+        resolved.repo_url = self.record_url or resolved.repo_url
+        return resolved
+
+    def get_json(self, url: str) -> Any:
+        """``get_json`` with this attempt's token (none on the first, anonymous attempt)."""
+        return get_json(url, self.settings, provider=self.name, credential=self.credential)
 
     def resolve_record(self) -> ResolvedRepo:
         raise NotImplementedError
@@ -208,7 +268,12 @@ class ZenodoProvider(RecordProvider):
 
     def resolve_record(self) -> ResolvedRepo:
         url = doi_to_url(self.doi, self.settings)
-        record_id = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+        parts = urllib.parse.urlsplit(url)
+        record_id = parts.path.rsplit("/", 1)[-1]
+        if self.credential or record_credential_for(self.settings, self.name, url):
+            # the host has a token: is the record public? (the REST API answers 404 otherwise)
+            self.record_url = url
+            self.get_json(parts._replace(path=f"/api/records/{record_id}", query="", fragment="").geturl())
         head = self.spec.split("zenodo")[0]
         resolved_spec = f"{head}zenodo.{record_id}" if "zenodo" in self.spec else self.spec
         return self._resolved(record_id, resolved_spec, f"{DOI_RESOLVER}{resolved_spec}", f"zenodo-{record_id}")
@@ -251,8 +316,9 @@ class DataverseProvider(RecordProvider):
             url = check_repo_url(self.url, self.settings.allow_local_repos)
         else:
             url = doi_to_url(self.doi, self.settings)
+        self.record_url = url
         api_url = urllib.parse.urlsplit(url)._replace(path="/api/datasets/:persistentId", fragment="").geturl()
-        resp = get_json(api_url, self.settings)
+        resp = self.get_json(api_url)
         if not isinstance(resp, dict) or resp.get("status") != "OK":
             raise RefNotFoundError(f"Dataverse at {api_url} has no dataset for {self.spec}.")
         identifier = str(_field(resp, "data", "identifier"))
@@ -327,11 +393,11 @@ class CKANProvider(RecordProvider):
         check_repo_url(self.url, self.settings.allow_local_repos)
         if self.activity_id:
             query = urllib.parse.urlencode({"id": self.activity_id, "include_data": "true"})
-            resp = get_json(f"{self.api_url}activity_show?{query}", self.settings)
+            resp = self.get_json(f"{self.api_url}activity_show?{query}")
             modified = _field(resp, "result", "data", "package", "metadata_modified")
         else:
             query = urllib.parse.urlencode({"id": self.dataset_id})
-            resp = get_json(f"{self.api_url}package_show?{query}", self.settings)
+            resp = self.get_json(f"{self.api_url}package_show?{query}")
             modified = _field(resp, "result", "metadata_modified")
         record_id = f"{self.dataset_id}.v{_epoch(str(modified))}"
         return self._resolved(record_id, self.spec, self.url, f"ckan-{self.dataset_id}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import shutil
 import socket
@@ -12,14 +11,15 @@ import subprocess
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import pytest
 
 from binderlite.errors import FetchError, RefNotFoundError
 from binderlite.links import resolve_link
+from tests.helpers.ckansite import CKANSite
 from tests.helpers.images import build_link
 from tests.helpers.netns import outside_host
 from tests.helpers.streams import log_text
@@ -27,56 +27,24 @@ from tests.helpers.streams import log_text
 pytestmark = pytest.mark.integration
 
 
-class FakeCKAN:
+class FakeCKAN(CKANSite):
     """A CKAN site on 127.0.0.1 whose dataset names its resources with hostile ids."""
 
     def __init__(self, resource_ids: list[str]):
-        self.requests: list[str] = []
-        resources = [{"id": rid, "url": f"http://127.0.0.1:{{port}}/files/{i}/"} for i, rid in enumerate(resource_ids)]
-        resources.append({"id": "fine", "url": "http://127.0.0.1:{port}/files/requirements.txt"})
-        outer = self
+        self.resources = [{"id": rid, "url": f"/files/{i}/"} for i, rid in enumerate(resource_ids)]
+        self.resources.append({"id": "fine", "url": "/files/requirements.txt"})
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
-
-            def do_GET(self):  # noqa: N802 - http.server's name
-                outer.requests.append(self.path)
-                path = urlsplit(self.path).path
-                if path.endswith("/status_show"):
-                    body = {"success": True, "result": {"ckan_version": "2.10.0"}}
-                elif path.endswith("/package_show"):
-                    listed = [{**r, "url": r["url"].format(port=outer.port)} for r in resources]
-                    body = {"success": True, "result": {"metadata_modified": "2026-01-02T03:04:05.000000",
-                                                        "resources": listed}}  # fmt: skip
-                elif path.startswith("/files/"):
-                    payload = b"six==1.16.0\n" if path.endswith(".txt") else b"* * * * * root touch /pwned\n"
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                else:
-                    self.send_response(404)
-                    self.end_headers()
-                    return
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def link(self, dataset: str) -> str:
-        return "ckan/" + quote(f"http://127.0.0.1:{self.port}/dataset/{dataset}", safe="")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict | bytes]:
+        if path.endswith("/status_show"):
+            return 200, {"success": True, "result": {"ckan_version": "2.10.0"}}
+        if path.endswith("/package_show"):
+            listed = [{**r, "url": f"http://127.0.0.1:{self.port}{r['url']}"} for r in self.resources]
+            return 200, {"success": True, "result": {"metadata_modified": "2026-01-02T03:04:05.000000",
+                                                     "resources": listed}}  # fmt: skip
+        if path.startswith("/files/"):
+            return 200, b"six==1.16.0\n" if path.endswith(".txt") else b"* * * * * root touch /pwned\n"
+        return 404, b""
 
 
 @pytest.fixture
