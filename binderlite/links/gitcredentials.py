@@ -29,13 +29,14 @@ from pathlib import Path
 
 from binderlite.credentials import GitCredential, load_credentials
 from binderlite.errors import ConfigError, SpecError
+from binderlite.links.urlsafety import is_loopback
 from binderlite.settings import Settings
 
 # Answers `git credential get` for one host only; printf is the shell's builtin, so no argv holds the token.
 HELPER = (
     '!f() { test "$1" = get || exit 0; host=; proto=; '
     "while IFS='=' read -r key value; do case \"$key\" in host) host=$value;; protocol) proto=$value;; esac; done; "
-    'case "$proto" in http|https) ;; *) exit 0;; esac; '
+    'test "$proto" = "$BINDERLITE_GIT_PROTOCOL" || exit 0; '
     'test "$host" = "$BINDERLITE_GIT_HOST" || exit 0; '
     'printf \'username=%s\\npassword=%s\\n\' "$BINDERLITE_GIT_USERNAME" "$BINDERLITE_GIT_TOKEN"; }; f'
 )
@@ -80,10 +81,23 @@ def check_no_userinfo(url: str) -> None:
     )
 
 
+def token_scheme_allowed(settings: Settings, url: str) -> bool:
+    """A token travels over https; over plain http only to a loopback address when local repositories are allowed."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return True
+    return parts.scheme.lower() == "http" and settings.allow_local_repos and is_loopback(parts.hostname or "")
+
+
 def credential_for(settings: Settings, url: str) -> GitCredential | None:
-    """The secrets file's credential that fits ``url`` (a token for http(s), a key for ssh), if any."""
+    """The secrets file's credential that fits ``url`` (a token for https, a key for ssh), if any.
+
+    A token is never offered over plain http to another machine (it would cross the network in clear).
+    """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in (*HTTP_SCHEMES, "ssh"):
+        return None
+    if scheme == "http" and not token_scheme_allowed(settings, url):
         return None
     credential = load_credentials(settings).git_for(url_host(url))
     if credential is None:
@@ -93,12 +107,16 @@ def credential_for(settings: Settings, url: str) -> GitCredential | None:
     return credential if credential.token else None
 
 
-def https_environment(credential: GitCredential) -> dict[str, str]:
-    """git's environment for a username + token credential (a host-bound credential helper)."""
+def https_environment(credential: GitCredential, protocol: str = "https") -> dict[str, str]:
+    """git's environment for a username + token credential (a helper bound to one host and one protocol).
+
+    Bound to the link's protocol, the helper gives nothing to a redirect from https to plain http.
+    """
     return {
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "credential.helper",
         "GIT_CONFIG_VALUE_0": HELPER,
+        "BINDERLITE_GIT_PROTOCOL": protocol,
         "BINDERLITE_GIT_HOST": credential.host,
         "BINDERLITE_GIT_USERNAME": credential.username,
         "BINDERLITE_GIT_TOKEN": credential.token,
@@ -148,4 +166,4 @@ def credential_environment(
         with ssh_key_copy(credential, work_dir, owner) as name:
             yield {"GIT_SSH_COMMAND": f"{ssh_command} -o IdentitiesOnly=yes -i {mount}/{name}"}
     else:
-        yield https_environment(credential)
+        yield https_environment(credential, urllib.parse.urlsplit(url).scheme.lower())

@@ -13,10 +13,10 @@ auth) or OAuth, not a token in a header.
 
 from __future__ import annotations
 
-import ipaddress
 import urllib.parse
 
 from binderlite.credentials import RecordCredential, load_credentials
+from binderlite.links.urlsafety import is_loopback
 from binderlite.settings import Settings
 
 # provider → (header name, value with {token} in it), as each API documents it
@@ -37,16 +37,6 @@ def origin(url: str) -> tuple[str, str]:
         return "", ""
     host = (parts.hostname or "").lower()
     return parts.scheme.lower(), f"{host}:{port}" if host and port else host
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 or localhost (``host`` without a port)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def token_allowed(settings: Settings, url: str, credential: RecordCredential) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -112,15 +113,29 @@ def test_credential_matches_scheme_and_host(cfg):
     assert gitcredentials.credential_for(cfg, f"https://{HOST}:8443/lab/x.git") is None  # host:port is exact
     assert gitcredentials.credential_for(cfg, "https://other.example/lab/x.git") is None
     assert gitcredentials.credential_for(cfg, f"git://{HOST}/lab/x.git") is None
+    # a token never crosses the network in clear: plain http only to this machine, and only in local mode
+    assert gitcredentials.credential_for(cfg, f"http://{HOST}/lab/x.git") is None
 
 
-def git_credential_fill(env: dict[str, str], tmp_path: Path, host: str) -> subprocess.CompletedProcess:
+def test_plain_http_gets_the_token_only_on_loopback_in_local_mode(tmp_path):
+    secrets = tmp_path / "credentials.toml"
+    secrets.write_text(f'[[git]]\nhost = "127.0.0.1:8080"\nusername = "deploy"\ntoken = "{TOKEN}"\n')
+    secrets.chmod(0o600)
+    local = Settings(state_dir=str(tmp_path / "s"), allow_local_repos=True, credentials_file=str(secrets))
+    assert gitcredentials.credential_for(local, "http://127.0.0.1:8080/x.git").token == TOKEN
+    server = dataclasses.replace(local, allow_local_repos=False)
+    assert gitcredentials.credential_for(server, "http://127.0.0.1:8080/x.git") is None
+
+
+def git_credential_fill(
+    env: dict[str, str], tmp_path: Path, host: str, protocol: str = "https"
+) -> subprocess.CompletedProcess:
     """What git's credential machinery answers for ``host`` with ``env`` (no network involved)."""
     base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1"}
     base.update({"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"})
     return subprocess.run(
         ["git", "credential", "fill"],
-        input=f"protocol=https\nhost={host}\npath=lab/x.git\n\n",
+        input=f"protocol={protocol}\nhost={host}\npath=lab/x.git\n\n",
         env={**base, **env},
         capture_output=True,
         text=True,
@@ -137,6 +152,9 @@ def test_credential_helper_answers_its_host_only(cfg, tmp_path):
     other = git_credential_fill(env, tmp_path, "evil.example")  # a redirect or a submodule elsewhere
     assert other.returncode != 0
     assert TOKEN not in other.stdout + other.stderr
+    downgraded = git_credential_fill(env, tmp_path, HOST, protocol="http")  # a redirect from https to http
+    assert downgraded.returncode != 0
+    assert TOKEN not in downgraded.stdout + downgraded.stderr
 
 
 def test_ssh_key_copy_is_private_and_removed(cfg, tmp_path):
