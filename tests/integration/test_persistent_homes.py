@@ -51,7 +51,10 @@ def authstack(docker_client):
     stack = table.core_services(settings)
     try:
         # the hub signs in local accounts (PAM), so its users are accounts of this machine
-        with local_users("bltest-alice", "bltest-bob", "bltest-mallory"), running_stack(settings, stack, docker_client):
+        with (
+            local_users("bltest-alice", "bltest-bob", "bltest-carol", "bltest-mallory"),
+            running_stack(settings, stack, docker_client),
+        ):
             try:
                 yield settings
             finally:  # named servers first: the hub deletes no user whose named server runs
@@ -154,15 +157,17 @@ def test_work_survives_the_culler_and_the_repository_comes_fresh(authstack, laun
     assert home.volume in [v.name for v in docker_client.volumes.list()]
 
 
-def test_each_user_has_a_folder_of_their_own(authstack, launch_image):
-    HubClient(authstack).create_user("bltest-bob")
+def test_each_users_folder_is_their_own_and_a_backup_brings_it_back(authstack, launch_image, docker_client, tmp_path):
+    client = HubClient(authstack)
+    for user in ("bltest-bob", "bltest-carol"):
+        client.create_user(user)
     url, token, _ = start(authstack, "bltest-bob", launch_image)
-    assert contents(url, token, "persistent/results.txt").status_code == 404
     assert contents(url, token, "persistent/mine.txt", "bob's\n").status_code == 201
-    assert the_home(authstack, "bltest-bob").volume != the_home(authstack, "bltest-alice").volume
+    carol_url, carol_token, _ = start(authstack, "bltest-carol", launch_image)
+    assert contents(carol_url, carol_token, "persistent/mine.txt").status_code == 404
+    assert the_home(authstack, "bltest-bob").volume != the_home(authstack, "bltest-carol").volume
+    client.stop_server("bltest-carol", SERVER)
 
-
-def test_backup_holds_the_folders_and_restore_brings_them_back(authstack, launch_image, docker_client, tmp_path):
     archive = tmp_path / "backup.tar.gz"
     names = backup.backup(authstack, str(tmp_path / "no-config.toml"), archive)
     volume = the_home(authstack, "bltest-bob").volume
