@@ -50,7 +50,7 @@ def matching_rule(settings: Settings, spec: str) -> AccessRule | None:
 
 
 def _refused(rule: AccessRule | None, message: str, status: int = 403) -> Decision:
-    contact = (rule.contact if rule else "") or ADMINISTRATORS
+    contact = Decision(False, rule).contact
     return Decision(False, rule, f"{message} Ask {contact} if you need it.", status)
 
 

@@ -14,12 +14,8 @@ against ``servers_per_user`` and the access rule's ``max_servers``.
 
 from __future__ import annotations
 
-import re
-import secrets
-import string
 import time
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 import requests
 
@@ -29,25 +25,12 @@ from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
 from binderlite.hub.identity import SignedInUser
 from binderlite.launch import quotas, signed_in
-from binderlite.launch.signed_in import server_name_for
+from binderlite.launch.names import server_name_for, username_for
+from binderlite.launch.progress import follow
 from binderlite.links import ResolvedRepo
 from binderlite.settings import AccessRule, Settings
 
 __all__ = ["launch", "server_name_for", "username_for"]
-
-USERNAME_CHARS = string.ascii_lowercase + string.digits
-
-
-def username_for(repo_url: str) -> str:
-    """BinderHub's temporary user name: the repo path, ≤32 chars, ``-`` and 8 random chars."""
-    if "://" not in repo_url:
-        repo_url = "http://" + repo_url
-    prefix = urlparse(repo_url).path.strip("/").removesuffix(".git")
-    prefix = re.sub(r"[^a-z0-9]+", "-", prefix.replace("/", "-").lower()).strip("-")
-    if len(prefix) > 32:
-        prefix = f"{prefix[:15]}-{prefix[-16:]}".strip("-")
-    suffix = "".join(secrets.choice(USERNAME_CHARS) for _ in range(8))
-    return f"{prefix or 'binder'}-{suffix}"
 
 
 def launch(
@@ -90,7 +73,7 @@ def launch(
                 client.create_user(name)
                 token = client.new_server_token(name)["token"]
                 client.start_server(name, user_options)
-            yield from signed_in.follow(client, name, "", deadline)
+            yield from follow(client, name, "", deadline)
             started = True
         except quotas.QuotaExceeded as exc:
             yield Event.failed(exc.message, exc.status)

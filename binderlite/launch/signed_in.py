@@ -12,33 +12,22 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote, urlparse
+from urllib.parse import quote
 
 from binderlite.errors import HubError
 from binderlite.events import Event
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
 from binderlite.hub.identity import SignedInUser
+from binderlite.launch.names import server_name_for
+from binderlite.launch.progress import follow
 from binderlite.launch.quotas import QuotaExceeded, slot
 from binderlite.settings import AccessRule, Settings
 
-NAME_LIMIT = 30  # JupyterHub's limit on new server names (a "safe slug": a letter first, then a-z, 0-9, -)
 RULE_LOCK_POLL = 0.05  # seconds between tries for a rule's lock (a sleep lets other greenlets run)
-
-
-def server_name_for(repo_url: str) -> str:
-    """A user's server name for a repository: readable, the same for the same repository, a name JupyterHub takes."""
-    if "://" not in repo_url:
-        repo_url = "http://" + repo_url
-    path = urlparse(repo_url).path.strip("/").removesuffix(".git")
-    slug = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[-(NAME_LIMIT - 10) :]
-    slug = re.sub(r"^[^a-z]+", "", slug).strip("-")  # starts with a letter
-    digest = hashlib.sha256(repo_url.encode()).hexdigest()[:8]
-    return f"{slug or 'repo'}-{digest}"
 
 
 def rule_limits(rule: AccessRule | None) -> dict:
@@ -93,18 +82,6 @@ def rule_lock(settings: Settings, rule: AccessRule | None, deadline: float) -> I
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def follow(client: HubClient, user: str, server: str, deadline: float) -> Iterator[Event]:
-    """Relay the spawn's progress until the server is ready; HubError on failure (both modes use it)."""
-    for event in client.progress(user, deadline, server):
-        if event.get("failed"):
-            raise HubError(f"Server failed to start: {event.get('message', 'no reason given')}")
-        if event.get("message"):
-            yield Event.launching(event["message"])
-        if event.get("ready"):
-            return
-    raise HubError("Launch timed out: the server did not become ready in time.", retryable=False, status=504)
 
 
 def launch(
