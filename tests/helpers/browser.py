@@ -37,6 +37,7 @@ def appliance_env(state: Path, extra: dict | None = None) -> dict:
         BINDERLITE_STATE_DIR=str(state),
         BINDERLITE_ALLOW_LOCAL_REPOS="true",
         BINDERLITE_IMAGE_PREFIX="bltest-up-",
+        BINDERLITE_HOME_VOLUME_PREFIX="bltest-home-",  # signed-in users' folders: removed by the test prefix
         BINDERLITE_REGISTRY="127.0.0.1:18850",
         BINDERLITE_BINDER_LAUNCH_HOST=WEB + "/",
     )
