@@ -613,6 +613,48 @@ class Settings:
         check=a_size,
     )
 
+    # ---- workshop settings (offline, classroom, warm pool) ---------------
+    offline: str = _setting(
+        "auto",
+        "Whether binderlite runs without the internet: 'auto' (default: offline when a workshop is "
+        "prepared or imported and the package index's host does not resolve), 'yes' or 'no'. Offline, "
+        "links resolve through the workshop's manifest and builds use its package mirror.",
+        check=one_of("auto", "yes", "no"),
+    )
+    workshop_index: str = _setting(
+        "offline",
+        "When builds install Python packages from the workshop's local package index: 'offline' "
+        "(default), 'always' (whenever a workshop mirror exists) or 'never'.",
+        check=one_of("offline", "always", "never"),
+    )
+    workshop_index_port: int = _setting(
+        8587,
+        "Port of the workshop's local package index (pypiserver), served on the builds' network "
+        "gateway only (default 8587).",
+        check=between(1, 65535),
+    )
+    classroom: bool = _setting(
+        False,
+        "Serve attendees on the local network (`binderlite up --classroom` sets it for one run): the "
+        "web app and the proxy listen on classroom_address, and quotas follow the expected attendees.",
+    )
+    classroom_address: str = _setting(
+        "",
+        "Address attendees reach the laptop on in classroom mode. Empty (default): the address of the "
+        "interface of the default route, else of the first interface that is not loopback.",
+    )
+    warm_pool_size: int = _setting(
+        -1,
+        "Servers kept started, ready to hand out, for each image of warm_pool_images. -1 (default): in a "
+        "workshop, the manifest's expected attendees (bounded by memory), else none; 0 turns the pool off.",
+        check=at_least(-1),
+    )
+    warm_pool_images: str = _setting(
+        "",
+        "Comma-separated images (or BinderHub-style links, e.g. gh/org/repo/main) kept warm. Empty "
+        "(default): the images of the workshop's manifest.",
+    )
+
     # ---- scheduler settings ----------------------------------------------
     cull_idle_timeout: int = _setting(
         600,
@@ -699,6 +741,11 @@ class Settings:
     @property
     def run_dir(self) -> Path:
         return Path(self.state_dir) / "run"
+
+    @property
+    def workshop_dir(self) -> Path:
+        """The workshop's manifest, package mirror and bare repository copies."""
+        return Path(self.state_dir) / "workshop"
 
     def ensure_dirs(self) -> None:
         """Create the state tree, private to root.

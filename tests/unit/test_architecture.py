@@ -22,6 +22,7 @@ LAYERS = {
     "links": 2,
     "builds": 3,
     "hub": 3,
+    "workshop": 3,
     "launch": 4,
     "access": 4,
     "scheduler": 4,
