@@ -1,4 +1,4 @@
-"""The one scheduler process: culling, reconciliation, disk, on an APScheduler clock.
+"""The one scheduler process: culling, reconciliation, disk, the warm pool, on an APScheduler clock.
 
 Exactly one runs per install: it holds an exclusive ``flock`` on
 ``<state>/run/scheduler.lock`` for its whole life. A second one started by
@@ -19,7 +19,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from binderlite.builds.queue import BuildQueue
 from binderlite.errors import SchedulerLocked
-from binderlite.scheduler import cull, diskgc, reconcile
+from binderlite.scheduler import cull, diskgc, pool, reconcile
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
@@ -112,6 +112,12 @@ def _gc_job(settings: Settings) -> None:
     add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
 
 
+def _pool_job(settings: Settings, keeper: pool.PoolKeeper) -> None:
+    done = keeper.run()
+    if any(done.values()):
+        add_counts(settings, done)
+
+
 def _safely(name: str, job):
     def run():
         try:
@@ -126,10 +132,12 @@ def run(settings: Settings) -> None:
     """Hold the lock and run the jobs until stopped (SIGTERM/SIGINT)."""
     with scheduler_lock(settings):
         queue = BuildQueue(settings)
+        keeper = pool.PoolKeeper(settings)
         jobs = {
             "cull": (lambda: _cull_job(settings), settings.cull_every),
             "reconcile": (lambda: _reconcile_job(settings, queue), settings.reconcile_every),
             "disk-gc": (lambda: _gc_job(settings), settings.gc_every),
+            "warm-pool": (lambda: _pool_job(settings, keeper), pool.POOL_EVERY),
         }
         _safely("reconcile", jobs["reconcile"][0])()
         scheduler = BlockingScheduler()
