@@ -156,8 +156,8 @@ def take(settings: Settings, client: HubClient, image: str, tries: int = 3) -> t
     A claimed server the hub no longer lists as ready (it died, or was culled
     while starting) is dropped and the next one tried.
     """
-    if not in_use(settings):
-        return None
+    if not any(e.image == image and e.state == READY for e in entries(settings)):
+        return None  # (without asking Docker: most launches of most installs)
     current = image_id(settings, image)
     for _ in range(tries):
         entry = claim(settings, image, current) if current else None

@@ -4,6 +4,8 @@ The pool keeps ``pool_size_for(settings)`` started servers of every image of
 ``pool_images(settings)``. Sizes, by ``warm_pool_size``:
 
 - ``0``: no pool; ``N``: N servers per image;
+- no pool when users sign in (``auth_mode = "authenticated"``): their launches
+  start their own named servers, with their persistent folders;
 - ``-1`` (auto): in a workshop (its manifest exists), the manifest's expected
   attendees per image; elsewhere no pool.
 
@@ -58,8 +60,8 @@ def memory_bound(settings: Settings, memory: int | None = None) -> int:
 
 def pool_size_for(settings: Settings, images: int = 1, memory: int | None = None) -> int:
     """Servers to keep ready per image, for ``images`` pooled images (see the module docstring)."""
-    if settings.warm_pool_size == 0 or images < 1:
-        return 0
+    if settings.warm_pool_size == 0 or images < 1 or settings.auth_mode != "anonymous":
+        return 0  # signed-in launches start their own named servers: a pool would sit unused
     wanted = settings.warm_pool_size
     if wanted < 0:
         manifest = load_manifest(settings)

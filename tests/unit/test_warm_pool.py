@@ -103,6 +103,8 @@ def test_pool_size_from_the_setting_bounded_by_memory_and_total_quota(tmp_path):
     assert warmpool.pool_size_for(explicit, memory=4 * GIB) == 0, "no room next to a build: no pool"
     assert warmpool.pool_size_for(explicit.with_overrides(total_quota=6), memory=24 * GIB) == 6
     assert warmpool.pool_size_for(explicit.with_overrides(warm_pool_size=0), memory=24 * GIB) == 0
+    signed_in = explicit.with_overrides(auth_mode="authenticated")
+    assert warmpool.pool_size_for(signed_in, memory=24 * GIB) == 0, "signed-in launches never take pooled servers"
 
 
 def test_auto_pool_size_is_the_workshops_attendees(tmp_path):
