@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from typing import IO
 
@@ -112,10 +113,19 @@ def _gc_job(settings: Settings) -> None:
     add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
 
 
-def _pool_job(settings: Settings, keeper: pool.PoolKeeper) -> None:
-    done = keeper.run()
-    if any(done.values()):
-        add_counts(settings, done)
+def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Event) -> None:
+    """The warm pool job, on a thread of its own: every POOL_EVERY s after the last run ended (a run that
+    waits on slow spawns delays the next, never overlaps it); after failures, up to a minute apart."""
+    pause = pool.POOL_EVERY
+    while not stop.wait(pause):
+        try:
+            done = keeper.run()
+            if any(done.values()):
+                add_counts(settings, done)
+            pause = pool.POOL_EVERY
+        except Exception as exc:  # one failed run must not stop the pool
+            log.warning("warm-pool failed: %s: %s", exc.__class__.__name__, exc)
+            pause = min(60.0, pause * 2)
 
 
 def _safely(name: str, job):
@@ -132,24 +142,30 @@ def run(settings: Settings) -> None:
     """Hold the lock and run the jobs until stopped (SIGTERM/SIGINT)."""
     with scheduler_lock(settings):
         queue = BuildQueue(settings)
-        keeper = pool.PoolKeeper(settings)
         jobs = {
             "cull": (lambda: _cull_job(settings), settings.cull_every),
             "reconcile": (lambda: _reconcile_job(settings, queue), settings.reconcile_every),
             "disk-gc": (lambda: _gc_job(settings), settings.gc_every),
-            "warm-pool": (lambda: _pool_job(settings, keeper), pool.POOL_EVERY),
         }
         _safely("reconcile", jobs["reconcile"][0])()
         scheduler = BlockingScheduler()
         for name, (job, every) in jobs.items():
             scheduler.add_job(_safely(name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True)
+        stop = threading.Event()
+        keeper = threading.Thread(
+            target=_pool_loop, args=(settings, pool.PoolKeeper(settings), stop), name="warm-pool", daemon=True
+        )
+        keeper.start()
         log.info(
-            "scheduler running: cull every %ss, reconcile every %ss, disk gc every %ss",
+            "scheduler running: cull every %ss, reconcile every %ss, disk gc every %ss, warm pool every %ss",
             settings.cull_every,
             settings.reconcile_every,
             settings.gc_every,
+            pool.POOL_EVERY,
         )
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             pass
+        finally:
+            stop.set()
