@@ -13,7 +13,10 @@ wants, then acts on the plan (``plan`` decides, nothing else does):
 - a claimed server is the launch's: left alone, and forgotten once the
   culler has deleted its user;
 - missing servers are started (at most ``START_BATCH`` per run), each holding
-  a quota slot while it starts, so the pool never exceeds ``total_quota``.
+  a quota slot while it starts, so the pool never exceeds ``total_quota`` —
+  but not while launches are spawning servers of their own: in a classroom
+  burst the pool hands out what it has, and its replacements wait until the
+  people who got no pooled server have theirs (they would compete for the CPU).
 
 Pool users are created with the same ``user_options`` a launch of the image
 would carry (the workshop manifest's, when it prepared the image).
@@ -65,6 +68,13 @@ def plan(
 ) -> Plan:
     """Decide (without acting) from the pool's rows, the hub's users and ``wanted``: image → (N, image id)."""
     out = Plan()
+    pooled = {e.user for e in entries}
+    spawning = any(
+        server.get("pending") == "spawn"
+        for name, user in hub_users.items()
+        if name not in pooled
+        for server in (user.get("servers") or {}).values()
+    )
     live: dict[str, list[pool.Entry]] = {}
     for entry in entries:
         user = hub_users.get(entry.user)
@@ -101,7 +111,7 @@ def plan(
         # keep ready ones first, the oldest first
         have.sort(key=lambda e: (e.state != pool.READY and e.user not in out.ready, e.created))
         out.drain.extend(e.user for e in have[count:])
-        if current and len(have) < count:
+        if current and len(have) < count and not spawning:
             out.start[image] = count - len(have)
     return out
 

@@ -235,3 +235,11 @@ def test_unclaimed_pool_servers_count_for_total_quota_but_not_per_repo_quota(tmp
             pass
     with quotas.slot(settings, hub, "r", pooled=True):  # the pool job's start counts for total_quota only
         pass
+
+
+def test_plan_starts_no_replacement_while_launches_are_spawning():
+    entries = [entry("p1", pool.CLAIMED)]
+    spawning = users(hub_user("p1"), hub_user("someone", ready=False, pending="spawn"))
+    assert plan(entries, spawning, {IMAGE: (3, "sha256:a")}, NOW, 600).start == {}
+    done = users(hub_user("p1"), hub_user("someone"))
+    assert plan(entries, done, {IMAGE: (3, "sha256:a")}, NOW, 600).start == {IMAGE: 3}
