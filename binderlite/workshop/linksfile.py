@@ -10,6 +10,7 @@ host: a bad line is reported with its number, all bad lines at once.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ class LinkLine:
 def split_link(link: str) -> tuple[str, str]:
     """(provider, spec) of a link path or a full Binder URL; the query and fragment are dropped."""
     text = link.strip()
-    if "://" in text.split("/", 1)[0]:
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
         parts = urllib.parse.urlsplit(text)
         if parts.scheme not in ("http", "https") or "/v2/" not in parts.path + "/":
             raise BadInputError(f"{text!r} is not a Binder link (https://<host>/v2/<provider>/<spec>).")
