@@ -378,7 +378,7 @@ def workshop_prepare_cmd(
         click.echo(message, err=True)
 
     entries = workshop_prepare.prepare_links(settings, lines, lambda r: build_resolved(settings, r), echo)
-    manifest = workshop_prepare.record(settings, entries, lines, attendees, extra)
+    manifest = workshop_prepare.record(settings, entries, lines, attendees, extra, echo)
     workshop_prepare.collect_packages(settings, manifest, echo)
     click.echo(listing.render(settings, manifest, listing.present_images(settings, manifest)), nl=False)
 

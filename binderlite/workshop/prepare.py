@@ -17,12 +17,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import docker.errors
-
 from binderlite.builds import gitcopy
 from binderlite.builds.baseimage import available_base_images, toolchain_image_name
-from binderlite.builds.stages import STAGE_LABEL
-from binderlite.dockerutil import docker_client
+from binderlite.builds.buildpacks import prepare_shared_stages
+from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BadInputError, BinderliteError, FetchError
 from binderlite.links import ResolvedRepo, git, resolve
 from binderlite.sandbox import checkout, process
@@ -82,20 +80,21 @@ def make_bare_copy(settings: Settings, resolved: ResolvedRepo) -> str:
     return str(target.relative_to(settings.workshop_dir))
 
 
-def workshop_images(settings: Settings) -> list[str]:
-    """The base, toolchain and shared stage images on this daemon, which offline builds start from."""
+def workshop_images(settings: Settings, echo: Echo) -> list[str]:
+    """The base and toolchain images on this daemon and the shared stages on them, which offline builds start from.
+
+    The stages are made now if missing (``binderlite base-image`` does the same).
+    """
     client = docker_client(settings)
+    bases = available_base_images(settings)
     names: list[str] = []
-    for base in available_base_images(settings):
+    for base in bases:
         names.append(base.name)
         if base.toolchain_id:
             names.append(toolchain_image_name(base.image_id))
-    try:
-        stages = client.images.list(filters={"label": STAGE_LABEL})
-    except docker.errors.DockerException:
-        stages = []
-    names += sorted(tag for image in stages for tag in image.tags)
-    return list(dict.fromkeys(names))
+    if settings.build_packs == "binderlite":
+        names += prepare_shared_stages(settings, bases, say=lambda text: echo(text.rstrip("\n")))
+    return [name for name in dict.fromkeys(names) if local_image_exists(client, name)]
 
 
 def read_extra_packages(path: Path) -> list[str]:
@@ -129,7 +128,12 @@ def prepare_links(
 
 
 def record(
-    settings: Settings, entries: list[PreparedLink], lines: list[LinkLine], attendees: int | None, extra: list[str]
+    settings: Settings,
+    entries: list[PreparedLink],
+    lines: list[LinkLine],
+    attendees: int | None,
+    extra: list[str],
+    echo: Echo = print,
 ) -> Manifest:
     """Merge ``entries`` into the manifest on disk (same provider and spec: replaced) and save it."""
     before = load_manifest(settings) or Manifest()
@@ -137,7 +141,7 @@ def record(
     manifest = Manifest(
         links=before.merged(entries),
         attendees=counted,
-        images=tuple(workshop_images(settings)),
+        images=tuple(workshop_images(settings, echo)),
         extra_packages=tuple(dict.fromkeys([*before.extra_packages, *extra])),
     )
     save_manifest(settings, manifest)

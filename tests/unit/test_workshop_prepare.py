@@ -131,7 +131,7 @@ def test_prepare_of_a_missing_file_says_so(tmp_path):
 
 
 def test_re_preparing_replaces_the_same_link_and_keeps_the_others(cfg, monkeypatch):
-    monkeypatch.setattr(workshop_prepare, "workshop_images", lambda settings: ["binderlite/base:bookworm"])
+    monkeypatch.setattr(workshop_prepare, "workshop_images", lambda settings, echo: ["binderlite/base:bookworm"])
     lines = parse_links("gh/org/repo/main 20\ngh/org/other/main\n", cfg)
     first = [prepared("gh", "org/repo/main", "img:1"), prepared("gh", "org/other/main", "img:2")]
     workshop_prepare.record(cfg, first, lines, None, ["numpy"])
