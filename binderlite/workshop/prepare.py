@@ -73,7 +73,7 @@ def make_bare_copy(settings: Settings, resolved: ResolvedRepo) -> str:
         old = target.with_name(target.name + ".old")
         if target.exists():
             target.rename(old)
-        (work / "copy.git").rename(target)
+        shutil.move(work / "copy.git", target)  # the build work dir may be on another filesystem
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
