@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from binderlite import links
 from binderlite.builds import gitcopy
 from binderlite.builds.baseimage import available_base_images, toolchain_image_name
 from binderlite.builds.buildpacks import prepare_shared_stages
 from binderlite.dockerutil import docker_client, local_image_exists
 from binderlite.errors import BadInputError, BinderliteError, FetchError
-from binderlite.links import ResolvedRepo, git, resolve
+from binderlite.links import ResolvedRepo, git
 from binderlite.sandbox import checkout, process
 from binderlite.settings import Settings
 from binderlite.workshop.linksfile import LinkLine
@@ -114,7 +115,7 @@ def prepare_links(
     for index, line in enumerate(lines, start=1):
         echo(f"[{index}/{len(lines)}] {line.link} (line {line.number})")
         try:
-            resolved = resolve(line.provider, line.spec, settings)
+            resolved = links.resolve(line.provider, line.spec, settings)
             echo(f"  commit {resolved.resolved_ref}")
             image = build(resolved)
             bare = make_bare_copy(settings, resolved) if resolved.content_provider == "git" else ""

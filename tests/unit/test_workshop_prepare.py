@@ -16,7 +16,7 @@ from binderlite import links
 from binderlite.builds import gitcopy
 from binderlite.builds.pipeline import build_events
 from binderlite.cli import main
-from binderlite.errors import BadInputError
+from binderlite.errors import BadInputError, RefNotFoundError
 from binderlite.links.model import ResolvedRepo
 from binderlite.settings import Settings
 from binderlite.web import build_api
@@ -276,3 +276,36 @@ def test_workshop_list_without_a_workshop(tmp_path):
 
 def test_repos_dir_is_under_the_workshop_folder(cfg):
     assert workshop_prepare.repos_dir(cfg) == Path(cfg.state_dir) / "workshop" / "repos"
+
+
+# ---- prepare, end to end with the build and the copy stubbed --------------------------------
+
+
+def test_prepare_prints_the_table_and_names_the_line_that_failed(tmp_path, monkeypatch):
+    state = tmp_path / "state"
+    config = tmp_path / "binderlite.toml"
+    config.write_text(f'state_dir = "{state}"\n')
+    links_file = tmp_path / "links.txt"
+    links_file.write_text("gh/org/repo/main 12\n")
+
+    def fake_resolve(provider, spec, settings):
+        if "broken" in spec:
+            raise RefNotFoundError("Could not resolve ref 'main': no such branch, tag or commit.")
+        return prepared(provider, spec).resolved()
+
+    monkeypatch.setattr(links, "resolve", fake_resolve)
+    monkeypatch.setattr("binderlite.cli.build_resolved", lambda settings, resolved: "bl-org-repo:" + SHA[:8])
+    monkeypatch.setattr(workshop_prepare, "make_bare_copy", lambda settings, resolved: "repos/org-repo.git")
+    monkeypatch.setattr(workshop_prepare, "workshop_images", lambda settings, echo: [])
+    monkeypatch.setattr(workshop_prepare, "collect_packages", lambda settings, manifest, echo: None)
+    monkeypatch.setattr(listing, "present_images", lambda settings, manifest: {"bl-org-repo:" + SHA[:8]: True})
+    result = CliRunner().invoke(main, ["--config", str(config), "workshop", "prepare", str(links_file)])
+    assert result.exit_code == 0, result.output
+    assert f"gh/org/repo/main  {SHA[:12]}  bl-org-repo:{SHA[:8]}  yes" in result.output
+    assert "1 prepared links, 12 expected attendees" in result.output
+
+    links_file.write_text("gh/org/other/main\ngh/org/broken/main\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "workshop", "prepare", str(links_file)])
+    assert result.exit_code == 2
+    assert "gh/org/broken/main (line 2): Could not resolve ref 'main'" in result.output
+    assert [e.spec for e in load_manifest(Settings(state_dir=str(state))).links] == ["org/repo/main"]
