@@ -62,7 +62,7 @@ def make_bare_copy(settings: Settings, resolved: ResolvedRepo) -> str:
 
     try:
         _git_ok(run(["git", "clone", "--bare", "--quiet", "--", url, "copy.git"]), "copy", url)
-        if not gitcopy.has_commit(work / "copy.git", commit):
+        if run(["git", "-C", "copy.git", "cat-file", "-e", f"{commit}^{{commit}}"]).returncode != 0:
             _git_ok(run(["git", "-C", "copy.git", "fetch", "--quiet", "origin", commit]), "copy the commit of", url)
         checkout.seal(work)  # root's from now on; readable by everyone, writable by no sandboxed process
         if not gitcopy.has_commit(work / "copy.git", commit):
