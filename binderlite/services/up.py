@@ -26,6 +26,7 @@ from binderlite.services.backoff import RestartPolicy
 from binderlite.services.prepare import prepare
 from binderlite.services.table import Service
 from binderlite.settings import Settings
+from binderlite.workshop import classroom
 
 WATCH_INTERVAL = 1.0
 ROUTES_FROM = {"proxy": "hub"}  # a restarted proxy has no routes; restarting this service puts them back
@@ -82,7 +83,22 @@ class Healer:
 
 
 def run_all(settings: Settings, echo: Callable[[str], None] = print) -> None:
-    """Start everything, keep it running until a signal, then stop everything."""
+    """Start everything, keep it running until a signal, then stop everything.
+
+    With ``settings.classroom``, the web app and the proxy serve the room's
+    network, sized for the room (``workshop.classroom``).
+    """
+    room = None
+    if settings.classroom:
+        settings, room = classroom.enter(settings)
+    try:
+        _serve(settings, echo, room)
+    finally:
+        if room is not None:
+            classroom.leave(settings)
+
+
+def _serve(settings: Settings, echo: Callable[[str], None], room: classroom.Room | None) -> None:
     wanted = prepare(settings)
     stopping = False
 
@@ -94,6 +110,8 @@ def run_all(settings: Settings, echo: Callable[[str], None] = print) -> None:
     signal.signal(signal.SIGINT, on_signal)
     supervisor.start_all(settings, wanted)
     echo(f"binderlite is up: http://{settings.web_host}:{settings.web_port}/ (Ctrl-C stops it)")
+    if room is not None:
+        echo(classroom.announce(room))
     healer = Healer(settings, wanted, echo)
     try:
         while not stopping:
