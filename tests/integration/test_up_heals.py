@@ -126,7 +126,8 @@ def test_a_service_that_keeps_dying_makes_up_give_up_loudly(appliance):
         kills += 1
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
-            if "scheduler is back (pid" in up_output(appliance).split(f"scheduler (pid {old}) died")[-1]:
+            after = up_output(appliance).split(f"scheduler (pid {old}) died")
+            if len(after) > 1 and "scheduler is back (pid" in after[-1]:
                 break
             time.sleep(0.5)
     assert proc.wait(timeout=120) == 4, up_output(appliance)[-3000:]
