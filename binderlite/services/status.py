@@ -273,6 +273,7 @@ def collect(settings: Settings, show: Callable[[list[str]], str] | None = None) 
     room = classroom.current_room(settings)
     if room is not None:
         report.classroom = dataclasses.asdict(room)
+        report.web_url = room.url  # `up --classroom` moved the web app for its run
         report.warnings += [room.warning] if room.warning else []
     return report
 
