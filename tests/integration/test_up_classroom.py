@@ -45,8 +45,14 @@ def room(git_server, docker_client):
         yield up
 
 
-def up_output(room) -> str:
-    return (room["state"] / "logs" / "up.log").read_text(errors="replace")
+def up_output(room, timeout: float = 120) -> str:
+    """What `up` printed, once it has said it is up (the web app answers before the scheduler has started)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = (room["state"] / "logs" / "up.log").read_text(errors="replace")
+        if "No expected attendees" in text or "Sized for" in text or time.monotonic() > deadline:
+            return text
+        time.sleep(0.5)
 
 
 def test_up_prints_the_url_the_qr_code_and_the_rooms_size(room):
