@@ -23,6 +23,8 @@ setup(
         # sign-in (auth_mode = "authenticated"): binderlite.hub.auth
         "jupyterhub-ldapauthenticator>=2,<3",
         "oauthenticator>=17,<18",
+        # classroom mode's QR code (terminal and landing page): pure Python, nothing native on an offline laptop
+        "segno>=1.6,<2",
     ],
     extras_require={
         "test": [

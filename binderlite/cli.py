@@ -188,10 +188,22 @@ def launch(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--classroom",
+    is_flag=True,
+    help="Serve attendees on the local network for this run (the setting `classroom`): prints the URL and its "
+    "QR code, sizes quotas from the workshop's expected attendees.",
+)
 @click.pass_context
-def up(ctx: click.Context) -> None:
-    """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
-    run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
+def up(ctx: click.Context, classroom: bool) -> None:
+    """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C.
+
+    A service that dies is restarted (1 s, doubling to 30 s); after 5 deaths within 2 minutes up stops everything.
+    """
+    settings = _settings(ctx)
+    if classroom:
+        settings = dataclasses.replace(settings, classroom=True)
+    run_all(settings, echo=lambda msg: click.echo(msg, err=True))
 
 
 @main.command()
