@@ -16,6 +16,7 @@ it twice costs only the look-ups. The folder is what the local index serves
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -309,21 +310,30 @@ class Fetcher:
                         continue
                 except (InvalidSdistFilename, InvalidVersion):
                     continue
-                return self._save(session, url, filename)
+                return self._save(session, url, filename, urllib.parse.urlsplit(url).fragment)
         except requests.RequestException as exc:
             self.echo(f"could not fetch the sdist of {name}=={version}: {exc}")
         return False
 
-    def _save(self, session: requests.Session, url: str, filename: str) -> bool:
+    def _save(self, session: requests.Session, url: str, filename: str, fragment: str) -> bool:
+        """Download to a hidden partial file, check the index's hash (``sha256=…``), then give it its name."""
         if "/" in filename or filename.startswith("."):
             return False
         partial = self.directory / f".{filename}.part"
+        algorithm, _, expected = fragment.partition("=")
+        digest = hashlib.new(algorithm) if algorithm in hashlib.algorithms_guaranteed and expected else None
         with session.get(url, stream=True, timeout=DOWNLOAD_TIMEOUT) as answer:
             if answer.status_code != 200:
                 return False
             with open(partial, "wb") as fh:
                 for block in answer.iter_content(1 << 20):
                     fh.write(block)
+                    if digest:
+                        digest.update(block)
+        if digest and digest.hexdigest() != expected.lower():
+            partial.unlink()
+            self.echo(f"{filename}: its {algorithm} is not the one the index gives; not mirrored")
+            return False
         os.chmod(partial, 0o644)
         os.replace(partial, self.directory / filename)
         return True

@@ -4,7 +4,12 @@ a package."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import http.server
 import json
+import subprocess
+import threading
 
 import pytest
 from packaging.tags import Tag
@@ -236,3 +241,64 @@ def test_the_index_serves_the_mirror_read_only_never_falling_back_to_pypi(tmp_pa
     assert argv[argv.index("--host") + 1] == "172.19.0.1" and argv[argv.index("--port") + 1] == "18587"
     assert "--disable-fallback" in argv and argv[-1] == str(mirror.mirror_dir(settings))
     assert service.user == settings.service_user
+
+
+# ---- fetching ---------------------------------------------------------------------------------
+def test_pins_with_no_wheel_leave_the_batch_and_the_rest_still_come(tmp_path, monkeypatch):
+    fetcher = mirror.Fetcher(Settings(state_dir=str(tmp_path)), tmp_path, print)
+    asked = []
+
+    def pip_download(target, specs, deps):
+        asked.append(list(specs))
+        if "legacy==0.3" in specs:
+            return subprocess.CompletedProcess([], 1, "", "ERROR: No matching distribution found for legacy==0.3\n")
+        return subprocess.CompletedProcess([], 0, "", "")
+
+    monkeypatch.setattr(fetcher, "pip_download", pip_download)
+    fetched, without = fetcher.wheels(BOOKWORM, [("toolz", "1.0.0"), ("legacy", "0.3")])
+    assert (fetched, without) == (1, [("legacy", "0.3")])
+    assert asked == [["toolz==1.0.0", "legacy==0.3"], ["toolz==1.0.0"]]
+
+
+def test_pip_failing_for_another_reason_is_an_error_in_words(tmp_path, monkeypatch):
+    fetcher = mirror.Fetcher(Settings(state_dir=str(tmp_path)), tmp_path, print)
+    failed = subprocess.CompletedProcess([], 1, "", "ERROR: HTTP error 503 while getting https://index/x.whl\n")
+    monkeypatch.setattr(fetcher, "pip_download", lambda *args, **kwargs: failed)
+    with pytest.raises(ConfigError, match="pip could not download wheels for Python 3.11 .*HTTP error 503"):
+        fetcher.wheels(BOOKWORM, [("toolz", "1.0.0")])
+
+
+@pytest.fixture
+def simple_index(tmp_path):
+    """A one-project simple index on 127.0.0.1: legacy 0.3's sdist (right hash) and 0.4's (wrong hash)."""
+    root = tmp_path / "index"
+    (root / "simple" / "legacy").mkdir(parents=True)
+    (root / "files").mkdir()
+    good, bad = b"sdist 0.3", b"sdist 0.4"
+    (root / "files" / "legacy-0.3.tar.gz").write_bytes(good)
+    (root / "files" / "legacy-0.4.tar.gz").write_bytes(bad)
+    page = (
+        f'<a href="../../files/legacy-0.3.tar.gz#sha256={hashlib.sha256(good).hexdigest()}">legacy-0.3.tar.gz</a>\n'
+        f'<a href="../../files/legacy-0.4.tar.gz#sha256={"0" * 64}">legacy-0.4.tar.gz</a>\n'
+    )
+    (root / "simple" / "legacy" / "index.html").write_text(page)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    server.shutdown()
+
+
+def test_an_sdist_comes_from_the_simple_index_only_with_the_indexs_hash(tmp_path, simple_index):
+    out = tmp_path / "mirror"
+    out.mkdir()
+    said = []
+    fetcher = mirror.Fetcher(Settings(state_dir=str(tmp_path), package_index_url=simple_index), out, said.append)
+    assert fetcher.sdist("Legacy", "0.3")
+    assert (out / "legacy-0.3.tar.gz").read_bytes() == b"sdist 0.3"
+    assert not fetcher.sdist("legacy", "0.4")
+    assert said == ["legacy-0.4.tar.gz: its sha256 is not the one the index gives; not mirrored"]
+    assert not fetcher.sdist("legacy", "0.5") and not fetcher.sdist("absent", "1.0")
+    assert sorted(p.name for p in out.iterdir()) == ["legacy-0.3.tar.gz"]
