@@ -39,11 +39,11 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
+from binderlite.builds.packageindex import mirror_path
 from binderlite.dockerutil import docker_client
 from binderlite.errors import ConfigError
 from binderlite.settings import Settings, proxy_environment
 
-MIRROR_NAME = "mirror"
 DEFAULT_INDEX = "https://pypi.org/simple/"
 NB_UID = "1000"  # the notebook user of binderlite's images (builds/buildpacks/python.py)
 DEFAULT_VENV = "/srv/venv"
@@ -148,7 +148,7 @@ class MirrorReport:
 
 def mirror_dir(settings: Settings) -> Path:
     """The folder of the workshop's package mirror (what the local index serves)."""
-    return settings.workshop_dir / MIRROR_NAME
+    return mirror_path(settings)
 
 
 # ---- what an image holds --------------------------------------------------------

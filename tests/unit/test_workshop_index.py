@@ -14,12 +14,14 @@ import threading
 import pytest
 from packaging.tags import Tag
 
+from binderlite.builds import packageindex
 from binderlite.builds.buildpacks import buildpack_classes, envtool, mirror_environment
 from binderlite.errors import ConfigError
+from binderlite.links import offline
 from binderlite.sandbox import dockernet
 from binderlite.services.table import all_services, index_service
 from binderlite.settings import Settings
-from binderlite.workshop import index, mirror
+from binderlite.workshop import index, manifest, mirror
 from binderlite.workshop.mirror import Target, no_match, parse_probe, wanted_now
 from tests.unit.test_stages import BASE
 
@@ -126,6 +128,12 @@ def test_the_index_decision_table(setting, mirror_there, offline, used):
     assert index.index_in_use(setting, mirror_there, lambda: offline) is used
 
 
+def test_builds_look_for_the_manifest_and_the_mirror_where_the_workshop_keeps_them(tmp_path):
+    settings = Settings(state_dir=str(tmp_path))
+    assert settings.workshop_dir / offline.MANIFEST_NAME == manifest.manifest_path(settings)
+    assert packageindex.mirror_path(settings) == mirror.mirror_dir(settings) == settings.workshop_dir / "mirror"
+
+
 def test_always_does_not_ask_whether_the_machine_is_offline():
     def asked():
         raise AssertionError("asked")
@@ -136,7 +144,7 @@ def test_always_does_not_ask_whether_the_machine_is_offline():
 
 def test_the_url_is_the_builds_gateway_on_the_index_port(tmp_path, monkeypatch):
     settings = Settings(state_dir=str(tmp_path), workshop_index="always", workshop_index_port=18587)
-    monkeypatch.setattr(index, "build_network_gateway", lambda s: "172.19.0.1")
+    monkeypatch.setattr(packageindex, "build_network_gateway", lambda s: "172.19.0.1")
     assert index.workshop_index_url(settings) is None, "no mirror: the configured index"
     mirror.mirror_dir(settings).mkdir(parents=True)
     (mirror.mirror_dir(settings) / "toolz-1.0.0-py3-none-any.whl").write_text("")

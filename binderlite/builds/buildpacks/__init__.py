@@ -22,9 +22,9 @@ from binderlite.builds.buildpacks.python import (
 )
 from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
 from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
+from binderlite.builds.packageindex import workshop_index_url
 from binderlite.builds.stages import DockerStageImages, Stage
 from binderlite.settings import Settings, proxy_environment
-from binderlite.workshop.index import workshop_index_url
 
 
 def mirror_environment(settings: Settings, url: str | None) -> tuple[tuple[str, str], ...]:
