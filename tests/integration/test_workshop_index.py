@@ -36,20 +36,22 @@ def workshop(settings, git_server, tmp_path_factory):
     assert second.wheels == second.sdists == 0 and second.already == report.wanted
     assert wants_index(prepared)
     service = index_service(prepared)
-    proc = subprocess.Popen(service.command(service.setup()), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    requests_log = tmp_path_factory.mktemp("index") / "index.log"
+    with open(requests_log, "wb") as out:
+        proc = subprocess.Popen(service.command(service.setup()), stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while not service.ready():
             assert proc.poll() is None and time.monotonic() < deadline, "the index did not start"
             time.sleep(0.3)
-        yield prepared, report
+        yield prepared, report, requests_log
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def test_the_mirror_holds_the_images_packages_as_wheels_and_the_build_tooling(workshop):
-    prepared, report = workshop
+    prepared, report, _ = workshop
     names = {p.name for p in mirror_dir(prepared).iterdir()}
     assert "toolz-1.0.0-py3-none-any.whl" in names
     assert any(n.startswith("jupyterlab-") and n.endswith(".whl") for n in names)
@@ -59,7 +61,7 @@ def test_the_mirror_holds_the_images_packages_as_wheels_and_the_build_tooling(wo
 
 
 def test_the_index_answers_on_the_builds_gateway_and_never_redirects(workshop):
-    prepared, _ = workshop
+    prepared, _, requests_log = workshop
     url = index_url(prepared)
     assert workshop_index_url(prepared) == url
     page = requests.get(f"{url}toolz/", timeout=10)
@@ -69,17 +71,18 @@ def test_the_index_answers_on_the_builds_gateway_and_never_redirects(workshop):
 
 
 def test_a_new_repository_with_mirrored_packages_builds_from_the_mirror(workshop, git_server, docker_client):
-    prepared, _ = workshop
+    prepared, _, requests_log = workshop
     started = time.monotonic()
     image, log = build_fixture(prepared, git_server, "ws-new")
     print(f"ws-new built from the mirror in {time.monotonic() - started:.0f} s")
-    assert index_url(prepared).split("/simple/")[0] in log or "toolz" in log
+    served = requests_log.read_text()
+    assert "GET /simple/toolz/" in served and "GET /packages/toolz-1.0.0-py3-none-any.whl" in served, served[-2000:]
     out = run_in_image(docker_client, image, "python check.py")
-    assert out.strip().endswith("{'w': 1, 'o': 1, 'r': 1, 'k': 1, 's': 1, 'h': 1, 'p': 1}")
+    assert out.strip().endswith("{'w': 1, 'o': 2, 'r': 1, 'k': 1, 's': 1, 'h': 1, 'p': 1}")
 
 
 def test_a_package_the_mirror_lacks_fails_at_once_naming_it(workshop, git_server):
-    prepared, _ = workshop
+    prepared, _, requests_log = workshop
     git_server.add_fixture("ws-missing")
     started = time.monotonic()
     final, events = build_link(prepared, git_server.link("ws-missing"))
@@ -91,4 +94,5 @@ def test_a_package_the_mirror_lacks_fails_at_once_naming_it(workshop, git_server
         in (final["message"])
     )
     assert "the workshop's package mirror lacks it" in final["message"]
+    assert "GET /simple/more-itertools/" in requests_log.read_text()
     assert seconds < 120
