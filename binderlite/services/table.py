@@ -48,6 +48,7 @@ class Service:
     describe: str = ""  # where it answers, for messages
     ready_timeout: float = 60.0
     setup: Callable[[], dict[str, str]] = _no_setup  # makes its files; returns run-time values (secrets, addresses)
+    values: str = ""  # what those run-time values are, for its unit's comment
     loads_settings: bool = False  # reads binderlite's settings (up: BINDERLITE_*; units: BINDERLITE_CONFIG)
     user: str | None = None  # the system user it runs as (None: root, because it needs the Docker socket)
     owns: list[Path] = field(default_factory=list)  # folders that user must own
@@ -146,6 +147,7 @@ def proxy_service(settings: Settings, find: Callable[[str], str] = program) -> S
         ),
         describe=api,
         setup=setup,
+        values="the proxy's token and the hub's address",
         user=settings.service_user,
         stop_status=2,  # configurable-http-proxy's exit status on SIGTERM
     )
@@ -199,6 +201,7 @@ def index_service(settings: Settings, python: str = sys.executable) -> Service:
         ready=_http_ok(lambda: workshop_index.index_url(settings)),
         describe=f"the workshop's package index (port {settings.workshop_index_port} on the builds' network)",
         setup=setup,
+        values="the host's address on the builds' network",
         user=settings.service_user,
     )
 

@@ -310,3 +310,18 @@ def test_an_sdist_comes_from_the_simple_index_only_with_the_indexs_hash(tmp_path
     assert said == ["legacy-0.4.tar.gz: its sha256 is not the one the index gives; not mirrored"]
     assert not fetcher.sdist("legacy", "0.5") and not fetcher.sdist("absent", "1.0")
     assert sorted(p.name for p in out.iterdir()) == ["legacy-0.3.tar.gz"]
+
+
+def test_with_a_mirror_the_units_start_the_index_as_the_service_user_before_the_web_app(tmp_path):
+    from binderlite.services.units import REFERENCE_PROGRAMS, Install, render_units
+
+    settings = Settings(state_dir=str(tmp_path))
+    mirror.mirror_dir(settings).mkdir(parents=True)
+    (mirror.mirror_dir(settings) / "toolz-1.0.0-py3-none-any.whl").write_text("")
+    units = render_units(settings, Install.of("/etc/binderlite.toml", "/opt/venv", REFERENCE_PROGRAMS.__getitem__))
+    unit = units["binderlite-index.service"]
+    assert f"User={settings.service_user}\n" in unit and "--disable-fallback" in unit
+    assert "the host's address on the builds' network" in unit
+    wants = units["binderlite.target"].split("Wants=")[1].split()
+    assert wants.index("binderlite-hub.service") < wants.index("binderlite-index.service")
+    assert wants.index("binderlite-index.service") < wants.index("binderlite-web.service")
