@@ -325,3 +325,15 @@ def test_with_a_mirror_the_units_start_the_index_as_the_service_user_before_the_
     wants = units["binderlite.target"].split("Wants=")[1].split()
     assert wants.index("binderlite-hub.service") < wants.index("binderlite-index.service")
     assert wants.index("binderlite-index.service") < wants.index("binderlite-web.service")
+
+
+def test_an_index_that_does_not_answer_is_said_so_not_blamed_on_a_package():
+    output = (
+        "error: Request failed after 3 retries\n"
+        "  cause: error sending request for url (http://172.19.0.1:8587/simple/toolz/)\n"
+        "  cause: Connection refused (os error 111)\n"
+    )
+    assert envtool.reason(output, "3.11", mirror=True) == (
+        "",
+        "the workshop's package index did not answer (`binderlite up` runs it where a mirror exists)",
+    )

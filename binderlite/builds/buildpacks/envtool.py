@@ -52,6 +52,8 @@ def reason(output: str, python: str, mirror: bool = False) -> tuple[str, str]:
         )
         if missing:
             return next(g for g in missing.groups() if g), lacks
+        if re.search(r"Connection refused|error sending request for url|Failed to download", output):
+            return "", "the workshop's package index did not answer (`binderlite up` runs it where a mirror exists)"
     patterns = [  # (pattern, group of the requirement, why: text, or a format of group 2)
         (r"Because (\S+?) was not found in the package registry", 1, "it is not on the package index"),
         (r"Because there (?:is|are) no versions? of (\S+?)(?: and|,|$)", 1, "that version is not on the package index"),
