@@ -55,6 +55,7 @@ LEGACY_MANYLINUX = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
 NO_MATCH = re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)")
 SDIST_SUFFIXES = (".tar.gz", ".zip")
 DOWNLOAD_TIMEOUT = 60
+PROBE_TIMEOUT = 120
 
 # Run inside the image by its venv's Python (3.9 or newer, standard library only): what it is and holds.
 PROBE = r"""
@@ -184,21 +185,31 @@ def probe_image(settings: Settings, image: str) -> tuple[ImageContents, list[str
     kernel = values.get("KERNEL_PYTHON_PREFIX", venv)
     if kernel != venv:
         notes.append(f"{image}: the packages of its separate kernel ({kernel}) are not mirrored, only {venv}'s")
+    container = client.containers.create(
+        image,
+        ["-I", "-c", PROBE],
+        entrypoint=[f"{venv}/bin/python"],
+        user=NB_UID,
+        network_mode="none",
+        mem_limit="512m",
+        pids_limit=64,
+    )
     try:
-        output = client.containers.run(
-            image,
-            ["-I", "-c", PROBE],
-            entrypoint=[f"{venv}/bin/python"],
-            user=NB_UID,
-            network_mode="none",
-            mem_limit="512m",
-            pids_limit=64,
-            remove=True,
-            stdout=True,
-            stderr=True,
-        )
-    except docker.errors.ContainerError as exc:
-        raise ConfigError(f"Could not list the Python packages of {image}: {exc.stderr or exc}") from None
+        container.start()
+        status = container.wait(timeout=PROBE_TIMEOUT).get("StatusCode", 1)
+        output = container.logs(stdout=True, stderr=True)
+    except docker.errors.APIError as exc:
+        raise ConfigError(
+            f"Could not list the Python packages of {image}: it has no Python at {venv}/bin/python "
+            f"(is it an image binderlite built?): {exc.explanation or exc}"
+        ) from None
+    except requests.RequestException:
+        raise ConfigError(f"Could not list the Python packages of {image}: no answer in {PROBE_TIMEOUT} s.") from None
+    finally:
+        container.remove(force=True)
+    if status != 0:
+        said = output.decode("utf-8", "replace").strip().splitlines()
+        raise ConfigError(f"Could not list the Python packages of {image}: {said[-1] if said else status}")
     return parse_probe(image, output.decode("utf-8", "replace")), notes
 
 
@@ -351,7 +362,8 @@ def collect_mirror(
     """Fill the mirror with what ``images`` hold (for their Pythons), the build tooling and ``extra``."""
     directory = mirror_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)  # the index runs as the service user
+    directory.chmod(0o755)  # the index runs as the service user: it reads the folder,
+    directory.parent.chmod(directory.parent.stat().st_mode | 0o011)  # and passes through the workshop's
     report = MirrorReport(directory)
     fetcher = Fetcher(settings, directory, echo)
     targets: dict[Target, set[tuple[str, str]]] = {}
