@@ -3,16 +3,18 @@ pypiserver serving it on the builds' network, and new repositories built from it
 
 from __future__ import annotations
 
-import subprocess
+import shutil
 import time
 
 import pytest
 import requests
 
+from binderlite.services import supervisor
 from binderlite.services.table import index_service, wants_index
 from binderlite.workshop.index import index_url, workshop_index_url
 from binderlite.workshop.mirror import collect_mirror, mirror_dir
 from tests.helpers.images import build_fixture, build_link, run_in_image
+from tests.helpers.stack import service_state_dir
 from tests.helpers.streams import log_text
 
 INDEX_PORT = 18587  # not a real install's index port
@@ -21,33 +23,27 @@ INDEX_PORT = 18587  # not a real install's index port
 @pytest.fixture(scope="module")
 def workshop(settings, git_server, tmp_path_factory):
     """Settings of a workshop whose mirror holds what ws-first's image holds, its index running."""
+    state_dir = service_state_dir("bltest-workshop-")  # the index runs as the service user, who must enter it
     prepared = settings.with_overrides(
-        state_dir=str(tmp_path_factory.mktemp("workshop")), workshop_index="always", workshop_index_port=INDEX_PORT
+        state_dir=str(state_dir), workshop_index="always", workshop_index_port=INDEX_PORT
     )
-    assert workshop_index_url(prepared) is None, "no mirror yet: builds use the package index"
-    image, _ = build_fixture(prepared, git_server, "ws-first")
-    started = time.monotonic()
-    report = collect_mirror(prepared, [image], [], echo=print)
-    collected = time.monotonic() - started
-    print(f"mirror collected in {collected:.0f} s: {report.summary()}")
-    again = time.monotonic()
-    second = collect_mirror(prepared, [image], [], echo=print)
-    print(f"collected again in {time.monotonic() - again:.0f} s (nothing new fetched)")
-    assert second.wheels == second.sdists == 0 and second.already == report.wanted
-    assert wants_index(prepared)
     service = index_service(prepared)
-    requests_log = tmp_path_factory.mktemp("index") / "index.log"
-    with open(requests_log, "wb") as out:
-        proc = subprocess.Popen(service.command(service.setup()), stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while not service.ready():
-            assert proc.poll() is None and time.monotonic() < deadline, "the index did not start"
-            time.sleep(0.3)
-        yield prepared, report, requests_log
+        assert workshop_index_url(prepared) is None, "no mirror yet: builds use the package index"
+        image, _ = build_fixture(prepared, git_server, "ws-first")
+        started = time.monotonic()
+        report = collect_mirror(prepared, [image], [], echo=print)
+        print(f"mirror collected in {time.monotonic() - started:.0f} s: {report.summary()}")
+        again = time.monotonic()
+        second = collect_mirror(prepared, [image], [], echo=print)
+        print(f"collected again in {time.monotonic() - again:.0f} s (nothing new fetched)")
+        assert second.wheels == second.sdists == 0 and second.already == report.wanted
+        assert wants_index(prepared)
+        supervisor.start(prepared, service)  # as `binderlite up` starts it: as the service user, answering
+        yield prepared, report, prepared.logs_dir / "index.log"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        supervisor.stop(prepared, service.name)
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def test_the_mirror_holds_the_images_packages_as_wheels_and_the_build_tooling(workshop):
