@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 
 import pytest
 import requests
@@ -68,9 +69,15 @@ def test_the_index_answers_on_the_builds_gateway_and_never_redirects(workshop):
 
 def test_a_new_repository_with_mirrored_packages_builds_from_the_mirror(workshop, git_server, docker_client):
     prepared, _, requests_log = workshop
+    git_server.add_fixture("ws-new")
+    requirements = git_server.work_tree("ws-new") / "requirements.txt"
+    requirements.write_text(requirements.read_text() + f"# run {uuid.uuid4()}: no layer of an earlier run fits\n")
+    git_server.commit("ws-new", "a requirements file no build has seen")
     started = time.monotonic()
-    image, log = build_fixture(prepared, git_server, "ws-new")
+    final, events = build_link(prepared, git_server.link("ws-new"))
     print(f"ws-new built from the mirror in {time.monotonic() - started:.0f} s")
+    assert final["phase"] == "built", log_text(events)[-3000:]
+    image = final["imageName"]
     served = requests_log.read_text()
     assert "GET /simple/toolz/" in served and "GET /packages/toolz-1.0.0-py3-none-any.whl" in served, served[-2000:]
     out = run_in_image(docker_client, image, "python check.py")
