@@ -146,7 +146,13 @@ def test_offline_a_removed_image_is_rebuilt_from_the_bare_copy(prepared, offline
     docker_client.images.remove(image, force=True)
     course_git.close()  # the repository's host is gone
     base = f"http://127.0.0.1:{offline_stack.web_port}"
-    events = stream_events(f"{base}/build/{link}?build_only=true")
+    # Offline with a package mirror, builds install from the workshop's index, which `binderlite up` runs.
+    assert table.wants_index(offline_stack), "prepare collected no package mirror"
+    supervisor.start(offline_stack, table.index_service(offline_stack))
+    try:
+        events = stream_events(f"{base}/build/{link}?build_only=true")
+    finally:
+        supervisor.stop(offline_stack, "index")
     text = log_text(events)
     assert events[-1]["phase"] == "ready", text[-3000:]
     assert "from its local copy" in text
