@@ -48,6 +48,9 @@ from binderlite.services.table import all_services
 from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
 from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
+from binderlite.workshop.bundle import Report
+from binderlite.workshop.export import export_bundle
+from binderlite.workshop.importer import import_bundle
 
 
 class BinderliteGroup(click.Group):
@@ -328,6 +331,51 @@ def cull(ctx: click.Context, dry_run: bool) -> None:
     click.echo(f"{verb} {len(decisions)} servers")
     for d in decisions:
         click.echo(f"  {d.describe()}")
+
+
+@main.group()
+def workshop() -> None:
+    """Offline workshops: prepare while online, carry one bundle, serve a classroom with no internet."""
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _show_report(report: Report, file: Path) -> None:
+    click.echo(f"{file}: {len(report.sizes)} parts")
+    click.echo("\n".join(report.lines()))
+
+
+@workshop.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--no-install",
+    is_flag=True,
+    help="Leave out install.sh and what it installs (Debian packages, wheels, the proxy): for machines that "
+    "already run binderlite; the bundle is then much smaller and export needs no network.",
+)
+@click.pass_context
+def workshop_export(ctx: click.Context, file: str, no_install: bool) -> None:
+    """Write the prepared workshop and everything a laptop needs into one bundle FILE (a tar)."""
+    report = export_bundle(_settings(ctx), Path(file), with_install=not no_install, echo=_echo_err)
+    _show_report(report, Path(file))
+    if not no_install:
+        name = Path(file).name
+        click.echo(
+            "On a Debian 12 laptop, as root, with no network:\n"
+            f"  tar -xf {name} binderlite-workshop/install.sh && bash binderlite-workshop/install.sh {name}"
+        )
+
+
+@workshop.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def workshop_import(ctx: click.Context, file: str) -> None:
+    """Check every checksum of the bundle FILE, then load its images and put its workshop in place."""
+    report = import_bundle(_settings(ctx), Path(file), echo=_echo_err)
+    _show_report(report, Path(file))
+    click.echo(f"Imported {len(report.images)} images; the workshop is ready: binderlite up")
 
 
 @main.command("settings")
