@@ -6,14 +6,21 @@ own sources list (bookworm, its updates and security, and trixie pinned at
 is taken without its dependencies, which bookworm's satisfy), its own
 package lists, an empty dpkg status and its own download folder. This
 machine's dpkg state, lists and cache are never touched, and the closure
-does not depend on what happens to be installed here. ``install.sh`` later
-installs only the files whose package the laptop lacks or has older.
+does not depend on what happens to be installed here. The folder gets a
+flat repository index (``Packages``, ``Release``) and the list of packages
+asked for (``wanted.txt``): ``install.sh`` points apt at that folder alone
+and installs the wanted packages, so apt takes from it only what the laptop
+lacks or has older.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
+import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,7 +98,47 @@ def download_closure(packages: list[str], dest: Path, echo: Callable[[str], None
         echo(f"Downloading {' '.join(FROM_TRIXIE)} from trixie")
         _apt([*options, "download", *(f"{name}/trixie" for name in FROM_TRIXIE)], "apt-get download", cwd=dest)
     (dest / "partial").rmdir()
-    return sorted(dest.glob("*.deb"))
+    debs = sorted(dest.glob("*.deb"))
+    write_index(dest, debs, packages + list(FROM_TRIXIE))
+    return sorted(dest.iterdir())
+
+
+def write_index(folder: Path, debs: list[Path], wanted: list[str]) -> None:
+    """A flat apt repository's ``Packages`` and ``Release`` for ``debs``, and ``wanted.txt``."""
+    stanzas = []
+    for deb in debs:
+        data = deb.read_bytes()
+        fields = control_of(data).rstrip("\n")
+        stanzas.append(
+            f"{fields}\nFilename: ./{deb.name}\nSize: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+        )
+    packages = "\n".join(stanzas).encode()
+    (folder / "Packages").write_bytes(packages)
+    digest = hashlib.sha256(packages).hexdigest()
+    (folder / "Release").write_text(
+        f"Origin: binderlite workshop bundle\nSHA256:\n {digest} {len(packages)} Packages\n"
+    )
+    (folder / "wanted.txt").write_text("".join(f"{name}\n" for name in wanted))
+
+
+def control_of(deb: bytes) -> str:
+    """The ``control`` file of a .deb (an ar archive holding control.tar.{gz,xz})."""
+    if not deb.startswith(b"!<arch>\n"):
+        raise UnavailableError("a downloaded Debian package is not an ar archive")
+    offset = 8
+    while offset + 60 <= len(deb):
+        name = deb[offset : offset + 16].decode().strip().rstrip("/")
+        size = int(deb[offset + 48 : offset + 58].decode().strip())
+        body = deb[offset + 60 : offset + 60 + size]
+        if name.startswith("control.tar"):
+            with tarfile.open(fileobj=io.BytesIO(body)) as control:
+                for member in control:
+                    if member.name in ("./control", "control"):
+                        extracted = control.extractfile(member)
+                        assert extracted is not None
+                        return extracted.read().decode()
+        offset += 60 + size + (size % 2)
+    raise UnavailableError("a downloaded Debian package has no control file")
 
 
 def _apt(args: list[str], what: str, cwd: Path | None = None) -> None:

@@ -105,6 +105,7 @@ def export_bundle(
         raise BadInputError(f"{out} is a folder; give the bundle's file name, e.g. {out / 'workshop.tar'}.")
     out.parent.mkdir(parents=True, exist_ok=True)
     report = bundle.Report()
+    begun = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".binderlite-export-", dir=out.parent) as work:
         parts = Path(work)
         _make_parts(settings, manifest, parts, with_install, report, echo)
@@ -118,6 +119,7 @@ def export_bundle(
                     tar.add(parts / part, arcname=f"{bundle.FOLDER}/{part}", filter=_owned_by_root)
         os.replace(partial, out)
         report.seconds["checksums and bundle"] = time.monotonic() - started
+    report.seconds["export"] = time.monotonic() - begun
     return report
 
 

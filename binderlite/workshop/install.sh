@@ -37,26 +37,24 @@ tar -C "$WORK" -xf "$BUNDLE" "$FOLDER/SHA256SUMS" "$FOLDER/debs.tar" "$FOLDER/wh
 (cd "$WORK/$FOLDER" && grep -E '  (debs\.tar|wheels\.tar|proxy\.tar\.gz)$' SHA256SUMS | sha256sum --check --strict --quiet) \
     || die "a part of the bundle does not match its checksum (named above): the bundle is damaged; copy it again" 2
 
-# 2. Debian packages: only those the machine lacks or has at an older version, with apt from these files alone.
+# 2. Debian packages: apt sees the bundle's packages as its only repository (a flat one, with an index made at
+#    export), so it installs the wanted ones and takes only the dependencies this machine lacks or has older.
 ensure_debs() {
-    mkdir -p "$WORK/debs"
-    tar -C "$WORK/debs" -xf "$WORK/$FOLDER/debs.tar"
-    local deb pkg version installed wanted=()
-    for deb in "$WORK"/debs/*.deb; do
-        pkg=$(dpkg-deb --field "$deb" Package)
-        version=$(dpkg-deb --field "$deb" Version)
-        installed=$(dpkg-query --showformat='${db:Status-Abbrev} ${Version}' --show "$pkg" 2>/dev/null || true)
-        case "$installed" in
-        "ii "*) dpkg --compare-versions "${installed##* }" ge "$version" && continue ;;
-        esac
-        wanted+=("$deb")
-    done
-    if [ ${#wanted[@]} -eq 0 ]; then return; fi
-    log "Installing ${#wanted[@]} Debian packages from the bundle (no network)"
-    # No sources at all: apt resolves among these files and what is installed, and downloads nothing.
-    apt-get install --yes --quiet --no-install-recommends \
-        -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/nonexistent \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${wanted[@]}"
+    local debs="$WORK/debs" apt_dir="$WORK/apt" missing=() pkg
+    mkdir -p "$debs" "$apt_dir/lists/partial" "$apt_dir/parts" "$apt_dir/cache"
+    tar -C "$debs" -xf "$WORK/$FOLDER/debs.tar"
+    while read -r pkg; do
+        dpkg-query --showformat='${db:Status-Abbrev}' --show "$pkg" 2>/dev/null | grep -q '^ii' || missing+=("$pkg")
+    done <"$debs/wanted.txt"
+    if [ ${#missing[@]} -eq 0 ]; then return; fi
+    echo "deb [trusted=yes] file:$debs ./" >"$apt_dir/sources.list"
+    local apt=(apt-get --quiet -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
+        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "Dir::Etc::Preferences=/dev/null"
+        -o "Dir::Etc::PreferencesParts=$apt_dir/parts" -o APT::Sandbox::User=root)
+    log "Installing Debian packages from the bundle (no network): ${missing[*]}"
+    "${apt[@]}" update >/dev/null
+    "${apt[@]}" install --yes --no-install-recommends \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
 }
 
 disable_packaged_registry() {
