@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -238,3 +239,23 @@ def test_debian_closure_leaves_out_npm_and_takes_buildx_from_trixie_in_a_private
     options = " ".join(apt_options(tmp_path / "apt", tmp_path / "debs"))
     assert f"Dir::State::status={tmp_path / 'apt' / 'status'}" in options
     assert "/var/lib/dpkg" not in options and "/var/lib/apt" not in options
+
+
+def test_the_debian_folder_gets_a_flat_repository_index_apt_can_read(tmp_path):
+    from binderlite.workshop.debs import write_index
+
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: bltest-hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@localhost>\nDescription: test\n"
+    )
+    deb = tmp_path / "debs" / "bltest-hello_1.0_all.deb"
+    deb.parent.mkdir()
+    subprocess.run(["dpkg-deb", "--build", "-Zxz", str(root), str(deb)], check=True, capture_output=True)
+    write_index(deb.parent, [deb], ["bltest-hello"])
+    packages = (deb.parent / "Packages").read_text()
+    assert "Package: bltest-hello\nVersion: 1.0\n" in packages
+    assert f"Filename: ./{deb.name}\nSize: {deb.stat().st_size}\nSHA256: " in packages
+    digest = hashlib.sha256(packages.encode()).hexdigest()
+    assert f" {digest} {len(packages)} Packages" in (deb.parent / "Release").read_text()
+    assert (deb.parent / "wanted.txt").read_text() == "bltest-hello\n"
