@@ -115,9 +115,9 @@ def write_index(folder: Path, debs: list[Path], wanted: list[str]) -> None:
     packages = "\n".join(stanzas).encode()
     (folder / "Packages").write_bytes(packages)
     digest = hashlib.sha256(packages).hexdigest()
-    (folder / "Release").write_text(
-        f"Origin: binderlite workshop bundle\nSHA256:\n {digest} {len(packages)} Packages\n"
-    )
+    date = time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime())
+    release = f"Origin: binderlite workshop bundle\nDate: {date}\nSHA256:\n {digest} {len(packages)} Packages\n"
+    (folder / "Release").write_text(release)
     (folder / "wanted.txt").write_text("".join(f"{name}\n" for name in wanted))
 
 
