@@ -32,8 +32,10 @@ KERNEL_DEADLINE = 120
 def build_events(base: str, link: str, deadline: float = BUILD_DEADLINE) -> list[dict]:
     """The build API's events for ``link``, up to and including ``ready`` or ``failed``."""
     events = []
-    with requests.get(f"{base}/build/{link}", stream=True, timeout=(10, 60)) as response:
-        response.raise_for_status()
+    headers = {"Accept": "text/event-stream"}
+    with requests.get(f"{base}/build/{link}", headers=headers, stream=True, timeout=(10, 60)) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"/build/ answered {response.status_code}: {response.text[:300]}")
         end = time.monotonic() + deadline
         for line in response.iter_lines(decode_unicode=True):
             if time.monotonic() > end:
