@@ -153,3 +153,45 @@ def test_export_names_an_image_that_is_not_here(workshop, tmp_path, docker_clien
     assert result.exit_code == 2
     assert f"not on this machine: {PREPARED}" in result.output
     assert not (tmp_path / "w.tar").exists()
+
+
+def rewrite(source: Path, target: Path, change) -> None:
+    """Copy bundle ``source`` to ``target`` member by member; ``change(name, data)`` returns new data or None."""
+    with tarfile.open(source) as old, tarfile.open(target, "w") as new:
+        for member in old:
+            data = change(member.name.rpartition("/")[2], old.extractfile(member).read())
+            if data is not None:
+                member.size = len(data)
+                new.addfile(member, io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda part, data: None if part == "repos.tar" else data, "The bundle's repos.tar is missing"),
+        (
+            lambda part, data: (
+                data.replace(b"  manifest.json", b"  manifest.json.bak") if part == "SHA256SUMS" else data
+            ),
+            "The bundle's SHA256SUMS is damaged",
+        ),
+        (
+            lambda part, data: data.replace(data[:64], b"f" * 64) if part == "SHA256SUMS" else data,
+            "does not match its checksum",
+        ),
+    ],
+)
+def test_a_real_bundle_missing_a_part_or_with_a_tampered_checksum_file_is_refused(
+    workshop, tmp_path, docker_client, change, expected
+):
+    env, _ = workshop
+    out = tmp_path / "workshop.tar"
+    assert run(env, "workshop", "export", "--no-install", str(out)).exit_code == 0
+    rewrite(out, tmp_path / "changed.tar", change)
+    remove_image(docker_client, PREPARED)
+    refused = run(
+        {**env, "BINDERLITE_STATE_DIR": str(tmp_path / "laptop")}, "workshop", "import", str(tmp_path / "changed.tar")
+    )
+    assert refused.exit_code == 2
+    assert expected in refused.output
+    assert PREPARED not in {tag for image in docker_client.images.list() for tag in image.tags}
