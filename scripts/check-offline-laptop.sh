@@ -185,6 +185,11 @@ disconnect_all
 dns_fails_fast
 
 # ---- 4. install, up, launch: nothing but the bundle ---------------------------------------------------------
+# The laptop keeps the default registry (prepared here without one): import tagged each prepared image with the
+# name this machine's settings give its link. Written before the install, so the import already names the
+# images as `binderlite up` will look for them.
+in_m_sh "mkdir -p /etc/binderlite && printf '%s\n' 'allow_local_repos = true' 'image_prefix = \"$PREFIX\"' \
+    'python_base_images = \"\"' > /etc/binderlite/binderlite.toml"
 log "tar -xf workshop.tar binderlite-workshop/install.sh && bash binderlite-workshop/install.sh workshop.tar"
 install_bundle() {
     in_m_sh 'cd /root && tar -xf workshop.tar binderlite-workshop/install.sh \
@@ -195,9 +200,6 @@ in_m_sh 'grep -E "^(==>|  |Checked|Loading|Imported)" /root/install.log' | sed '
 IMPORT_SECONDS=$(in_m_sh "sed -n 's/^  import: \\([0-9.]*\\) s$/\\1/p' /root/install.log" || true)
 TIMINGS+=("$(printf '%-28s %5ss' "  of which import" "${IMPORT_SECONDS:-?}")")
 
-# The settings the images were prepared with (an image's name has image_prefix and, when set, the registry).
-in_m_sh "mkdir -p /etc/binderlite && printf '%s\n' 'allow_local_repos = true' 'image_prefix = \"$PREFIX\"' \
-    'registry = \"\"' 'python_base_images = \"\"' > /etc/binderlite/binderlite.toml"
 log "binderlite up (log: /root/up.log in the machine)"
 docker exec -d "$MACHINE" bash -c 'echo $$ >/root/up.pid; exec binderlite up >/root/up.log 2>&1'
 wait_health() {

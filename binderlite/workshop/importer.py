@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from binderlite.builds.pipeline import image_for
 from binderlite.dockerutil import docker_cli_env, docker_client, local_image_exists
 from binderlite.errors import BinderliteError, UnavailableError
 from binderlite.settings import Settings
@@ -71,6 +72,8 @@ def import_bundle(settings: Settings, path: Path, echo: Callable[[str], None] = 
                 echo(f"The bundle has no {part}: {settings.workshop_dir / FOLDERS[part]} is left as it was")
     save_manifest(settings, manifest)
     report.images = _check_images(settings, manifest, verified.texts.get(bundle.INFO, "{}"))
+    for line in tag_for_here(settings, manifest):
+        echo(line)
     report.seconds["import"] = time.monotonic() - started
     return report
 
@@ -140,6 +143,19 @@ def _replace(new: Path, old: Path) -> None:
         os.replace(old, retired)
     os.replace(new, old)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def tag_for_here(settings: Settings, manifest: Manifest) -> list[str]:
+    """Give each prepared image the name this machine's settings give its link (registry, image_prefix)."""
+    client = docker_client(settings)
+    said = []
+    for entry in manifest.links:
+        here = image_for(settings, entry.resolved())
+        if here != entry.image:
+            repository, _, tag = here.rpartition(":")
+            client.images.get(entry.image).tag(repository, tag)
+            said.append(f"Tagged {entry.image} as {here}, its name with this machine's settings")
+    return said
 
 
 def _check_images(settings: Settings, manifest: Manifest, info_text: str) -> list[str]:

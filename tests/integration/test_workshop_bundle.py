@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from binderlite.cli import main
+from binderlite.links.imagenames import image_name
 from binderlite.links.model import ResolvedRepo
 from binderlite.settings import Settings
 from binderlite.workshop.manifest import Manifest, PreparedLink, load_manifest
@@ -80,8 +81,9 @@ def workshop(tmp_path, docker_client):
     )
     workshop_dir.joinpath("manifest.json").write_text(manifest.to_json())
     env = {"BINDERLITE_STATE_DIR": str(state), "BINDERLITE_BASE_IMAGE": BASE, "BINDERLITE_PYTHON_BASE_IMAGES": ""}
+    env["BINDERLITE_REGISTRY"] = ""
     yield env, workshop_dir
-    for name in (PREPARED, BASE):
+    for name in (PREPARED, BASE, image_name("bltest-bundle-", "gh-org-example", "0" * 40)):
         remove_image(docker_client, name)
 
 
@@ -109,11 +111,14 @@ def test_export_then_import_elsewhere_brings_back_images_mirror_repos_and_manife
     for name in (PREPARED, BASE):
         remove_image(docker_client, name)
     other = tmp_path / "laptop"
-    laptop = {**env, "BINDERLITE_STATE_DIR": str(other)}
+    laptop = {**env, "BINDERLITE_STATE_DIR": str(other), "BINDERLITE_IMAGE_PREFIX": "bltest-bundle-"}
     imported = run(laptop, "workshop", "import", str(out))
     assert imported.exit_code == 0, imported.output
     assert "every checksum matches" in imported.output and "docker load" in imported.output
     assert image_ids(docker_client) == before
+    here = image_name("bltest-bundle-", "gh-org-example", "0" * 40)  # the name this machine's settings give the link
+    assert f"Tagged {PREPARED} as {here}" in imported.output
+    assert docker_client.images.get(here).id == before[PREPARED]
     placed = other / "workshop"
     assert (placed / "mirror" / "six" / "six-1.16.0-py2.py3-none-any.whl").read_bytes() == b"a wheel"
     assert (placed / "repos" / "example.git" / "HEAD").is_file()
