@@ -196,7 +196,7 @@ install_bundle() {
         && bash binderlite-workshop/install.sh workshop.tar >/root/install.log 2>&1'
 }
 timed "install.sh (with import)" install_bundle
-in_m_sh 'grep -E "^(==>|  |Checked|Loading|Imported)" /root/install.log' | sed 's/^/    /' || true
+in_m_sh 'grep -E "^(==>|  |Checked|Loading|Imported|Tagged)" /root/install.log' | sed 's/^/    /' || true
 IMPORT_SECONDS=$(in_m_sh "sed -n 's/^  import: \\([0-9.]*\\) s$/\\1/p' /root/install.log" || true)
 TIMINGS+=("$(printf '%-28s %5ss' "  of which import" "${IMPORT_SECONDS:-?}")")
 
