@@ -24,7 +24,7 @@ from pathlib import Path
 
 import docker.errors
 
-import binderlite
+from binderlite import __version__
 from binderlite.builds.baseimage import base_image_names, toolchain_image_name
 from binderlite.dockerutil import docker_cli_env, docker_client, local_image_exists
 from binderlite.errors import BadInputError, UnavailableError
@@ -157,7 +157,7 @@ def _make_parts(
     step("docker save", lambda: save_images(settings, report.images, parts / bundle.IMAGES))
     info = {
         "format": BUNDLE_FORMAT,
-        "binderlite": getattr(binderlite, "__version__", ""),
+        "binderlite": __version__,
         "created": time.time(),
         "images": report.images,
         "links": [entry.link for entry in manifest.links],

@@ -259,3 +259,14 @@ def test_the_debian_folder_gets_a_flat_repository_index_apt_can_read(tmp_path):
     digest = hashlib.sha256(packages.encode()).hexdigest()
     assert f" {digest} {len(packages)} Packages" in (deb.parent / "Release").read_text()
     assert (deb.parent / "wanted.txt").read_text() == "bltest-hello\n"
+
+
+def test_export_refuses_a_link_in_a_folder_it_carries(tmp_path):
+    from binderlite.errors import BadInputError
+    from binderlite.workshop.export import tar_folder
+
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "six.whl").write_bytes(b"wheel")
+    (tmp_path / "mirror" / "passwd").symlink_to("/etc/passwd")
+    with pytest.raises(BadInputError, match="passwd is a link"):
+        tar_folder(tmp_path / "mirror", tmp_path / "mirror.tar")
