@@ -131,11 +131,12 @@ def _make_parts(
         make()
         report.seconds[label] = time.monotonic() - started
 
+    report.images = workshop_images(settings, manifest)  # first: a missing image stops the export at once
     (parts / bundle.MANIFEST).write_text(manifest.to_json())
     for part, name in FOLDERS.items():
         folder = settings.workshop_dir / name
         if folder.is_dir():
-            step(f"{part}", lambda folder=folder, part=part: tar_folder(folder, parts / part))
+            step(part, lambda folder=folder, part=part: tar_folder(folder, parts / part))
         else:
             report.absent.append(part)
             echo(f"{folder} does not exist: the bundle has no {part}")
@@ -152,7 +153,6 @@ def _make_parts(
             shutil.rmtree(parts / folder)
     else:
         report.absent += [bundle.INSTALLER, bundle.WHEELS, bundle.DEBS, bundle.PROXY]
-    report.images = workshop_images(settings, manifest)
     echo(f"Saving {len(report.images)} images in one docker save: {', '.join(report.images)}")
     step("docker save", lambda: save_images(settings, report.images, parts / bundle.IMAGES))
     info = {
