@@ -23,6 +23,11 @@ setup(
         # sign-in (auth_mode = "authenticated"): binderlite.hub.auth
         "jupyterhub-ldapauthenticator>=2,<3",
         "oauthenticator>=17,<18",
+        # classroom mode's QR code (terminal and landing page): pure Python, nothing native on an offline laptop
+        "segno>=1.6,<2",
+        # the workshop's local package index (binderlite.services.table:index_service): serves the package
+        # mirror, a plain folder (no database), and with --disable-fallback never redirects to PyPI
+        "pypiserver>=2.4,<3",
     ],
     extras_require={
         "test": [

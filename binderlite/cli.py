@@ -34,7 +34,7 @@ from binderlite.events import Event, Phase
 from binderlite.hub.homes import list_homes, remove_homes
 from binderlite.hub.homes import render as render_homes
 from binderlite.launch import launch as launch_server
-from binderlite.links import ResolvedRepo, resolve_link
+from binderlite.links import ResolvedRepo
 from binderlite.scheduler.cull import cull as run_cull
 from binderlite.scheduler.runner import run
 from binderlite.services import supervisor
@@ -48,9 +48,14 @@ from binderlite.services.table import all_services
 from binderlite.services.units import Install, render_units, write_units
 from binderlite.services.up import run_all
 from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
+from binderlite.workshop import listing
+from binderlite.workshop import prepare as workshop_prepare
 from binderlite.workshop.bundle import Report
 from binderlite.workshop.export import export_bundle
 from binderlite.workshop.importer import import_bundle
+from binderlite.workshop.linksfile import read_links_file
+from binderlite.workshop.manifest import load_manifest
+from binderlite.workshop.resolve import resolve_link
 
 
 class BinderliteGroup(click.Group):
@@ -81,8 +86,13 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, str]:
-    """Resolve LINK and get its image, streaming the log to stderr; (resolved repo, image name)."""
+    """Resolve LINK (offline: through the workshop's manifest) and get its image; (resolved repo, image name)."""
     resolved = resolve_link(link, settings, ref)
+    return resolved, build_resolved(settings, resolved)
+
+
+def build_resolved(settings: Settings, resolved: ResolvedRepo) -> str:
+    """Get the image of a resolved link, streaming the build log to stderr; the image name."""
     final: Event | None = None
     warnings: list[str] = []
     for ev in build_events(settings, resolved):
@@ -100,7 +110,7 @@ def build_image(settings: Settings, link: str, ref: str) -> tuple[ResolvedRepo, 
         lines = (final.message if final else "the build ended without a result").strip().splitlines()
         error = error_for_status(final.get("status_code") if final else None, BuildFailedError)
         raise error(lines[0] if lines else "the build failed")
-    return resolved, final["imageName"]
+    return final["imageName"]
 
 
 ALLOW_LOCAL_HELP = (
@@ -181,10 +191,22 @@ def launch(ctx: click.Context, link: str, ref: str, allow_local: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--classroom",
+    is_flag=True,
+    help="Serve attendees on the local network for this run (the setting `classroom`): prints the URL and its "
+    "QR code, sizes quotas from the workshop's expected attendees.",
+)
 @click.pass_context
-def up(ctx: click.Context) -> None:
-    """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C."""
-    run_all(_settings(ctx), echo=lambda msg: click.echo(msg, err=True))
+def up(ctx: click.Context, classroom: bool) -> None:
+    """Check prerequisites, then run registry, proxy, hub, web app and scheduler until Ctrl-C.
+
+    A service that dies is restarted (1 s, doubling to 30 s); after 5 deaths within 2 minutes up stops everything.
+    """
+    settings = _settings(ctx)
+    if classroom:
+        settings = dataclasses.replace(settings, classroom=True)
+    run_all(settings, echo=lambda msg: click.echo(msg, err=True))
 
 
 @main.command()
@@ -335,7 +357,55 @@ def cull(ctx: click.Context, dry_run: bool) -> None:
 
 @main.group()
 def workshop() -> None:
-    """Offline workshops: prepare while online, carry one bundle, serve a classroom with no internet."""
+    """Offline workshops: prepare the links while online, list them, carry them in one bundle (export, import)."""
+
+
+@workshop.command("prepare")
+@click.argument("links_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--attendees",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Expected attendees (default: the largest number in the links file's second column; "
+    "else the earlier manifest's).",
+)
+@click.option(
+    "--extra-packages",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A requirements-style file of more packages for the mirror (for repositories written later).",
+)
+@click.option("--allow-local", is_flag=True, help=ALLOW_LOCAL_HELP)
+@click.pass_context
+def workshop_prepare_cmd(
+    ctx: click.Context, links_file: Path, attendees: int | None, extra_packages: Path | None, allow_local: bool
+) -> None:
+    """Resolve, build and copy every link of LINKS_FILE (one Binder link per line, optionally its attendees).
+
+    Every line is checked first: a bad line stops everything before anything is
+    prepared. The manifest (link → commit → image) is merged with an earlier one.
+    """
+    settings = _with_local(_settings(ctx.find_root()), allow_local)
+    lines = read_links_file(links_file, settings)
+    extra = workshop_prepare.read_extra_packages(extra_packages) if extra_packages else []
+
+    def echo(message: str) -> None:
+        click.echo(message, err=True)
+
+    entries = workshop_prepare.prepare_links(settings, lines, lambda r: build_resolved(settings, r), echo)
+    manifest = workshop_prepare.record(settings, entries, lines, attendees, extra, echo)
+    workshop_prepare.collect_packages(settings, manifest, echo)
+    click.echo(listing.render(settings, manifest, listing.present_images(settings, manifest)), nl=False)
+
+
+@workshop.command("list")
+@click.pass_context
+def workshop_list(ctx: click.Context) -> None:
+    """List the prepared links: link, commit, image, and whether the image is on the Docker daemon."""
+    settings = _settings(ctx.find_root())
+    manifest = load_manifest(settings)
+    present = listing.present_images(settings, manifest) if manifest else {}
+    click.echo(listing.render(settings, manifest, present), nl=False)
 
 
 def _echo_err(message: str) -> None:

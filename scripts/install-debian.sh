@@ -27,6 +27,7 @@ ensure_apt_packages() {
         wanted+=(chromium chromium-driver libnss3-tools)  # libnss3-tools: certutil, a CA for Chromium
         wanted+=(slapd ldap-utils)  # the sign-in tests' directory: each test runs its own slapd, never the service
         wanted+=(lighttpd openssh-server)  # the private git server of the tests (each test runs its own instance)
+        wanted+=(zbar-tools)  # zbarimg: the classroom test reads the landing page's QR code from a screenshot
     fi
     local missing=()
     for pkg in "${wanted[@]}"; do

@@ -5,9 +5,11 @@ resolved to, then its submodules), data records with repo2docker's content
 provider of the same name (``recordfetch``); both run as the sandbox user
 (``binderlite.sandbox``), so the host they contact, every redirect, every
 submodule URL and every download is held to the kernel's network rules, and
-whatever they write stays in the work directory. While they run, the
-checkout's size is watched; afterwards it is sealed and checked (links stay
-inside, sizes within the limits). Users see a generic reason when a fetch
+whatever they write stays in the work directory. A repository with a local
+bare copy that has the commit (a prepared workshop's, ``gitcopy``) is
+fetched from that copy, in the sandbox too, with no network protocol. While
+they run, the checkout's size is watched; afterwards it is sealed and
+checked (links stay inside, sizes within the limits). Users see a generic reason when a fetch
 fails; git's own words, which could map internal hosts, go to the worker's
 log only.
 """
@@ -15,19 +17,21 @@ log only.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from binderlite.builds import recordfetch
+from binderlite.builds import gitcopy, recordfetch
 from binderlite.errors import FetchError
 from binderlite.links import git, recordcredentials
 from binderlite.sandbox import checkout, netrules, process
 from binderlite.settings import Settings, proxy_environment
 
 CHECKOUT = "repo"  # the checkout's folder inside the work directory
+ORIGIN_COPY = "origin.git"  # a local bare copy's duplicate inside the work directory, while the fetch reads it
 
 
 class Fetcher:
@@ -126,6 +130,38 @@ class Fetcher:
         if result.returncode != 0:
             raise FetchError(f"Could not fetch the submodules of {url}: {git.git_failure_reason(result.stdout)}.")
 
+    def git_from_copy(self, copy: Path, url: str, ref: str) -> None:
+        """Fetch ``ref`` from the local bare ``copy`` of ``url``, in the sandbox, with no network protocol.
+
+        The sandbox hides binderlite's state folder, so the copy is duplicated into
+        the work directory first (for the sandbox user) and removed after.
+        """
+        netrules.ensure_rules(self.settings)
+        user = process.ensure_user(process.sandbox_user(self.settings, self.allow_local))
+        process.prepare_work_dir(self.work_dir, user)
+        origin = self.work_dir / ORIGIN_COPY
+        shutil.copytree(copy, origin, symlinks=True)
+        for path in [origin, *origin.rglob("*")]:
+            os.lchown(path, user.pw_uid, user.pw_gid)
+        env = {**git.git_environment(self.settings, url, self.allow_local), "GIT_ALLOW_PROTOCOL": "file"}
+        repo = ["git", "-C", CHECKOUT]
+        steps = [
+            ["git", "init", "--quiet", CHECKOUT],
+            [*repo, "remote", "add", "origin", f"{process.WORK_MOUNT}/{ORIGIN_COPY}"],
+            [*repo, "fetch", "--quiet", "origin", ref],
+            [*repo, "-c", "advice.detachedHead=false", "checkout", "--quiet", ref],
+        ]
+        for argv in steps:
+            result = self.run(argv, env)
+            if result.returncode != 0:
+                raise FetchError(f"Could not check out {ref} of {url} from its local copy.")
+        shutil.rmtree(origin)
+        if (self.checkout / ".gitmodules").is_file():
+            self.log("The local copy has no submodules: fetching them from their hosts\n")
+            result = self.run_git([*repo, "submodule", "update", "--init", "--recursive", "--quiet"], url)
+            if result.returncode != 0:
+                raise FetchError(f"Could not fetch the submodules of {url}: {git.git_failure_reason(result.stdout)}.")
+
     def record(self, provider: str, record: str, ref: str) -> None:
         script = self.work_dir / "recordfetch.py"
         shutil.copyfile(recordfetch.__file__, script)
@@ -159,7 +195,11 @@ class Fetcher:
         token (resolution needed it).
         """
         self.private = private
-        if content_provider == "git":
+        copy = gitcopy.copy_with(self.settings, repo_url, ref) if content_provider == "git" else None
+        if copy is not None:
+            self.log(f"Fetching {repo_url} at {ref} from its local copy (prepared for a workshop)\n")
+            self.git_from_copy(copy, repo_url, ref)
+        elif content_provider == "git":
             self.log(f"Fetching {repo_url} at {ref}\n")
             self.git(repo_url, ref)
         else:

@@ -12,7 +12,8 @@ connect time, refuse what its containers may not reach:
   to this host itself: everything is refused except replies, DNS to the
   host's resolvers and the endpoints the network needs — for servers the hub;
   for both the configured package indexes, CRAN mirror and HTTP(S) proxies (servers get
-  them too: their images and environment name them).
+  them too: their images and environment name them); for builds the workshop's local
+  package index, on the host's address on their network.
 - ``BINDERLITE-<NAME>-FWD``, entered from ``DOCKER-USER`` (``FORWARD`` where
   Docker made no such chain, as for IPv6): the internal networks of
   ``netrules`` — loopback, link-local (cloud metadata), private, shared,
@@ -173,14 +174,25 @@ def index_endpoints(settings: Settings) -> list[Endpoint]:
     return url_endpoints([settings.package_index_url, *settings.extra_index_url.split(), settings.cran_mirror_url])
 
 
-def confinements(settings: Settings, server_gateway: str) -> list[Confinement]:
-    """The servers' and the builds' confinement, from settings and the servers' network gateway."""
+def workshop_index_endpoints(settings: Settings, build_gateway: str | None) -> list[Endpoint]:
+    """The workshop's local package index, on the host's address on the builds' network (unless 'never')."""
+    if settings.workshop_index == "never" or not build_gateway:
+        return []
+    return [(build_gateway, settings.workshop_index_port)]
+
+
+def confinements(settings: Settings, server_gateway: str, build_gateway: str | None = None) -> list[Confinement]:
+    """The servers' and the builds' confinement, from settings and the networks' gateways.
+
+    Only builds reach the workshop's index: servers install nothing from it.
+    """
     dns = tuple(docker_resolvers())
     shared = tuple(sorted(set(index_endpoints(settings)) | set(proxy_endpoints(settings))))
     hub = tuple(host_endpoints(settings.hub_ip or server_gateway, settings.hub_port))
+    workshop = tuple(workshop_index_endpoints(settings, build_gateway))
     return [
         Confinement(bridge_name(settings.server_network), hub + shared, dns),
-        Confinement(bridge_name(settings.build_network), shared, dns),
+        Confinement(bridge_name(settings.build_network), shared + workshop, dns),
     ]
 
 
@@ -278,10 +290,10 @@ def ensure_networks(settings: Settings, force: bool = False) -> None:
     client = docker_client(settings, timeout=30)
     try:
         server_gateway = ensure_network(client, settings.server_network)
-        ensure_network(client, settings.build_network)
+        build_gateway = ensure_network(client, settings.build_network)
     finally:
         client.close()
-    wanted = confinements(settings, server_gateway)
+    wanted = confinements(settings, server_gateway, build_gateway)
     key = (tuple(wanted), settings.blocked_networks)
     with _lock:
         if not force and time.monotonic() - _checked.get(key, -RECHECK_SECONDS) < RECHECK_SECONDS:

@@ -11,6 +11,7 @@ answer is reported as such; ``Report.ok`` is False when something is down.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import sqlite3
 import ssl
@@ -33,6 +34,7 @@ from binderlite.scheduler.diskgc import disk_percent_used
 from binderlite.services import supervisor
 from binderlite.services.table import Service, all_services
 from binderlite.settings import Settings
+from binderlite.workshop import classroom
 
 CERT_WARN_DAYS = 14
 TLS_TIMEOUT = 5.0
@@ -220,6 +222,8 @@ class Report:
     disk: dict[str, Any]
     tls: dict[str, Any] | None
     problems: list[str] = field(default_factory=list)
+    classroom: dict[str, Any] | None = None  # the room `up --classroom` serves
+    warnings: list[str] = field(default_factory=list)  # shown, but not "down" (the exit status stays 0)
 
     @property
     def ok(self) -> bool:
@@ -236,6 +240,8 @@ class Report:
             "builds": self.builds,
             "disk": self.disk,
             "tls": self.tls,
+            "classroom": self.classroom,
+            "warnings": self.warnings,
         }
 
 
@@ -264,6 +270,11 @@ def collect(settings: Settings, show: Callable[[list[str]], str] | None = None) 
     if report.tls and not report.tls["ok"]:
         report.problems.append(f"TLS: {report.tls['error']}")
     report.problems += sign_in_problems(settings)
+    room = classroom.current_room(settings)
+    if room is not None:
+        report.classroom = dataclasses.asdict(room)
+        report.web_url = room.url  # `up --classroom` moved the web app for its run
+        report.warnings += [room.warning] if room.warning else []
     return report
 
 
@@ -297,7 +308,14 @@ def render(report: Report, now: float | None = None) -> str:
     now = time.time() if now is None else now
     lines = [f"binderlite: {'ok' if report.ok else 'PROBLEMS'}"]
     lines += [f"  ! {p}" for p in report.problems]
+    lines += [f"  warning: {w}" for w in report.warnings]
     lines += ["", f"public URL  {report.public_url}", f"web app     {report.web_url}"]
+    if report.classroom:
+        room = report.classroom
+        lines.append(
+            f"classroom   {room['url']} ({room['attendees']} attendees, {room['pool']} warm; "
+            f"total_quota {room['total_quota'] or 'unlimited'})"
+        )
     if report.tls:
         tls = report.tls
         if tls.get("not_after"):

@@ -164,6 +164,36 @@ def wait_ready(service: Service) -> None:
         time.sleep(POLL_INTERVAL)
 
 
+def how_it_ended(pid: int) -> str:
+    """How a child that is gone ended: ``died with signal 9``, ``exited with status 1``."""
+    child = _children.pop(pid, None)
+    code = child.poll() if child is not None else None
+    if code is None:
+        return "is gone"
+    if code < 0:
+        return f"died with signal {-code}"
+    return f"exited with status {code}"
+
+
+def clear_leftovers(service: Service, pid: int, timeout: float = 10.0) -> None:
+    """After ``service`` (leader ``pid``) died: wait for what it left (e.g. gunicorn's workers) to stop answering.
+
+    Its processes are its own session and process group (``start_new_session``);
+    any still answering after ``timeout`` seconds are killed, by that group only.
+    Detached children in their own sessions (builds) are not touched.
+    """
+    deadline = time.monotonic() + timeout
+    while service.ready() and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + 5.0
+    while service.ready() and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+
+
 def start_all(settings: Settings, services: list[Service]) -> None:
     """Start services in order; if one fails, stop those already started and re-raise."""
     started: list[Service] = []

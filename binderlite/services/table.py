@@ -1,7 +1,8 @@
 """The service table: every process binderlite runs, in start order, with how to tell it is ready.
 
 ``all_services`` is the one list: the registry (if configured), the proxy,
-JupyterHub, the web app (gunicorn) and the scheduler. ``binderlite up`` runs
+JupyterHub, the workshop's package index (where a mirror exists), the web
+app (gunicorn) and the scheduler. ``binderlite up`` runs
 it through ``supervisor``; ``binderlite systemd-units`` renders a unit per
 entry (``units``), so the two can never disagree. Building the table has no
 side effects: what a service needs on disk, and the values only known at run
@@ -25,6 +26,9 @@ from binderlite.hub import addresses
 from binderlite.sandbox.process import WORK_MOUNT
 from binderlite.scheduler.runner import lock_held, lock_path
 from binderlite.settings import Settings
+from binderlite.workshop import index as workshop_index
+from binderlite.workshop.index import build_network_gateway
+from binderlite.workshop.mirror import mirror_dir
 
 DOCKER_SOCKET = "the Docker socket (root-equivalent: it can start a privileged container)"
 
@@ -44,6 +48,7 @@ class Service:
     describe: str = ""  # where it answers, for messages
     ready_timeout: float = 60.0
     setup: Callable[[], dict[str, str]] = _no_setup  # makes its files; returns run-time values (secrets, addresses)
+    values: str = ""  # what those run-time values are, for its unit's comment
     loads_settings: bool = False  # reads binderlite's settings (up: BINDERLITE_*; units: BINDERLITE_CONFIG)
     user: str | None = None  # the system user it runs as (None: root, because it needs the Docker socket)
     owns: list[Path] = field(default_factory=list)  # folders that user must own
@@ -142,6 +147,7 @@ def proxy_service(settings: Settings, find: Callable[[str], str] = program) -> S
         ),
         describe=api,
         setup=setup,
+        values="the proxy's token and the hub's address",
         user=settings.service_user,
         stop_status=2,  # configurable-http-proxy's exit status on SIGTERM
     )
@@ -164,6 +170,45 @@ def hub_service(settings: Settings, python: str = sys.executable) -> Service:
         "/etc/shadow, which only root and the shadow group may read (as root it needs no setuid helper, "
         "so NoNewPrivileges stays)",
     )
+
+
+def index_service(settings: Settings, python: str = sys.executable) -> Service:
+    """pypiserver serving the workshop's package mirror to builds, on the host's address on their network.
+
+    pypiserver serves a plain folder (no database, nothing to migrate or back
+    up) and with ``--disable-fallback`` a package the mirror lacks is a 404,
+    never a redirect to PyPI: a build offline fails at once instead of waiting
+    on DNS. It runs as the service user and binds the builds' gateway only.
+    """
+    folder = mirror_dir(settings)
+
+    def setup() -> dict[str, str]:
+        return {"BINDERLITE_INDEX_HOST": build_network_gateway(settings)}
+
+    argv = [
+        python, "-m", "pypiserver", "run",
+        "--host", "${BINDERLITE_INDEX_HOST}",
+        "--port", str(settings.workshop_index_port),
+        "--disable-fallback",
+        "--authenticate", ".", "--passwords", ".",  # read-only: nothing is uploaded
+        "--server", "gevent",
+        str(folder),
+    ]  # fmt: skip
+    return Service(
+        name="index",
+        summary="binderlite's workshop package index (pypiserver serving the package mirror to builds)",
+        argv=argv,
+        ready=_http_ok(lambda: workshop_index.index_url(settings)),
+        describe=f"the workshop's package index (port {settings.workshop_index_port} on the builds' network)",
+        setup=setup,
+        values="the host's address on the builds' network",
+        user=settings.service_user,
+    )
+
+
+def wants_index(settings: Settings) -> bool:
+    """The index runs where a workshop's mirror exists and builds may use it (``workshop_index`` not 'never')."""
+    return settings.workshop_index != "never" and workshop_index.mirror_exists(settings)
 
 
 def core_services(
@@ -215,4 +260,9 @@ def all_services(
     ``python`` is the interpreter binderlite's own services run with (a venv's
     ``bin/python``); ``find`` looks up the programs that do not come with binderlite.
     """
-    return core_services(settings, python, find) + [web_service(settings, python), scheduler_service(settings, python)]
+    index = [index_service(settings, python)] if wants_index(settings) else []
+    return (
+        core_services(settings, python, find)
+        + index
+        + [web_service(settings, python), scheduler_service(settings, python)]
+    )

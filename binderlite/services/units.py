@@ -183,7 +183,7 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
             (
                 "EnvironmentFile",
                 str(env_file(settings, service)),
-                "Run-time values made by binderlite prepare (mode 0600): the proxy's token and the hub's address.",
+                f"Run-time values made by binderlite prepare (mode 0600): {service.values}.",
             )
         ]
     if service.user:

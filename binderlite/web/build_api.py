@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from binderlite import launch as launcher
-from binderlite import links
 from binderlite.access.rules import check_launch
 from binderlite.builds import pipeline
 from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
@@ -32,6 +31,7 @@ from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
 from binderlite.web.pages import refused
 from binderlite.web.signin import current_user
+from binderlite.workshop.resolve import resolve
 
 log = logging.getLogger(__name__)
 bp = Blueprint("build_api", __name__)
@@ -83,7 +83,7 @@ def events_for(
         yield failed(f"Too many launches from your address; try again in {wait:.0f} s.", 429)
         return
     try:
-        resolved = links.resolve(provider, spec, settings)
+        resolved = resolve(provider, spec, settings)  # offline: the workshop's prepared version
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return

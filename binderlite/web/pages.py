@@ -1,5 +1,8 @@
 """The pages a person sees: the landing form, the launch page, and BinderHub's legacy redirect.
 
+In classroom mode the landing page also shows the address attendees open, as
+text and as a QR code (an inline SVG: no image request, nothing to load).
+
 The launch page (``/v2/<provider>/<spec>``) is a thin shell: its script opens
 the build stream, fills the log, and on ``ready`` sends the browser to the
 server with ``urlpath``/``labpath``/``filepath`` applied client-side, as
@@ -12,13 +15,25 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 from flask import Blueprint, jsonify, make_response, redirect, render_template, request
+from markupsafe import Markup
 
 from binderlite.access.rules import Decision, check_launch
 from binderlite.links.registry import describe_link, repo_providers
 from binderlite.web.helpers import get_settings, raw_spec, wants_json
 from binderlite.web.signin import current_user
+from binderlite.workshop.classroom import qr_svg
 
 bp = Blueprint("pages", __name__)
+
+
+@bp.app_context_processor
+def classroom_card() -> dict:
+    """In classroom mode, the address attendees open and its QR code, for the landing page."""
+    settings = get_settings()
+    if not settings.classroom:
+        return {}
+    url = settings.binder_launch_host
+    return {"classroom_url": url, "classroom_qr": Markup(qr_svg(url))}
 
 
 @bp.get("/")

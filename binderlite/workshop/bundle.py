@@ -30,7 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from binderlite.builds.gitcopy import copies_dir
+from binderlite.builds.packageindex import mirror_path
 from binderlite.errors import BadInputError
+from binderlite.settings import Settings
 
 FOLDER = "binderlite-workshop"
 CHECKSUMS = "SHA256SUMS"
@@ -48,6 +51,11 @@ REQUIRED = (INFO, MANIFEST, IMAGES)
 INNER_TARS = (MIRROR, REPOS, WHEELS, DEBS, PROXY)  # checked member by member (proxy: links inside allowed)
 CHUNK = 1 << 20
 CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64})  ([A-Za-z0-9._-]+)$")
+
+
+def folder_parts(settings: Settings) -> dict[str, Path]:
+    """The parts that are a folder of this machine's workshop: the package mirror and the bare git copies."""
+    return {MIRROR: mirror_path(settings), REPOS: copies_dir(settings)}
 
 
 class BundleError(BadInputError):

@@ -36,7 +36,6 @@ from binderlite.workshop.nodeproxy import pack_proxy
 from binderlite.workshop.wheels import build_wheels, source_tree
 
 BUNDLE_FORMAT = 1
-FOLDERS = {bundle.MIRROR: "mirror", bundle.REPOS: "repos"}  # parts that are a folder of <workshop_dir>
 SAVE_TIMEOUT = 3600
 
 
@@ -133,8 +132,7 @@ def _make_parts(
 
     report.images = workshop_images(settings, manifest)  # first: a missing image stops the export at once
     (parts / bundle.MANIFEST).write_text(manifest.to_json())
-    for part, name in FOLDERS.items():
-        folder = settings.workshop_dir / name
+    for part, folder in bundle.folder_parts(settings).items():
         if folder.is_dir():
             step(part, lambda folder=folder, part=part: tar_folder(folder, parts / part))
         else:

@@ -30,7 +30,6 @@ from binderlite.workshop import bundle
 from binderlite.workshop.bundle import BundleError
 from binderlite.workshop.manifest import Manifest, save_manifest
 
-FOLDERS = {bundle.MIRROR: "mirror", bundle.REPOS: "repos"}  # parts that become a folder of <workshop_dir>
 LOAD_TIMEOUT = 3600
 
 
@@ -46,13 +45,14 @@ def import_bundle(settings: Settings, path: Path, echo: Callable[[str], None] = 
     report.sizes = dict(verified.sizes)
     report.absent = [part for part in bundle.PARTS if part not in verified.sizes]
     settings.workshop_dir.mkdir(parents=True, exist_ok=True)
+    folders = bundle.folder_parts(settings)
     with tempfile.TemporaryDirectory(prefix=".import-", dir=settings.workshop_dir) as work:
         staged: dict[str, Path] = {}
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
                 part = bundle.part_of(member)
                 raw = tar.extractfile(member)
-                if raw is None or part not in (bundle.IMAGES, *FOLDERS):
+                if raw is None or part not in (bundle.IMAGES, *folders):
                     continue
                 begun = time.monotonic()
                 if part == bundle.IMAGES:
@@ -60,16 +60,16 @@ def import_bundle(settings: Settings, path: Path, echo: Callable[[str], None] = 
                     digest = _load_images(settings, raw)
                     report.seconds["docker load"] = time.monotonic() - begun
                 else:
-                    staged[part] = Path(work) / FOLDERS[part]
+                    staged[part] = Path(work) / folders[part].name
                     digest = _unpack(part, raw, staged[part])
                     report.seconds[f"unpack {part}"] = time.monotonic() - begun
                 if digest != verified.sums[part]:
                     raise BundleError(f"The bundle's {part} changed while it was being imported; import it again.")
         for part, folder in staged.items():
-            _replace(folder, settings.workshop_dir / FOLDERS[part])
-        for part in FOLDERS:
+            _replace(folder, folders[part])
+        for part, folder in folders.items():
             if part not in staged:
-                echo(f"The bundle has no {part}: {settings.workshop_dir / FOLDERS[part]} is left as it was")
+                echo(f"The bundle has no {part}: {folder} is left as it was")
     save_manifest(settings, manifest)
     report.images = _check_images(settings, manifest, verified.texts.get(bundle.INFO, "{}"))
     for line in tag_for_here(settings, manifest):

@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,11 +88,18 @@ class Manifest:
     version: int = MANIFEST_VERSION
 
     def lookup(self, provider: str, spec: str) -> PreparedLink | None:
-        """The prepared link for ``provider``/``spec`` (the spec exactly as in the link), or None."""
+        """The prepared link for ``provider``/``spec`` (the spec as in the link, escaped or not), or None."""
+        wanted = urllib.parse.unquote(spec.strip("/"))
         for entry in self.links:
-            if entry.provider == provider and entry.spec.strip("/") == spec.strip("/"):
+            if entry.provider == provider and urllib.parse.unquote(entry.spec.strip("/")) == wanted:
                 return entry
         return None
+
+    def merged(self, entries: list[PreparedLink]) -> tuple[PreparedLink, ...]:
+        """This manifest's links with ``entries`` added; an entry replaces one of the same provider and spec."""
+        fresh = {(e.provider, urllib.parse.unquote(e.spec.strip("/"))) for e in entries}
+        kept = [e for e in self.links if (e.provider, urllib.parse.unquote(e.spec.strip("/"))) not in fresh]
+        return (*kept, *entries)
 
     def all_images(self) -> list[str]:
         """Every image of the workshop, prepared ones first, without repeats."""

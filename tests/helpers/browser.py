@@ -47,22 +47,32 @@ def appliance_env(state: Path, extra: dict | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def running_appliance(docker_client, extra: dict | None = None) -> Iterator[dict]:
+def running_appliance(
+    docker_client,
+    extra: dict | None = None,
+    args: tuple[str, ...] = (),
+    web: str = WEB,
+    files: dict[str, str] | None = None,
+) -> Iterator[dict]:
     """`binderlite up`, healthy, with a new state dir (removed afterwards); yields ``{"state", "proc"}``.
 
-    ``extra``: more ``BINDERLITE_*`` settings for every service.
+    ``extra``: more ``BINDERLITE_*`` settings for every service; ``args``: options of `up`; ``web``: where
+    the web app answers; ``files``: files to write into the state dir first (path relative to it → text).
 
     Its output is ``<state>/logs/up.log``, beside the services' logs, where a failing test's report finds it.
     """
     state = service_state_dir("bltest-up-")  # the proxy and the registry run as the service user
     (state / "logs").mkdir(exist_ok=True)
+    for name, text in (files or {}).items():
+        (state / name).parent.mkdir(parents=True, exist_ok=True)
+        (state / name).write_text(text)
     up_log = state / "logs" / "up.log"
     log = open(up_log, "wb")
     proc = subprocess.Popen(
-        [*binderlite_cli(), "up"], env=appliance_env(state, extra), stdout=log, stderr=subprocess.STDOUT
+        [*binderlite_cli(), "up", *args], env=appliance_env(state, extra), stdout=log, stderr=subprocess.STDOUT
     )
     try:
-        if not wait_for_http(f"{WEB}/health", timeout=180, process=proc, interval=1):
+        if not wait_for_http(f"{web}/health", timeout=180, process=proc, interval=1):
             assert proc.poll() is None, up_log.read_text()[-4000:]
             pytest.fail("binderlite up did not become healthy:\n" + up_log.read_text()[-4000:])
         with watching(state):
@@ -91,11 +101,15 @@ CHROMIUM_FLAGS = (
 )
 
 
-def chromium() -> webdriver.Chrome:
-    """Headless Chromium that reaches 127.0.0.1 only, leaves alerts open, and logs console and network."""
+def chromium(also: tuple[str, ...] = ()) -> webdriver.Chrome:
+    """Headless Chromium that reaches 127.0.0.1 only, leaves alerts open, and logs console and network.
+
+    ``also``: more loopback addresses it may reach (the classroom test's 127.0.0.2).
+    """
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    for flag in (*CHROMIUM_FLAGS, "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"):
+    excluded = "".join(f", EXCLUDE {address}" for address in ("127.0.0.1", "localhost", *also))
+    for flag in (*CHROMIUM_FLAGS, f"--host-resolver-rules=MAP * ~NOTFOUND{excluded}"):
         options.add_argument(flag)
     options.unhandled_prompt_behavior = "ignore"
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})

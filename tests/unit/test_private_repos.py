@@ -288,7 +288,7 @@ def test_queue_records_private_builds_and_upgrades_an_old_database(tmp_path):
 
 def test_private_repo_is_refused_in_anonymous_mode(cfg):
     with (
-        mock.patch.object(build_api.links, "resolve", return_value=resolved(True)),
+        mock.patch.object(build_api, "resolve", return_value=resolved(True)),
         mock.patch.object(build_api.pipeline, "build_events") as build,
         mock.patch.object(build_api.launcher, "launch") as launch,
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from repo2docker.buildpacks import DockerBuildPack, LegacyBinderDockerBuildPack
 from uv import find_uv_bin
 
 from binderlite.builds.baseimage import LocalBase, available_base_images
+from binderlite.builds.buildpacks.envtool import MIRROR_VARIABLE
 from binderlite.builds.buildpacks.python import (
     NB_UID,
     NB_USER,
@@ -20,12 +22,37 @@ from binderlite.builds.buildpacks.python import (
 )
 from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
 from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
+from binderlite.builds.packageindex import workshop_index_url
 from binderlite.builds.stages import DockerStageImages, Stage
-from binderlite.settings import Settings
+from binderlite.settings import Settings, proxy_environment
+
+
+def mirror_environment(settings: Settings, url: str | None) -> tuple[tuple[str, str], ...]:
+    """The repository's packages stage's variables that make uv and pip install from ``url`` alone.
+
+    Every index variable names it (a configured extra index would be a DNS
+    look-up offline), uv reads no repository's config (no other index), the
+    index's host bypasses any proxy, and the build's messages name the mirror.
+    """
+    if not url:
+        return ()
+    host = urllib.parse.urlsplit(url).hostname or ""
+    no_proxy = ",".join(filter(None, [proxy_environment(settings).get("NO_PROXY", ""), host]))
+    return (
+        ("UV_DEFAULT_INDEX", url),
+        ("UV_INDEX", ""),
+        ("UV_NO_CONFIG", "1"),
+        ("PIP_INDEX_URL", url),
+        ("PIP_EXTRA_INDEX_URL", ""),
+        ("PIP_TRUSTED_HOST", host),
+        ("NO_PROXY", no_proxy),
+        ("no_proxy", no_proxy),
+        (MIRROR_VARIABLE, "1"),
+    )
 
 
 def build_options(settings: Settings) -> BuildOptions:
-    """BuildOptions from settings: CA bundle, package index, tooling versions, the base images here."""
+    """BuildOptions from settings: CA bundle, package index (the workshop's when in use), tooling, base images."""
     hub_version = importlib.metadata.version("jupyterhub")
     hub_spec = settings.jupyterhub_spec or f"jupyterhub=={hub_version}"
     hub_python = "" if settings.jupyterhub_spec else importlib.metadata.metadata("jupyterhub")["Requires-Python"]
@@ -37,6 +64,7 @@ def build_options(settings: Settings) -> BuildOptions:
     if settings.trusted_host:
         index_env += [("PIP_TRUSTED_HOST", settings.trusted_host), ("UV_INSECURE_HOST", settings.trusted_host)]
     return BuildOptions(
+        mirror_env=mirror_environment(settings, workshop_index_url(settings)),
         ca_bundle=str(Path(settings.ca_bundle).resolve()),
         uv_binary=str(Path(find_uv_bin()).resolve()),
         generated_dir=str(settings.build_work_dir / "generated"),

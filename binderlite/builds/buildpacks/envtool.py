@@ -27,6 +27,7 @@ import subprocess
 import sys
 
 REMOVED = "removed.txt"
+MIRROR_VARIABLE = "BINDERLITE_PACKAGE_MIRROR"  # set where the build installs from the workshop's mirror
 LIBS = "libs"
 BASE_SONAMES = "/usr/local/share/binderlite/base-sonames.txt"
 SYSTEM_LIB_DIRS = ("/lib/", "/usr/lib/", "/lib64/", "/usr/lib64/")
@@ -35,9 +36,24 @@ LDD_MISSING = re.compile(r"^\s*(\S+) => not found$")
 
 
 # ---- install ------------------------------------------------------------------
-def reason(output: str, python: str) -> tuple[str, str]:
-    """(requirement, why) from uv's or pip's output when an install failed; the requirement may be ''."""
+def reason(output: str, python: str, mirror: bool = False) -> tuple[str, str]:
+    """(requirement, why) from uv's or pip's output when an install failed; the requirement may be ''.
+
+    ``mirror``: the build installs from the workshop's package mirror, so what is not there is named so.
+    """
     needs = r"it needs Python {}"
+    lacks = "the workshop's package mirror lacks it (add it to the workshop's extra packages and prepare again online)"
+    if mirror:
+        missing = re.search(
+            r"Because (\S+?) was not found in the package registry|No matching distribution found for (\S+)"
+            r"|Because there (?:is|are) no versions? of (\S+?)(?: and|,|$)",
+            output,
+            re.MULTILINE,
+        )
+        if missing:
+            return next(g for g in missing.groups() if g), lacks
+        if re.search(r"Connection refused|error sending request for url|Failed to download", output):
+            return "", "the workshop's package index did not answer (`binderlite up` runs it where a mirror exists)"
     patterns = [  # (pattern, group of the requirement, why: text, or a format of group 2)
         (r"Because (\S+?) was not found in the package registry", 1, "it is not on the package index"),
         (r"Because there (?:is|are) no versions? of (\S+?)(?: and|,|$)", 1, "that version is not on the package index"),
@@ -85,7 +101,7 @@ def install(argv: list[str]) -> int:
         sys.stdout.flush()
     if proc.wait() == 0:
         return 0
-    name, why = reason("".join(output), python)
+    name, why = reason("".join(output), python, mirror=bool(os.environ.get(MIRROR_VARIABLE)))
     named = f"{name} (from {what})" if name else f"the requirements of {what}"
     print(f"binderlite: error: {named} could not be installed on Python {python}: {why}.{extra}", flush=True)
     return 1

@@ -71,6 +71,9 @@ class BuildOptions:
     hub_requires_python: str = ""
     hub_spec_for_older_python: str = ""
     stages: StageImages | None = None  # where the shared stages are found or made (builds/stages.py)
+    # the repository's packages stage installs from the workshop's local index instead (workshop/index.py);
+    # only there, so the shared stages and the image keep the configured index
+    mirror_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
 def shell_quote(text: str) -> str:
@@ -391,6 +394,7 @@ class BinderlitePythonBuildPack(BaseImage):
         return jinja2.Template(TEMPLATE).render(
             tooling_id=tooling_id,
             packages_id=packages_id,
+            mirror_env=list(self.options.mirror_env),
             kernel_setup=self._kernel_setup(),
             apt_script=self._apt_script(),
             generated_files=generated,

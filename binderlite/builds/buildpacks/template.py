@@ -16,7 +16,8 @@ per base and Python and found by every later build (``builds/stages.py``).
 packages stage image gets apt.txt (so its ``-dev`` packages are there to build
 against), the repository's requirements (a Python 2 kernel environment
 first, when asked for), the repository itself only when it is a package or
-installs itself. ``envtool delta`` then writes just what the repository added
+installs itself; from the workshop's local package index when one is in use
+(``BuildOptions.mirror_env``: this stage only, so the shared stages stay valid). ``envtool delta`` then writes just what the repository added
 or changed, and the system libraries its built extensions link.
 
 The image (from the tooling stage image): first what depends on no
@@ -133,6 +134,9 @@ FROM {{ packages_id }} AS packages
 ARG NB_USER
 ARG NB_UID
 USER root
+{% for key, value in mirror_env -%}
+ENV {{ key }}="{{ value }}"
+{% endfor -%}
 {% if kernel_setup -%}
 USER ${NB_USER}
 RUN {{ kernel_setup }}

@@ -1,0 +1,76 @@
+"""Which package index a build installs from: the configured one, or the workshop's local index.
+
+The workshop's index (pypiserver serving ``<workshop_dir>/mirror``, see
+``workshop/index.py`` and the ``index`` service) answers on the host's
+address on the builds' Docker network, port ``workshop_index_port``. Builds
+use it when the mirror holds something and ``workshop_index`` is ``always``,
+or ``offline`` (the default) and binderlite runs offline
+(``links/offline.py``); with ``never`` they never do.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import docker.errors
+
+from binderlite.dockerutil import docker_client
+from binderlite.errors import DockerUnavailableError
+from binderlite.links.offline import is_offline
+from binderlite.sandbox.dockernet import bridge_address, ensure_network
+from binderlite.settings import Settings
+
+MIRROR_NAME = "mirror"
+DISTRIBUTION_SUFFIXES = (".whl", ".gz", ".zip")
+
+
+def mirror_path(settings: Settings) -> Path:
+    """The folder of the workshop's package mirror."""
+    return settings.workshop_dir / MIRROR_NAME
+
+
+def mirror_exists(settings: Settings) -> bool:
+    """True when the mirror folder holds at least one distribution."""
+    folder = mirror_path(settings)
+    return folder.is_dir() and any(p.name.endswith(DISTRIBUTION_SUFFIXES) for p in folder.iterdir())
+
+
+def index_in_use(workshop_index: str, mirror: bool, offline: Callable[[], bool]) -> bool:
+    """The decision table: ``always`` and ``offline`` need a mirror; ``offline`` asks ``offline()`` last."""
+    if workshop_index == "never" or not mirror:
+        return False
+    return workshop_index == "always" or offline()
+
+
+@functools.lru_cache(maxsize=8)
+def _gateway(docker_host: str, network: str) -> str:
+    client = docker_client(Settings(docker_host=docker_host), timeout=10)
+    try:
+        return ensure_network(client, network)
+    finally:
+        client.close()
+
+
+def build_network_gateway(settings: Settings) -> str:
+    """The host's address on the builds' network: where build steps reach the index."""
+    try:
+        return _gateway(settings.docker_host, settings.build_network)
+    except (DockerUnavailableError, docker.errors.DockerException):
+        found = bridge_address(settings.build_network)
+        if found is None:
+            raise
+        return found
+
+
+def index_url(settings: Settings) -> str:
+    """The index's simple URL, e.g. ``http://172.19.0.1:8587/simple/``."""
+    return f"http://{build_network_gateway(settings)}:{settings.workshop_index_port}/simple/"
+
+
+def workshop_index_url(settings: Settings) -> str | None:
+    """The simple-index URL builds use now, or None when they use the configured package index."""
+    if index_in_use(settings.workshop_index, mirror_exists(settings), lambda: is_offline(settings)):
+        return index_url(settings)
+    return None
