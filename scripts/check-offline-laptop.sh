@@ -107,12 +107,13 @@ docker info >/dev/null 2>&1 || { echo "needs a running Docker daemon on this hos
 machine_remove "$MACHINE" "$IMAGE" "$VOLUME"
 remove_prepared_images
 WORK=$(mktemp -d /tmp/bltest-offline-XXXXXX)
-mkdir -p "$WORK/state/workshop/repos" "$WORK/state/workshop/mirror"
+chmod 755 "$WORK" # the sandbox and service users enter the state dir inside it
+mkdir -p "$WORK/state" "$WORK/served"
 
 # ---- 1. the workshop, prepared on this host ------------------------------------------------------------------
 
 # make_repository <name> <requirements line>: a local git repository with a pinned requirements.txt, and its
-# bare copy in the workshop's repos/ (served on 127.0.0.1:$REPO_PORT, here and later inside the machine).
+# bare copy served on 127.0.0.1:$REPO_PORT, where the link points.
 make_repository() {
     local name=$1 requirement=$2 src="$WORK/src/$1"
     mkdir -p "$src"
@@ -121,22 +122,24 @@ make_repository() {
     printf '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n' >"$src/index.ipynb"
     git -C "$src" add requirements.txt index.ipynb
     git -C "$src" -c user.name=check -c user.email=check@localhost commit -q -m "$name"
-    git clone -q --bare "$src" "$WORK/state/workshop/repos/$name.git"
-    git -C "$WORK/state/workshop/repos/$name.git" update-server-info
+    git clone -q --bare "$src" "$WORK/served/$name.git"
+    git -C "$WORK/served/$name.git" update-server-info
 }
 
-# prepare_workshop: build each repository and write the manifest (by hand: scripts/lib/workshop_by_hand.py);
-# the package mirror is the pinned requirement's wheel. `binderlite workshop prepare LINKS_FILE` does all of
-# this (and the whole mirror) once it is on this branch: replace the body with it.
+# prepare_workshop: the instructor's command, `binderlite workshop prepare LINKS_FILE`: it builds each link,
+# keeps its bare copy, writes the manifest and collects the package mirror.
 prepare_workshop() {
+    local url="http://127.0.0.1:$REPO_PORT/workshop.git"
     make_repository workshop "six==1.16.0"
-    "$PY" -m pip download -q --no-deps -d "$WORK/state/workshop/mirror" "six==1.16.0"
-    python3 -m http.server "$REPO_PORT" --bind 127.0.0.1 --directory "$WORK/state/workshop/repos" \
+    python3 -m http.server "$REPO_PORT" --bind 127.0.0.1 --directory "$WORK/served" \
         >"$WORK/http.log" 2>&1 &
     HTTP_PID=$!
+    printf 'git/%s/main 10\n' "$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$url")" \
+        >"$WORK/links.in"
     host_binderlite "$PY" -m binderlite.cli base-image >"$WORK/prepare.log" 2>&1
-    host_binderlite "$PY" "$REPO_DIR/scripts/lib/workshop_by_hand.py" "http://127.0.0.1:$REPO_PORT/workshop.git@main" \
-        >"$WORK/links.txt" 2>>"$WORK/prepare.log" || { tail -n 30 "$WORK/prepare.log"; return 1; }
+    host_binderlite "$PY" -m binderlite.cli workshop prepare --allow-local "$WORK/links.in" >>"$WORK/prepare.log" 2>&1 \
+        || { tail -n 30 "$WORK/prepare.log"; return 1; }
+    cut -d' ' -f1 "$WORK/links.in" >"$WORK/links.txt"
     kill "$HTTP_PID" && HTTP_PID=""
 }
 log "preparing a small workshop on this host (log: prepare.log)"
@@ -213,11 +216,6 @@ wait_health() {
     return 1
 }
 timed "up -> /health 200" wait_health
-
-# The prepared repositories' bare copies, served where the links point (127.0.0.1:$REPO_PORT), so a link
-# resolves to its prepared commit. Offline resolution through the manifest (workshop/resolve.py) makes this
-# unnecessary; it stays harmless.
-docker exec -d "$MACHINE" python3 -m http.server "$REPO_PORT" --bind 127.0.0.1 --directory "$M_STATE/workshop/repos"
 
 launch_prepared() {
     in_m /opt/binderlite/venv/bin/python /root/offline_launch.py "${LINKS[@]}" | sed 's/^/    /'
