@@ -3,13 +3,14 @@
 # machine that is then cut off from every network, installed there with the bundle's install.sh alone, and
 # every prepared link launched to a kernel that answers 2 for 1+1.
 #
-#   1. On this host: a small workshop (a local git repository with a pinned requirements.txt), built and
-#      recorded in a workshop manifest (prepare_workshop), then `binderlite workshop export`.
+#   1. On this host: a small workshop (a local git repository with a pinned requirements.txt, served on
+#      127.0.0.1), `binderlite workshop prepare` (prepare_workshop), then `binderlite workshop export`.
 #   2. A fresh machine (scripts/lib/machine.sh: debootstrapped Debian 12 running systemd in a container).
 #   3. The bundle is copied in; EVERY network of the machine is disconnected (docker network disconnect) and
 #      DNS must fail inside, fast.
 #   4. There, with nothing else: tar -xf the bundle's install.sh && bash it; binderlite up; each prepared link
-#      through the build API (/build/<link>, scripts/lib/offline_launch.py with the machine's venv) to a kernel.
+#      through the build API (/build/<link>, resolved through the manifest: no git host answers there;
+#      scripts/lib/offline_launch.py with the machine's venv) to a kernel.
 #   5. Hooks for the rest of the offline test (check_* functions below), then timings and the size.
 #
 #   flock /tmp/binderlite-integration.lock bash scripts/check-offline-laptop.sh   # hold the integration lock
