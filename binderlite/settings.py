@@ -645,14 +645,16 @@ class Settings:
     )
     warm_pool_size: int = _setting(
         -1,
-        "Servers kept started, ready to hand out, for each image of warm_pool_images. -1 (default): in a "
-        "workshop, the manifest's expected attendees (bounded by memory), else none; 0 turns the pool off.",
+        "Servers kept started, ready to hand out to anonymous launches, for each image of warm_pool_images. "
+        "-1 (default): in a workshop, the manifest's expected attendees, else none; 0 turns the pool off. "
+        "Always bounded by memory (all pooled servers at memory_limit fit next to the services and one build) "
+        "and by total_quota.",
         check=at_least(-1),
     )
     warm_pool_images: str = _setting(
         "",
         "Comma-separated images (or BinderHub-style links, e.g. gh/org/repo/main) kept warm. Empty "
-        "(default): the images of the workshop's manifest.",
+        "(default): the prepared images of the workshop's manifest. Links are looked up in the manifest only.",
     )
 
     # ---- scheduler settings ----------------------------------------------

@@ -10,10 +10,16 @@ For a signed-in user (authenticated mode, ``launch(..., user=…)``) there is no
 temporary user: the server is the user's named server for the repository
 (``server_name_for``), reopened when it runs already, and a new one counts
 against ``servers_per_user`` and the access rule's ``max_servers``.
+
+An anonymous launch first asks the warm pool (``launch/pool.py``) for a
+ready server of exactly this image: if there is one, ``ready`` follows at
+once, with a token that opens only that server, and nothing is spawned.
+Signed-in launches always spawn their own named server.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -24,12 +30,13 @@ from binderlite.events import Event
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
 from binderlite.hub.identity import SignedInUser
-from binderlite.launch import quotas, signed_in
+from binderlite.launch import pool, quotas, signed_in
 from binderlite.launch.names import server_name_for, username_for
 from binderlite.launch.progress import follow
 from binderlite.links import ResolvedRepo
 from binderlite.settings import AccessRule, Settings
 
+log = logging.getLogger("binderlite.launch")
 __all__ = ["launch", "server_name_for", "username_for"]
 
 
@@ -61,6 +68,16 @@ def launch(
     }
     if user is not None:
         yield from signed_in.launch(settings, client, user, rule, user_options, deadline)
+        return
+    try:
+        pooled = pool.take(settings, client, image)
+    except Exception as exc:  # the pool is a shortcut: without it, the launch spawns as usual
+        log.warning("warm pool: could not take a server (%s: %s); spawning", exc.__class__.__name__, exc)
+        pooled = None
+    if pooled is not None:
+        name, token = pooled
+        url = f"{addresses.public_url(settings)}user/{name}/"
+        yield Event.ready(f"server running at {url} (from the warm pool)", **user_options, token=token, url=url)
         return
     attempts = settings.launch_retries
     delay = retry_delay

@@ -1,4 +1,4 @@
-"""Names the launcher gives: a temporary user per anonymous launch, a named server per repository."""
+"""Names the launcher gives: a temporary user per anonymous launch, a named server per repository, pool users."""
 
 from __future__ import annotations
 
@@ -37,3 +37,10 @@ def server_name_for(repo_url: str) -> str:
     slug = re.sub(r"^[^a-z]+", "", slug).strip("-")  # starts with a letter
     digest = hashlib.sha256(_with_scheme(repo_url).encode()).hexdigest()[:8]
     return f"{slug or 'repo'}-{digest}"
+
+
+def pool_username(source: str) -> str:
+    """A warm pool server's user: ``pool-``, the repository's (or image's) slug, ``-`` and 6 random chars."""
+    slug = repo_slug(source)[-20:].strip("-")
+    suffix = "".join(secrets.choice(USERNAME_CHARS) for _ in range(6))
+    return f"pool-{slug or 'image'}-{suffix}"

@@ -13,6 +13,13 @@ started (their answer cannot have listed it); a failed launch gives its slot
 back, and a slot whose process died is forgotten after ``SLOT_SECONDS``. The
 rate limit counts each client's launches in a sliding window, in the same
 database.
+
+Warm pool servers (``launch/pool.py``) count towards ``total_quota`` from the
+moment the pool job starts them (it takes a slot too, ``pooled=True``), so the
+machine is never over-committed; they count towards ``per_repo_quota`` only
+once a launch has claimed them (an unclaimed one is nobody's yet; its
+``user_options`` name its pool user, ``warm_pool``). Taking a pooled server
+starts nothing and takes no slot.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from contextlib import contextmanager
 
 from binderlite.errors import UnavailableError
 from binderlite.hub.api import HubClient
+from binderlite.launch.pool import unclaimed_users
 from binderlite.settings import Settings
 
 SLOT_SECONDS = 120.0
@@ -51,11 +59,12 @@ def _db(settings: Settings) -> sqlite3.Connection:
 
 
 @contextmanager
-def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]:
+def slot(settings: Settings, client: HubClient, repo_url: str, pooled: bool = False) -> Iterator[None]:
     """Take a slot for a new server of ``repo_url`` while the block starts it; QuotaExceeded if full.
 
     If the block fails the slot is given back (nothing was started); if it
     succeeds the slot is marked started, for launches that asked the hub before.
+    ``pooled``: a warm pool server, held to ``total_quota`` only.
     """
     if not (settings.total_quota or settings.per_repo_quota):
         yield
@@ -74,7 +83,7 @@ def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]
         counted = [server.get("repo_url") for server in running] + held
         if settings.total_quota and len(counted) >= settings.total_quota:
             raise QuotaExceeded("Too many users on this BinderHub! Try again soon.")
-        if settings.per_repo_quota and counted.count(repo_url) >= settings.per_repo_quota:
+        if settings.per_repo_quota and not pooled and _per_repo(settings, running, held, repo_url):
             raise QuotaExceeded(f"Too many users running {repo_url}! Try again soon.")
         db.execute("INSERT INTO slots (id, repo_url, created) VALUES (?, ?, ?)", (slot_id, repo_url, time.time()))
         db.execute("COMMIT")
@@ -92,6 +101,13 @@ def slot(settings: Settings, client: HubClient, repo_url: str) -> Iterator[None]
         db.execute("UPDATE slots SET started = ? WHERE id = ?", (time.time(), slot_id))
     finally:
         db.close()
+
+
+def _per_repo(settings: Settings, running: list[dict], held: list[str], repo_url: str) -> bool:
+    """True if ``repo_url`` is at its quota, not counting unclaimed pooled servers."""
+    unclaimed = unclaimed_users(settings) if any(s.get("warm_pool") for s in running) else set()
+    counted = [s.get("repo_url") for s in running if not (s.get("warm_pool") and s["warm_pool"] in unclaimed)]
+    return (counted + held).count(repo_url) >= settings.per_repo_quota
 
 
 def rate_limited(settings: Settings, client: str, now: float | None = None) -> float | None:

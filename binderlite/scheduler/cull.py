@@ -8,6 +8,10 @@ alone would call it idle). Servers still starting are skipped. In anonymous
 mode the temporary user goes with the server; users of authenticated mode
 only lose their server (their persistent folders, Docker volumes, stay).
 
+Warm pool servers (``launch/pool.py``) no launch has claimed are never culled:
+they have no activity by design, and the pool job owns them. A claimed one is
+culled like any other, its idle clock and age starting when it was claimed.
+
 A user's server runs code the repository controls, so the question goes to
 the server directly (not through the proxy, which would count it as
 activity), with ``no_track_activity`` (so the server does not count it
@@ -28,6 +32,7 @@ import requests
 
 from binderlite.errors import HubError
 from binderlite.hub.api import HubClient, ProxyClient
+from binderlite.launch import pool
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler.cull")
@@ -96,6 +101,7 @@ class Observer:
     """Where the culler's facts come from: the hub, the proxy, and (for idle ones) the servers themselves."""
 
     def __init__(self, settings: Settings):
+        self.settings = settings
         self.client = HubClient(settings)
         self.proxy = ProxyClient(settings)
 
@@ -104,6 +110,10 @@ class Observer:
 
     def proxy_routes(self) -> dict[str, dict]:
         return self.proxy.routes()
+
+    def pooled(self) -> dict[str, pool.Entry]:
+        """The warm pool's servers, by user."""
+        return {entry.user: entry for entry in pool.entries(self.settings)}
 
     def probe(self, user: str, server: str, model: dict, routes: dict[str, dict]) -> ServerReport | None:
         return probe(self.client, user, server, model, routes)
@@ -120,12 +130,18 @@ def decide(settings: Settings, observer: Observer, now: datetime | None = None) 
     decisions = []
     anonymous = settings.auth_mode == "anonymous"
     routes = observer.proxy_routes()
+    pooled = observer.pooled()
     idle_candidates = []  # (user, server name, model, latest activity seen)
     for user in observer.users():
+        entry = pooled.get(user["name"])
+        if entry is not None and entry.state != pool.CLAIMED:
+            continue  # an unclaimed pool server: the pool job's, not idle
         for name, server in (user.get("servers") or {}).items():
             if server.get("pending") or not server.get("ready"):
                 continue
             started = _parse_time(server.get("started"))
+            if entry is not None and entry.claimed:  # a pool server's life starts when a launch takes it
+                started = datetime.fromtimestamp(entry.claimed, UTC)
             age = (now - started).total_seconds() if started else 0
             if settings.cull_max_age and age > settings.cull_max_age:
                 decisions.append(
@@ -137,8 +153,8 @@ def decide(settings: Settings, observer: Observer, now: datetime | None = None) 
             latest = max((t for t in seen if t is not None), default=now)
             if (now - latest).total_seconds() > settings.cull_idle_timeout:
                 idle_candidates.append((user["name"], name, server, latest))
-    with ThreadPoolExecutor(PROBE_WORKERS) as pool:
-        reports = pool.map(lambda c: observer.probe(c[0], c[1], c[2], routes), idle_candidates)
+    with ThreadPoolExecutor(PROBE_WORKERS) as workers:
+        reports = workers.map(lambda c: observer.probe(c[0], c[1], c[2], routes), idle_candidates)
         for (user_name, name, _, latest), report in zip(idle_candidates, reports, strict=True):
             if report is not None:
                 if report.busy:

@@ -3,7 +3,11 @@
 binderlite's containers (label ``binderlite.managed``, this install's
 ``binderlite.instance``) that the hub no longer knows are removed; hub servers
 whose container is gone are stopped so the hub forgets them; proxy routes to
-servers the hub does not know are dropped.
+servers the hub does not know are dropped. Warm pool servers are ordinary hub
+users' servers (the pool job records each before it creates the user, and
+the hub knows the server before its container exists): their containers are
+never orphans; a pooled server whose container died is cleared like any
+other, and the pool job replaces it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one scheduler process: culling, reconciliation, disk, on an APScheduler clock.
+"""The one scheduler process: culling, reconciliation, disk, the warm pool, on an APScheduler clock.
 
 Exactly one runs per install: it holds an exclusive ``flock`` on
 ``<state>/run/scheduler.lock`` for its whole life. A second one started by
@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from typing import IO
 
@@ -19,7 +20,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from binderlite.builds.queue import BuildQueue
 from binderlite.errors import SchedulerLocked
-from binderlite.scheduler import cull, diskgc, reconcile
+from binderlite.scheduler import cull, diskgc, pool, reconcile
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
@@ -112,6 +113,21 @@ def _gc_job(settings: Settings) -> None:
     add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
 
 
+def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Event) -> None:
+    """The warm pool job, on a thread of its own: every POOL_EVERY s after the last run ended (a run that
+    waits on slow spawns delays the next, never overlaps it); after failures, up to a minute apart."""
+    pause = pool.POOL_EVERY
+    while not stop.wait(pause):
+        try:
+            done = keeper.run()
+            if any(done.values()):
+                add_counts(settings, done)
+            pause = pool.POOL_EVERY
+        except Exception as exc:  # one failed run must not stop the pool
+            log.warning("warm-pool failed: %s: %s", exc.__class__.__name__, exc)
+            pause = min(60.0, pause * 2)
+
+
 def _safely(name: str, job):
     def run():
         try:
@@ -135,13 +151,21 @@ def run(settings: Settings) -> None:
         scheduler = BlockingScheduler()
         for name, (job, every) in jobs.items():
             scheduler.add_job(_safely(name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True)
+        stop = threading.Event()
+        keeper = threading.Thread(
+            target=_pool_loop, args=(settings, pool.PoolKeeper(settings), stop), name="warm-pool", daemon=True
+        )
+        keeper.start()
         log.info(
-            "scheduler running: cull every %ss, reconcile every %ss, disk gc every %ss",
+            "scheduler running: cull every %ss, reconcile every %ss, disk gc every %ss, warm pool every %ss",
             settings.cull_every,
             settings.reconcile_every,
             settings.gc_every,
+            pool.POOL_EVERY,
         )
         try:
             scheduler.start()
         except (KeyboardInterrupt, SystemExit):
             pass
+        finally:
+            stop.set()

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from binderlite.hub.api import server_scope
+from binderlite.launch import pool
 from binderlite.scheduler.cull import ServerReport, decide
 from binderlite.settings import Settings
 
@@ -14,8 +15,9 @@ def iso(seconds_ago: float) -> str:
 
 
 class FakeAdmin:
-    def __init__(self, users, server_activity=None, busy=(), route_activity=None):
+    def __init__(self, users, server_activity=None, busy=(), route_activity=None, pooled=()):
         self._users = users
+        self._pooled = {entry.user: entry for entry in pooled}
         self._activity = server_activity or {}
         self._busy = set(busy)
         self._routes = {path.rstrip("/"): {"last_activity": iso(ago)} for path, ago in (route_activity or {}).items()}
@@ -26,6 +28,9 @@ class FakeAdmin:
 
     def proxy_routes(self):
         return self._routes
+
+    def pooled(self):
+        return self._pooled
 
     def probe(self, user, server, model, routes):
         self.probed.append(model["url"])
@@ -106,3 +111,26 @@ def test_slow_servers_are_asked_at_the_same_time():
     started = time.monotonic()
     assert len(decide(SETTINGS, admin, NOW)) == 8
     assert time.monotonic() - started < 2.0, "eight half-second probes took turns"
+
+
+def pooled(name: str, state: str, claimed_ago: float | None = None) -> pool.Entry:
+    claimed = (NOW - timedelta(seconds=claimed_ago)).timestamp() if claimed_ago is not None else None
+    return pool.Entry(name, "img:1", "sha256:1", state, (NOW - timedelta(hours=9)).timestamp(), claimed=claimed)
+
+
+def test_unclaimed_pool_servers_are_never_culled_but_claimed_ones_are_from_their_claim():
+    users = [user(name, 9 * 3600, 9 * 3600) for name in ("pool-a", "pool-b", "pool-old", "pool-new")]
+    admin = FakeAdmin(
+        users,
+        pooled=[
+            pooled("pool-a", pool.READY),
+            pooled("pool-b", pool.STARTING),
+            pooled("pool-old", pool.CLAIMED, claimed_ago=700),
+            pooled("pool-new", pool.CLAIMED, claimed_ago=60),
+        ],
+    )
+    decisions = decide(SETTINGS, admin, NOW)
+    # started 9 h ago and never used: only the one claimed 700 s ago (idle > 600 s) goes, deleted with its user
+    assert [(d.user, d.delete_user) for d in decisions] == [("pool-old", True)]
+    assert decisions[0].reason.startswith("idle")
+    assert "/user/pool-a/" not in admin.probed and "/user/pool-b/" not in admin.probed

@@ -36,6 +36,7 @@ class FakeHub:
         self.calls: list[tuple] = []
         self.created: list[str] = []
         self.deleted: list[str] = []
+        self.models: dict[str, dict] = {}  # user models the hub answers (warm pool servers)
 
     def _hub(self, *call) -> None:
         self.calls.append(call)
@@ -45,6 +46,10 @@ class FakeHub:
     def running_servers(self) -> list[dict]:
         self._hub("running_servers")
         return self.running
+
+    def user(self, name: str) -> dict | None:
+        self._hub("user", name)
+        return self.models.get(name)
 
     def create_user(self, name: str) -> None:
         self._hub("create_user", name)
@@ -317,3 +322,46 @@ def test_the_deadline_starts_with_the_launch(tmp_path, hub, monkeypatch):
     monkeypatch.setattr(FakeHub, "progress", progress)
     run(settings(tmp_path, launch_timeout=120))
     assert 119 < seen[0] <= 120
+
+
+# ---- the warm pool ------------------------------------------------------------------------------
+@pytest.fixture
+def warm(monkeypatch, hub):
+    """A pool with one ready server of bltest-img:1 (image id sha256:a); the fake hub knows its user."""
+    from binderlite.launch import pool
+
+    monkeypatch.setattr(pool, "image_id", lambda settings, image: "sha256:a" if image == "bltest-img:1" else None)
+    hub.models["pool-r1-abc123"] = {"servers": {"": {"ready": True, "pending": None}}}
+    return pool
+
+
+def test_a_ready_pooled_server_is_handed_out_without_spawning(tmp_path, hub, warm):
+    s = settings(tmp_path)
+    warm.add(s, "pool-r1-abc123", "bltest-img:1", "sha256:a")
+    warm.mark_ready(s, "pool-r1-abc123")
+    events = run(s)
+    url = "https://binder.example.org/user/pool-r1-abc123/"
+    assert events[0] == {"phase": "launching", "message": "Launching server...\n"}
+    assert events[1]["phase"] == "ready" and len(events) == 2, "no spawn progress"
+    assert events[1]["url"] == url and events[1]["token"] == "token-of-pool-r1-abc123"
+    assert events[1]["repo_url"] == REPO_URL and events[1]["image"] == "bltest-img:1"
+    assert hub.created == [] and not [c for c in hub.calls if c[0] == "start_server"]
+    # the next launch finds the pool empty and spawns
+    assert run(s)[-1]["url"] != url and len(hub.created) == 1
+
+
+def test_a_pooled_server_that_died_is_dropped_and_the_launch_spawns(tmp_path, hub, warm):
+    s = settings(tmp_path)
+    warm.add(s, "pool-r1-abc123", "bltest-img:1", "sha256:a")
+    warm.mark_ready(s, "pool-r1-abc123")
+    hub.models["pool-r1-abc123"]["servers"] = {}
+    events = run(s)
+    assert events[-1]["phase"] == "ready" and events[-1]["url"].endswith(f"/user/{hub.created[0]}/")
+    assert hub.deleted[0] == "pool-r1-abc123" and warm.entries(s) == []
+
+
+def test_a_pooled_server_of_an_older_build_is_not_handed_out(tmp_path, hub, warm):
+    s = settings(tmp_path)
+    warm.add(s, "pool-r1-abc123", "bltest-img:1", "sha256:old")
+    warm.mark_ready(s, "pool-r1-abc123")
+    assert run(s)[-1]["url"].endswith(f"/user/{hub.created[0]}/")
