@@ -50,6 +50,9 @@ from binderlite.services.up import run_all
 from binderlite.settings import Settings, config_path, load_settings, settings_markdown_table
 from binderlite.workshop import listing
 from binderlite.workshop import prepare as workshop_prepare
+from binderlite.workshop.bundle import Report
+from binderlite.workshop.export import export_bundle
+from binderlite.workshop.importer import import_bundle
 from binderlite.workshop.linksfile import read_links_file
 from binderlite.workshop.manifest import load_manifest
 from binderlite.workshop.resolve import resolve_link
@@ -354,7 +357,7 @@ def cull(ctx: click.Context, dry_run: bool) -> None:
 
 @main.group()
 def workshop() -> None:
-    """Offline workshops: prepare the links while online, list what was prepared."""
+    """Offline workshops: prepare the links while online, list them, carry them in one bundle (export, import)."""
 
 
 @workshop.command("prepare")
@@ -403,6 +406,46 @@ def workshop_list(ctx: click.Context) -> None:
     manifest = load_manifest(settings)
     present = listing.present_images(settings, manifest) if manifest else {}
     click.echo(listing.render(settings, manifest, present), nl=False)
+
+
+def _echo_err(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _show_report(report: Report, file: Path) -> None:
+    click.echo(f"{file}: {len(report.sizes)} parts")
+    click.echo("\n".join(report.lines()))
+
+
+@workshop.command("export")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--no-install",
+    is_flag=True,
+    help="Leave out install.sh and what it installs (Debian packages, wheels, the proxy): for machines that "
+    "already run binderlite; the bundle is then much smaller and export needs no network.",
+)
+@click.pass_context
+def workshop_export(ctx: click.Context, file: str, no_install: bool) -> None:
+    """Write the prepared workshop and everything a laptop needs into one bundle FILE (a tar)."""
+    report = export_bundle(_settings(ctx), Path(file), with_install=not no_install, echo=_echo_err)
+    _show_report(report, Path(file))
+    if not no_install:
+        name = Path(file).name
+        click.echo(
+            "On a Debian 12 laptop, as root, with no network:\n"
+            f"  tar -xf {name} binderlite-workshop/install.sh && bash binderlite-workshop/install.sh {name}"
+        )
+
+
+@workshop.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+def workshop_import(ctx: click.Context, file: str) -> None:
+    """Check every checksum of the bundle FILE, then load its images and put its workshop in place."""
+    report = import_bundle(_settings(ctx), Path(file), echo=_echo_err)
+    _show_report(report, Path(file))
+    click.echo(f"Imported {len(report.images)} images; the workshop is ready: binderlite up")
 
 
 @main.command("settings")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import docker
 import docker.errors
 from docker import DockerClient
@@ -36,3 +38,11 @@ def local_image_exists(client: DockerClient, name: str) -> bool:
     except docker.errors.ImageNotFound:
         return False
     return True
+
+
+def docker_cli_env(settings: Settings) -> dict[str, str]:
+    """The environment for a ``docker`` command that talks to the configured daemon."""
+    env = dict(os.environ)
+    if settings.docker_host:
+        env["DOCKER_HOST"] = settings.docker_host
+    return env
