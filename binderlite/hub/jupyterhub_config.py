@@ -53,6 +53,9 @@ c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = proxy_api_url(settings)
 c.ConfigurableHTTPProxy.auth_token = proxy_auth_token(settings)
 c.JupyterHub.cleanup_servers = False
+# The hub puts missing routes back when it starts and at each activity update: every 30 s (not 300), so a
+# proxy that died and was restarted alone (systemd restarts units one by one) routes users again within 30 s.
+c.JupyterHub.last_activity_interval = 30
 
 c.JupyterHub.allow_named_servers = True
 # "start server" answers after 2 s (not 10): the launch page shows the spawn progress

@@ -10,7 +10,7 @@ printed, exit status 1) only when one keeps dying. Users' servers keep
 running through every restart: the hub never stops them (``cleanup_servers``
 is off), and when the proxy comes back without routes the hub is restarted
 too, since a hub puts every server's route back when it starts (otherwise
-only at its next ``last_activity_interval``, 5 minutes). Builds run in
+only at its next activity update, within 30 s: systemd's case). Builds run in
 detached processes and are followed again by the restarted web app.
 """
 
