@@ -6,7 +6,7 @@ what they need first (the same step ``binderlite-prepare.service`` runs on a
 server). This module adds the foreground loop: it stops everything on Ctrl-C
 or SIGTERM, and restarts a service that dies, with the backoff of
 ``backoff.RestartPolicy``, giving up (everything stopped, the service's log
-printed, exit status 1) only when one keeps dying. Users' servers keep
+printed, exit status 4) only when one keeps dying. Users' servers keep
 running through every restart: the hub never stops them (``cleanup_servers``
 is off), and when the proxy comes back without routes the hub is restarted
 too, since a hub puts every server's route back when it starts (otherwise
