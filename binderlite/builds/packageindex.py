@@ -10,16 +10,12 @@ or ``offline`` (the default) and binderlite runs offline
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 
-import docker.errors
-
-from binderlite.dockerutil import docker_client
 from binderlite.errors import DockerUnavailableError
 from binderlite.links.offline import is_offline
-from binderlite.sandbox.dockernet import bridge_address, ensure_network
+from binderlite.sandbox.dockernet import network_gateway
 from binderlite.settings import Settings
 
 MIRROR_NAME = "mirror"
@@ -44,24 +40,12 @@ def index_in_use(workshop_index: str, mirror: bool, offline: Callable[[], bool])
     return workshop_index == "always" or offline()
 
 
-@functools.lru_cache(maxsize=8)
-def _gateway(docker_host: str, network: str) -> str:
-    client = docker_client(Settings(docker_host=docker_host), timeout=10)
-    try:
-        return ensure_network(client, network)
-    finally:
-        client.close()
-
-
 def build_network_gateway(settings: Settings) -> str:
     """The host's address on the builds' network: where build steps reach the index."""
-    try:
-        return _gateway(settings.docker_host, settings.build_network)
-    except (DockerUnavailableError, docker.errors.DockerException):
-        found = bridge_address(settings.build_network)
-        if found is None:
-            raise
-        return found
+    found = network_gateway(settings, settings.build_network)
+    if found is None:
+        raise DockerUnavailableError(f"Docker does not answer, and there is no {settings.build_network} bridge yet.")
+    return found
 
 
 def index_url(settings: Settings) -> str:

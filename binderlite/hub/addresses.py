@@ -9,29 +9,14 @@ process (the network is created if missing, so the address exists).
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
-import docker.errors
-
-from binderlite.dockerutil import docker_client
-from binderlite.errors import DockerUnavailableError
 from binderlite.hub.tokens import SERVICE_NAME, persistent_secret, service_token
-from binderlite.sandbox.dockernet import bridge_address, ensure_network
+from binderlite.sandbox.dockernet import network_gateway
 from binderlite.settings import Settings
 
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
 DEFAULT_BRIDGE_GATEWAY = "172.17.0.1"
-
-
-@functools.lru_cache(maxsize=8)
-def _network_gateway(docker_host: str, network: str) -> str:
-    """The network's gateway, the network made if missing (cached); raises when Docker does not answer: not cached."""
-    client = docker_client(Settings(docker_host=docker_host), timeout=10)
-    try:
-        return ensure_network(client, network)
-    finally:
-        client.close()
 
 
 def server_network_gateway(settings: Settings) -> str:
@@ -40,10 +25,7 @@ def server_network_gateway(settings: Settings) -> str:
     When Docker does not answer, the kernel still knows the address of the
     network's bridge; failing that, Docker's usual default bridge address.
     """
-    try:
-        return _network_gateway(settings.docker_host, settings.server_network)
-    except (DockerUnavailableError, docker.errors.DockerException):
-        return bridge_address(settings.server_network) or DEFAULT_BRIDGE_GATEWAY
+    return network_gateway(settings, settings.server_network) or DEFAULT_BRIDGE_GATEWAY
 
 
 def hub_ip(settings: Settings) -> str:

@@ -34,6 +34,7 @@ inserted once, so the host's other traffic never meets these rules, and
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import re
@@ -48,7 +49,7 @@ import docker.errors
 from docker import DockerClient
 
 from binderlite.dockerutil import docker_client
-from binderlite.errors import ConfigError
+from binderlite.errors import ConfigError, DockerUnavailableError
 from binderlite.sandbox.netrules import (
     blocked_networks,
     ensure_jump,
@@ -263,6 +264,28 @@ def bridge_address(network: str) -> str | None:
 
 
 # ---- the kernel's side -----------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_gateway(docker_host: str, network: str) -> str:
+    """The network's gateway, the network made if missing (cached); raises when Docker does not answer: not cached."""
+    client = docker_client(Settings(docker_host=docker_host), timeout=10)
+    try:
+        return ensure_network(client, network)
+    finally:
+        client.close()
+
+
+def network_gateway(settings: Settings, network: str) -> str | None:
+    """The host's address on one of binderlite's networks (made if missing), looked up once per process.
+
+    When Docker does not answer, the kernel still knows the address of the
+    network's bridge; None when neither knows it.
+    """
+    try:
+        return _cached_gateway(settings.docker_host, network)
+    except (DockerUnavailableError, docker.errors.DockerException):
+        return bridge_address(network)
 
 
 def _forward_chain(family: int) -> str:
