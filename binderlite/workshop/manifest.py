@@ -23,6 +23,18 @@ from binderlite.settings import Settings
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+# What a prepared link keeps of its ResolvedRepo (all but the per-request notes and the private flag).
+RESOLVED_FIELDS = (
+    "provider",
+    "spec",
+    "repo_url",
+    "unresolved_ref",
+    "resolved_ref",
+    "resolved_spec",
+    "ref_url",
+    "build_slug",
+    "content_provider",
+)
 
 
 @dataclass(frozen=True)
@@ -45,35 +57,12 @@ class PreparedLink:
     def resolved(self) -> ResolvedRepo:
         """The ResolvedRepo this link had when it was prepared, with a note saying so."""
         note = f"Offline: using the prepared version of {self.provider}/{self.spec} (commit {self.resolved_ref[:12]})"
-        return ResolvedRepo(
-            provider=self.provider,
-            spec=self.spec,
-            repo_url=self.repo_url,
-            unresolved_ref=self.unresolved_ref,
-            resolved_ref=self.resolved_ref,
-            resolved_spec=self.resolved_spec,
-            ref_url=self.ref_url,
-            build_slug=self.build_slug,
-            content_provider=self.content_provider,
-            notes=[note],
-        )
+        return ResolvedRepo(**{name: getattr(self, name) for name in RESOLVED_FIELDS}, notes=[note])
 
     @classmethod
     def from_resolved(cls, link: str, resolved: ResolvedRepo, image: str, bare_copy: str = "") -> PreparedLink:
-        return cls(
-            link=link,
-            provider=resolved.provider,
-            spec=resolved.spec,
-            repo_url=resolved.repo_url,
-            unresolved_ref=resolved.unresolved_ref,
-            resolved_ref=resolved.resolved_ref,
-            resolved_spec=resolved.resolved_spec,
-            ref_url=resolved.ref_url,
-            build_slug=resolved.build_slug,
-            content_provider=resolved.content_provider,
-            image=image,
-            bare_copy=bare_copy,
-        )
+        fields = {name: getattr(resolved, name) for name in RESOLVED_FIELDS}
+        return cls(link=link, image=image, bare_copy=bare_copy, **fields)
 
 
 @dataclass(frozen=True)
