@@ -20,8 +20,7 @@ from binderlite.errors import BadInputError, RefNotFoundError
 from binderlite.links.model import ResolvedRepo
 from binderlite.settings import Settings
 from binderlite.web import build_api
-from binderlite.workshop import listing
-from binderlite.workshop import localrepo
+from binderlite.workshop import listing, localrepo
 from binderlite.workshop import prepare as workshop_prepare
 from binderlite.workshop.linksfile import parse_links
 from binderlite.workshop.manifest import Manifest, PreparedLink, load_manifest, save_manifest
