@@ -280,13 +280,13 @@ check_classroom_burst_with_warm_pool() {
     launcher --wait-pool "$POOL" --pool-db "$M_STATE/run/pool.sqlite" --within "$UP_TIMEOUT" || return 1
     launcher --burst "$ATTENDEES" --kernels 3 "${LINKS[0]}"
 }
+log "classroom burst: $POOL warm servers, then $ATTENDEES launches at once through $WEB"
+timed "burst of $ATTENDEES (pool of $POOL)" check_classroom_burst_with_warm_pool
 log "two repositories nobody prepared, served from inside the machine on 127.0.0.1:$REPO_PORT"
 serve_new_repositories
 log "a new repository (six==1.16.0) builds from the local package index and launches"
 timed "new repository -> kernel" check_new_repository_builds_from_mirror
 log "a repository needing more-itertools (not mirrored) fails within ${MISSING_WITHIN}s, naming it"
 timed "missing package -> failed" check_missing_package_fails_fast
-log "classroom burst: $POOL warm servers, then $ATTENDEES launches at once through $WEB"
-timed "burst of $ATTENDEES (pool of $POOL)" check_classroom_burst_with_warm_pool
 
 RESULT=PASS
