@@ -8,10 +8,14 @@
 #   2. A fresh machine (scripts/lib/machine.sh: debootstrapped Debian 12 running systemd in a container).
 #   3. The bundle is copied in; EVERY network of the machine is disconnected (docker network disconnect) and
 #      DNS must fail inside, fast.
-#   4. There, with nothing else: tar -xf the bundle's install.sh && bash it; binderlite up; each prepared link
-#      through the build API (/build/<link>, resolved through the manifest: no git host answers there;
-#      scripts/lib/offline_launch.py with the machine's venv) to a kernel.
-#   5. Hooks for the rest of the issue's offline test (check_* functions below), then timings and the size.
+#   4. There, with nothing else: tar -xf the bundle's install.sh && bash it; binderlite up --classroom (the
+#      room's address 127.0.0.2, a warm pool of 10); each prepared link through the build API (/build/<link>,
+#      resolved through the manifest: no git host answers there; scripts/lib/offline_launch.py with the
+#      machine's venv) to a kernel.
+#   5. The rest of the issue's offline test, on the same `up`: a NEW repository served from inside the machine
+#      builds from the local package index and launches; one needing a package the mirror lacks fails within
+#      seconds naming it; the classroom burst (30 launches at once, the pool's 10 ready first) all ready on the
+#      first try. Then timings and the size.
 #
 #   flock /tmp/binderlite-integration.lock bash scripts/check-offline-laptop.sh   # hold the integration lock
 #   BLTEST_OFFLINE_KEEP=1 ...   keep the machine afterwards, for a look inside
@@ -34,6 +38,11 @@ KEEP="${BLTEST_OFFLINE_KEEP:-0}"
 UP_TIMEOUT="${BLTEST_OFFLINE_UP_TIMEOUT:-600}"
 DNS_FAIL_WITHIN_MS=5000
 M_STATE=/var/lib/binderlite # the machine's state_dir (the default)
+ROOM=127.0.0.2              # classroom_address in the machine: a loopback address, never a private one
+WEB="http://$ROOM:8585"     # where `up --classroom` serves the web app
+ATTENDEES=30                # the links file's count for the workshop link: the burst's size
+POOL=10                     # warm_pool_size in the machine
+MISSING_WITHIN=60           # seconds a build needing a package the mirror lacks may take to fail
 
 WORK=""
 HTTP_PID=""
@@ -135,8 +144,8 @@ prepare_workshop() {
     python3 -m http.server "$REPO_PORT" --bind 127.0.0.1 --directory "$WORK/served" \
         >"$WORK/http.log" 2>&1 &
     HTTP_PID=$!
-    printf 'git/%s/main 10\n' "$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$url")" \
-        >"$WORK/links.in"
+    printf 'git/%s/main %s\n' "$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$url")" \
+        "$ATTENDEES" >"$WORK/links.in"
     host_binderlite "$PY" -m binderlite.cli base-image >"$WORK/prepare.log" 2>&1
     host_binderlite "$PY" -m binderlite.cli workshop prepare --allow-local "$WORK/links.in" >>"$WORK/prepare.log" 2>&1 \
         || { tail -n 30 "$WORK/prepare.log"; return 1; }
@@ -191,9 +200,11 @@ dns_fails_fast
 # ---- 4. install, up, launch: nothing but the bundle ---------------------------------------------------------
 # The laptop keeps the default registry (prepared here without one): import tagged each prepared image with the
 # name this machine's settings give its link. Written before the install, so the import already names the
-# images as `binderlite up` will look for them.
+# images as `binderlite up` will look for them. The classroom: the room's address, a pool of $POOL, and servers
+# of 512M so the pool is not bounded by this host's memory (at the default 2G, 10 would not fit next to a build).
 in_m_sh "mkdir -p /etc/binderlite && printf '%s\n' 'allow_local_repos = true' 'image_prefix = \"$PREFIX\"' \
-    'python_base_images = \"\"' > /etc/binderlite/binderlite.toml"
+    'python_base_images = \"\"' 'classroom_address = \"$ROOM\"' 'warm_pool_size = $POOL' \
+    'memory_limit = \"512M\"' > /etc/binderlite/binderlite.toml"
 log "tar -xf workshop.tar binderlite-workshop/install.sh && bash binderlite-workshop/install.sh workshop.tar"
 install_bundle() {
     in_m_sh 'cd /root && tar -xf workshop.tar binderlite-workshop/install.sh \
@@ -204,12 +215,12 @@ in_m_sh 'grep -E "^(==>|  |Checked|Loading|Imported|Tagged)" /root/install.log' 
 IMPORT_SECONDS=$(in_m_sh "sed -n 's/^  import: \\([0-9.]*\\) s$/\\1/p' /root/install.log" || true)
 TIMINGS+=("$(printf '%-28s %5ss' "  of which import" "${IMPORT_SECONDS:-?}")")
 
-log "binderlite up (log: /root/up.log in the machine)"
-docker exec -d "$MACHINE" bash -c 'echo $$ >/root/up.pid; exec binderlite up >/root/up.log 2>&1'
+log "binderlite up --classroom (log: /root/up.log in the machine)"
+docker exec -d "$MACHINE" bash -c 'echo $$ >/root/up.pid; exec binderlite up --classroom >/root/up.log 2>&1'
 wait_health() {
     local deadline=$(($(date +%s) + UP_TIMEOUT))
     while [ "$(date +%s)" -lt "$deadline" ]; do
-        if in_m curl -fsS -o /dev/null http://127.0.0.1:8585/health 2>/dev/null; then return 0; fi
+        if in_m curl -fsS -o /dev/null "$WEB/health" 2>/dev/null; then return 0; fi
         if ! in_m_sh 'kill -0 "$(cat /root/up.pid)"'; then echo "binderlite up exited" >&2; return 1; fi
         sleep 2
     done
@@ -217,30 +228,65 @@ wait_health() {
     return 1
 }
 timed "up -> /health 200" wait_health
+in_m_sh 'grep -E "^Classroom|^Sized|^Warning" /root/up.log' | sed 's/^/    /' || true
 
-launch_prepared() {
-    in_m /opt/binderlite/venv/bin/python /root/offline_launch.py "${LINKS[@]}" | sed 's/^/    /'
+launcher() { # launcher <offline_launch.py arguments...>: in the machine, against the room's web app
+    in_m /opt/binderlite/venv/bin/python /root/offline_launch.py --base "$WEB" "$@" | sed 's/^/    /'
     return "${PIPESTATUS[0]}"
 }
+launch_prepared() { launcher "${LINKS[@]}"; }
 log "launching every prepared link through /build/ to a kernel (1+1)"
 timed "first launch (all links)" launch_prepared
 
-# ---- 5. the rest of the issue's offline test: hooks -----------------------------------------------------------
+# ---- 5. the rest of the issue's offline test, on the same `up` ----------------------------------------------
+# Two repositories nobody prepared, served from inside the machine (git came with the bundle; a bare copy after
+# `git update-server-info`, over python3 -m http.server on 127.0.0.1): offline, a link to this machine itself
+# resolves as always (allow_local_repos), a link anywhere else does not.
+serve_new_repositories() {
+    in_m_sh "set -e; mkdir -p /root/new/served; cd /root/new
+        for pair in 'fresh six==1.16.0' 'missing more-itertools==10.1.0'; do
+            name=\${pair%% *}; requirement=\${pair#* }
+            git init -q -b main \$name && echo \"\$requirement\" > \$name/requirements.txt
+            echo \"# \$name: not prepared, made offline\" > \$name/README.md
+            git -C \$name add requirements.txt README.md
+            git -C \$name -c user.name=check -c user.email=check@localhost commit -q -m \$name
+            git clone -q --bare \$name served/\$name.git && git -C served/\$name.git update-server-info
+        done"
+    docker exec -d "$MACHINE" python3 -m http.server "$REPO_PORT" --bind 127.0.0.1 --directory /root/new/served
+    local _
+    for _ in $(seq 1 20); do
+        in_m curl -fsS -o /dev/null "http://127.0.0.1:$REPO_PORT/fresh.git/HEAD" 2>/dev/null && return 0
+        sleep 0.5
+    done
+    echo "the machine's git server on 127.0.0.1:$REPO_PORT did not answer" >&2
+    return 1
+}
+new_link() { # new_link <name>: the git/ link of a repository served inside the machine
+    printf 'git/%s/main' "$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' \
+        "http://127.0.0.1:$REPO_PORT/$1.git")"
+}
 check_new_repository_builds_from_mirror() {
-    # A new repository served from inside the laptop whose requirements.txt uses only mirrored packages
-    # builds (from the local package index) and launches. Needs the index service and `workshop prepare`.
-    log "HOOK check_new_repository_builds_from_mirror: not wired yet"
+    # Built with six from the local package index (the `index` service of `binderlite up`), then a kernel.
+    launcher --code $'import six\n1+1' "$(new_link fresh)"
 }
 check_missing_package_fails_fast() {
-    # A repository needing a package the mirror lacks fails within seconds, the message naming the package.
-    log "HOOK check_missing_package_fails_fast: not wired yet"
+    # The build's `failed` event names the package and the mirror that lacks it, within seconds.
+    launcher --expect-failure more-itertools --expect-failure "package mirror lacks" --within "$MISSING_WITHIN" \
+        "$(new_link missing)"
 }
 check_classroom_burst_with_warm_pool() {
-    # 30 concurrent launches of the workshop repository with a warm pool of 10: all succeed on the first try.
-    log "HOOK check_classroom_burst_with_warm_pool: not wired yet"
+    # The pool holds $POOL ready servers, then $ATTENDEES launches of the workshop link at once through the
+    # room's address: all ready on the first try, 3 of them run a kernel.
+    launcher --wait-pool "$POOL" --pool-db "$M_STATE/run/pool.sqlite" --within "$UP_TIMEOUT" || return 1
+    launcher --burst "$ATTENDEES" --kernels 3 "${LINKS[0]}"
 }
-check_new_repository_builds_from_mirror
-check_missing_package_fails_fast
-check_classroom_burst_with_warm_pool
+log "classroom burst: $POOL warm servers, then $ATTENDEES launches at once through $WEB"
+timed "burst of $ATTENDEES (pool of $POOL)" check_classroom_burst_with_warm_pool
+log "two repositories nobody prepared, served from inside the machine on 127.0.0.1:$REPO_PORT"
+serve_new_repositories
+log "a new repository (six==1.16.0) builds from the local package index and launches"
+timed "new repository -> kernel" check_new_repository_builds_from_mirror
+log "a repository needing more-itertools (not mirrored) fails within ${MISSING_WITHIN}s, naming it"
+timed "missing package -> failed" check_missing_package_fails_fast
 
 RESULT=PASS

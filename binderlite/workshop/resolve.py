@@ -3,7 +3,9 @@
 Online, this is ``links.resolve``. Offline (``workshop.offline``), a link
 resolves to the commit it was prepared at, with a note the build log shows;
 a link that was not prepared fails at once — no DNS question, no git — with
-a message saying so and where to see what was prepared.
+a message saying so and where to see what was prepared. The exception is a
+repository on this machine itself (``workshop.localrepo``, with
+``allow_local_repos``): it needs no network, so it resolves as always.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from binderlite.errors import BadInputError
 from binderlite.links.registry import check_resolved_not_banned
 from binderlite.settings import Settings
 from binderlite.workshop.linksfile import split_link
+from binderlite.workshop.localrepo import is_local_repository
 from binderlite.workshop.manifest import load_manifest
 from binderlite.workshop.offline import is_offline
 
@@ -29,18 +32,23 @@ class NotPreparedError(BadInputError):
 
 
 def prepared(provider: str, spec: str, settings: Settings) -> links.ResolvedRepo:
-    """The prepared version of ``provider``/``spec`` from the manifest; NotPreparedError if there is none."""
+    """The prepared version of ``provider``/``spec`` from the manifest; NotPreparedError if there is none.
+
+    A link that was not prepared but whose repository is on this machine resolves as always (git asks the
+    local server)."""
     manifest = load_manifest(settings)
+    entry = manifest.lookup(provider, spec) if manifest is not None else None
+    if entry is None and is_local_repository(provider, spec, settings):
+        return links.resolve(provider, spec, settings)
     if manifest is None:
         raise NotPreparedError(
             f"binderlite is offline and no workshop is prepared here, so {provider}/{spec} cannot be fetched. "
             "Prepare one while online (`binderlite workshop prepare LINKS_FILE`) or import a bundle."
         )
-    entry = manifest.lookup(provider, spec)
     if entry is None:
         raise NotPreparedError(
             f"{provider}/{spec} was not prepared for this workshop, and binderlite is offline, "
-            f"so it cannot be fetched; {LIST_HINT}."
+            f"so it cannot be fetched (only repositories served from this machine can be); {LIST_HINT}."
         )
     resolved = entry.resolved()
     check_resolved_not_banned(resolved, settings)

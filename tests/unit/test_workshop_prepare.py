@@ -20,7 +20,7 @@ from binderlite.errors import BadInputError, RefNotFoundError
 from binderlite.links.model import ResolvedRepo
 from binderlite.settings import Settings
 from binderlite.web import build_api
-from binderlite.workshop import listing
+from binderlite.workshop import listing, localrepo
 from binderlite.workshop import prepare as workshop_prepare
 from binderlite.workshop.linksfile import parse_links
 from binderlite.workshop.manifest import Manifest, PreparedLink, load_manifest, save_manifest
@@ -219,6 +219,93 @@ def test_offline_banned_specs_still_apply(tmp_path, no_network):
     save_manifest(cfg, Manifest(links=(prepared(),)))
     with pytest.raises(BadInputError, match="not allowed to launch"):
         resolve("gh", "org/repo/main", cfg)
+
+
+LOCAL_URLS = [
+    "http://127.0.0.1:18997/new.git",
+    "http://localhost:8000/new.git",
+    "http://[::1]:8000/new.git",
+    "http://10.9.8.7/new.git",  # an address of one of this machine's interfaces (patched below)
+]
+
+
+@pytest.fixture
+def local_cfg(tmp_path, no_network, monkeypatch) -> tuple[Settings, list]:
+    """Offline with allow_local_repos, a prepared workshop, 10.9.8.7 on an interface; online resolution recorded."""
+    cfg = Settings(state_dir=str(tmp_path / "state"), offline="yes", allow_local_repos=True)
+    save_manifest(cfg, Manifest(links=(prepared(),)))
+    monkeypatch.setattr(localrepo, "interface_addresses", lambda: {"10.9.8.7"})
+    calls = []
+    monkeypatch.setattr(links, "resolve", lambda provider, spec, settings: calls.append((provider, spec)) or "local")
+    return cfg, calls
+
+
+@pytest.mark.parametrize("url", LOCAL_URLS)
+def test_offline_a_new_repository_on_this_machine_resolves_as_always(local_cfg, url):
+    cfg, calls = local_cfg
+    spec = f"{urllib.parse.quote(url, safe='')}/main"
+    assert resolve("git", spec, cfg) == "local"
+    assert resolve_link(url, cfg, "main") == "local"
+    assert calls == [("git", spec), ("git", spec)]
+
+
+def test_offline_a_local_repository_resolves_even_with_no_workshop(tmp_path, no_network, monkeypatch):
+    cfg = Settings(state_dir=str(tmp_path / "state"), offline="yes", allow_local_repos=True)
+    monkeypatch.setattr(links, "resolve", lambda provider, spec, settings: "local")
+    assert resolve("git", urllib.parse.quote("http://127.0.0.1:1/x.git", safe="") + "/main", cfg) == "local"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://git.example.org/lab/new.git",  # a name: never looked up (no_network fails any DNS question)
+        "http://localhost.example.org/new.git",
+        "http://192.0.2.10/new.git",  # an address, but not one of this machine's
+        "git@github.com:org/new.git",
+    ],
+)
+def test_offline_a_new_repository_elsewhere_fails_at_once_without_dns(local_cfg, url):
+    cfg, calls = local_cfg
+    started = time.monotonic()
+    with pytest.raises(NotPreparedError, match="only repositories served from this machine"):
+        resolve_link(url, cfg, "main")
+    assert time.monotonic() - started < 1
+    assert calls == []
+
+
+def test_offline_a_github_link_is_never_local(local_cfg):
+    cfg, calls = local_cfg
+    with pytest.raises(NotPreparedError):
+        resolve("gh", "org/new/main", cfg)
+    assert calls == []
+
+
+def test_offline_a_local_repository_needs_allow_local_repos(cfg, no_network, monkeypatch):
+    save_manifest(cfg, Manifest(links=(prepared(),)))
+    monkeypatch.setattr(localrepo, "interface_addresses", lambda: {"10.9.8.7"})
+    for url in LOCAL_URLS:
+        with pytest.raises(NotPreparedError, match="was not prepared"):
+            resolve_link(url, cfg, "main")
+
+
+def test_a_prepared_local_link_still_resolves_to_its_prepared_commit(local_cfg):
+    cfg, calls = local_cfg
+    url = "http://127.0.0.1:18997/workshop.git"
+    entry = prepared("git", f"{urllib.parse.quote(url, safe='')}/main")
+    save_manifest(cfg, Manifest(links=(entry,)))
+    assert resolve("git", entry.link.split("/", 1)[1], cfg).resolved_ref == SHA
+    assert calls == []
+
+
+def test_this_machine_is_loopback_localhost_or_an_interface_address():
+    addresses = {"10.9.8.7"}.copy
+    assert localrepo.is_this_machine("127.0.0.2", addresses)
+    assert localrepo.is_this_machine("LOCALHOST", addresses)
+    assert localrepo.is_this_machine("[::1]", addresses)
+    assert localrepo.is_this_machine("10.9.8.7", addresses)
+    assert not localrepo.is_this_machine("10.9.8.8", addresses)
+    assert not localrepo.is_this_machine("myhost", addresses)
+    assert localrepo.interface_addresses() >= {"127.0.0.1"}  # the real lookup: lo is always there
 
 
 def test_online_links_resolve_as_always(tmp_path, monkeypatch):
