@@ -58,3 +58,21 @@ def workshop_index_url(settings: Settings) -> str | None:
     if index_in_use(settings.workshop_index, mirror_exists(settings), lambda: is_offline(settings)):
         return index_url(settings)
     return None
+
+
+def carried_ca_bundle(settings: Settings) -> Path:
+    """Where an imported workshop keeps the CA bundle its stage images were made with."""
+    return settings.workshop_dir / "ca-bundle.crt"
+
+
+def build_ca_bundle(settings: Settings) -> str:
+    """The CA bundle builds copy in: offline, the workshop's carried one, so the carried stages are found.
+
+    A shared stage's name is a hash of what goes into it, the CA bundle too;
+    a laptop's own bundle differs from the preparing machine's, and offline
+    there is nowhere to remake a stage from (nor any TLS to check).
+    """
+    carried = carried_ca_bundle(settings)
+    if carried.is_file() and is_offline(settings):
+        return str(carried)
+    return settings.ca_bundle

@@ -46,7 +46,8 @@ REPOS = "repos.tar"
 WHEELS = "wheels.tar"
 DEBS = "debs.tar"
 PROXY = "proxy.tar.gz"
-PARTS = (INFO, INSTALLER, MANIFEST, MIRROR, REPOS, WHEELS, DEBS, PROXY, IMAGES)  # the order in the bundle
+CA = "ca-bundle.crt"  # the CA bundle the workshop's stage images were made with
+PARTS = (INFO, INSTALLER, MANIFEST, CA, MIRROR, REPOS, WHEELS, DEBS, PROXY, IMAGES)  # the order in the bundle
 REQUIRED = (INFO, MANIFEST, IMAGES)
 INNER_TARS = (MIRROR, REPOS, WHEELS, DEBS, PROXY)  # checked member by member (proxy: links inside allowed)
 CHUNK = 1 << 20
@@ -178,7 +179,7 @@ def verify(path: Path, echo: Callable[[str], None] = print) -> Verified:
                 if part in INNER_TARS:
                     for _ in inner_members(part, reader):
                         pass
-                elif part in (INFO, MANIFEST):
+                elif part in (INFO, MANIFEST, CA):
                     found.texts[part] = reader.read().decode("utf-8", "replace")
                 actual[part] = reader.drain()
                 found.sizes[part] = member.size

@@ -114,9 +114,7 @@ def choose_address(settings: Settings, found: list[Interface] | None = None, def
 
 def pool_servers(settings: Settings, manifest: Manifest | None) -> int:
     """Servers the warm pool keeps started: warm_pool_size (-1: the attendees) for each pooled image."""
-    images = [i for i in settings.warm_pool_images.split(",") if i.strip()] or (
-        manifest.all_images() if manifest else []
-    )
+    images = [i for i in settings.warm_pool_images.split(",") if i.strip()] or (manifest.links if manifest else [])
     size = settings.warm_pool_size
     if size < 0:
         size = manifest.attendees if manifest else 0

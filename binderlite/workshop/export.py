@@ -132,6 +132,7 @@ def _make_parts(
 
     report.images = workshop_images(settings, manifest)  # first: a missing image stops the export at once
     (parts / bundle.MANIFEST).write_text(manifest.to_json())
+    shutil.copyfile(settings.ca_bundle, parts / bundle.CA)  # offline builds name the carried stages with it
     for part, folder in bundle.folder_parts(settings).items():
         if folder.is_dir():
             step(part, lambda folder=folder, part=part: tar_folder(folder, parts / part))

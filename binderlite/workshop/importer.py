@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from binderlite.builds.packageindex import carried_ca_bundle
 from binderlite.builds.pipeline import image_for
 from binderlite.dockerutil import docker_cli_env, docker_client, local_image_exists
 from binderlite.errors import BinderliteError, UnavailableError
@@ -70,6 +71,8 @@ def import_bundle(settings: Settings, path: Path, echo: Callable[[str], None] = 
         for part, folder in folders.items():
             if part not in staged:
                 echo(f"The bundle has no {part}: {folder} is left as it was")
+    if bundle.CA in verified.texts:
+        carried_ca_bundle(settings).write_text(verified.texts[bundle.CA])
     save_manifest(settings, manifest)
     report.images = _check_images(settings, manifest, verified.texts.get(bundle.INFO, "{}"))
     for line in tag_for_here(settings, manifest):

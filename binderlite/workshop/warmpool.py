@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 
 import docker.errors
 
+from binderlite.builds.pipeline import image_for
 from binderlite.dockerutil import docker_client
 from binderlite.links.registry import PROVIDERS
 from binderlite.settings import Settings, parse_size
-from binderlite.workshop.manifest import Manifest, load_manifest
+from binderlite.workshop.manifest import Manifest, PreparedLink, load_manifest
 
 log = logging.getLogger("binderlite.workshop.warmpool")
 RESERVE_BYTES = 2 * 1024**3
@@ -76,7 +77,7 @@ def _options(entry_image: str, manifest: Manifest | None, settings: Settings) ->
     """The user_options a launch of this image would carry (the prepared link's, when there is one)."""
     options: dict = {"image": entry_image, "binder_launch_host": settings.binder_launch_host}
     for entry in manifest.links if manifest else ():
-        if entry.image == entry_image:
+        if here(settings, entry) == entry_image:
             resolved = entry.resolved()
             options.update(
                 repo_url=resolved.repo_url,
@@ -86,6 +87,11 @@ def _options(entry_image: str, manifest: Manifest | None, settings: Settings) ->
             )
             break
     return options
+
+
+def here(settings: Settings, entry: PreparedLink) -> str:
+    """The name a launch of this prepared link asks for on this machine (its registry and image_prefix)."""
+    return image_for(settings, entry.resolved())
 
 
 def _is_link(item: str) -> bool:
@@ -100,7 +106,7 @@ def pool_images(settings: Settings) -> list[PoolImage]:
     items = [item.strip() for item in settings.warm_pool_images.split(",") if item.strip()]
     names: list[str] = []
     if not items:
-        names = [entry.image for entry in manifest.links] if manifest else []
+        names = [here(settings, entry) for entry in manifest.links] if manifest else []
     for item in items:
         if not _is_link(item):
             names.append(item)
@@ -110,7 +116,7 @@ def pool_images(settings: Settings) -> list[PoolImage]:
         if entry is None:
             log.warning("warm pool: %s is not a prepared link of the workshop manifest; not pooled", item)
         else:
-            names.append(entry.image)
+            names.append(here(settings, entry))
     return [PoolImage(name, _options(name, manifest, settings)) for name in dict.fromkeys(names)]
 
 

@@ -13,7 +13,7 @@ from binderlite.settings import Settings
 from binderlite.web.app import create_app
 from binderlite.workshop import classroom
 from binderlite.workshop.classroom import Interface, Room
-from binderlite.workshop.manifest import Manifest, save_manifest
+from binderlite.workshop.manifest import Manifest, PreparedLink, save_manifest
 
 GIB = 1024**3
 LAPTOP = [
@@ -56,7 +56,12 @@ def test_an_address_that_is_not_one_is_refused():
 
 
 def workshop(attendees: int, images: int = 1) -> Manifest:
-    return Manifest(attendees=attendees, images=tuple(f"bltest-img-{i}" for i in range(images)))
+    """A manifest of ``images`` prepared links (and base images, which the pool never keeps)."""
+    links = tuple(
+        PreparedLink(f"gh/org/r{i}/main", "gh", f"org/r{i}/main", "u", "main", "c", "s", "r", "b", "git", f"i{i}:c")
+        for i in range(images)
+    )
+    return Manifest(links=links, attendees=attendees, images=("binderlite/base:bookworm", "binderlite/stage:x"))
 
 
 def test_quotas_hold_every_attendee_and_the_warm_pool():

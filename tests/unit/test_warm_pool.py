@@ -13,7 +13,7 @@ from binderlite.links.model import ResolvedRepo
 from binderlite.scheduler.pool import CREATE_GRACE, plan
 from binderlite.settings import Settings
 from binderlite.workshop import warmpool
-from binderlite.workshop.manifest import Manifest, PreparedLink, save_manifest
+from binderlite.workshop.manifest import Manifest, PreparedLink, load_manifest, save_manifest
 
 GIB = 1024**3
 IMAGE = "bltest-pool:1"
@@ -134,13 +134,16 @@ def test_pooled_images_from_links_use_the_manifest_only(tmp_path, caplog):
     settings = settings_at(tmp_path, warm_pool_images="gh/org/course/main, other:1, gh/org/unprepared/main")
     save_manifest(settings, Manifest(links=(_prepared("prepared:1"),), images=("binderlite/base:bookworm",)))
     images = warmpool.pool_images(settings)
-    assert [i.image for i in images] == ["prepared:1", "other:1"]
+    # a prepared link's image by the name a launch asks for on this machine (its registry, image_prefix)
+    here = warmpool.here(settings, load_manifest(settings).links[0])
+    assert here.startswith(f"{settings.registry}/{settings.image_prefix}") and here != "prepared:1"
+    assert [i.image for i in images] == [here, "other:1"]
     assert images[0].user_options["repo_url"] == "https://github.com/org/course"
     assert images[0].user_options["binder_request"] == "v2/gh/org/course/main"
     assert images[1].user_options == {"image": "other:1", "binder_launch_host": settings.binder_launch_host}
     assert "gh/org/unprepared/main is not a prepared link" in caplog.text
     # by default: the manifest's prepared images, not its base images
-    assert [i.image for i in warmpool.pool_images(settings.with_overrides(warm_pool_images=""))] == ["prepared:1"]
+    assert [i.image for i in warmpool.pool_images(settings.with_overrides(warm_pool_images=""))] == [here]
 
 
 # ---- the job's plan ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from packaging.tags import Tag
 
 from binderlite.builds import packageindex
-from binderlite.builds.buildpacks import buildpack_classes, envtool, mirror_environment
+from binderlite.builds.buildpacks import build_options, buildpack_classes, envtool, mirror_environment
 from binderlite.errors import ConfigError
 from binderlite.links import offline
 from binderlite.sandbox import dockernet
@@ -337,3 +337,16 @@ def test_an_index_that_does_not_answer_is_said_so_not_blamed_on_a_package():
         "",
         "the workshop's package index did not answer (`binderlite up` runs it where a mirror exists)",
     )
+
+
+def test_offline_builds_copy_in_the_ca_bundle_the_carried_stages_were_made_with(tmp_path):
+    own = tmp_path / "own-ca.crt"
+    own.write_text("this laptop's CA bundle\n")
+    settings = Settings(state_dir=str(tmp_path / "state"), ca_bundle=str(own), offline="yes")
+    assert packageindex.build_ca_bundle(settings) == str(own)  # nothing carried: the machine's own
+    carried = packageindex.carried_ca_bundle(settings)
+    carried.parent.mkdir(parents=True)
+    carried.write_text("the preparing machine's CA bundle\n")
+    assert packageindex.build_ca_bundle(settings) == str(carried)
+    assert packageindex.build_ca_bundle(settings.with_overrides(offline="no")) == str(own)  # online: its own
+    assert build_options(settings).ca_bundle == str(carried.resolve())

@@ -22,7 +22,7 @@ from binderlite.builds.buildpacks.python import (
 )
 from binderlite.builds.buildpacks.r import BinderliteRBuildPack, r_options
 from binderlite.builds.buildpacks.unsupported import JuliaBuildPack, NixBuildPack
-from binderlite.builds.packageindex import workshop_index_url
+from binderlite.builds.packageindex import build_ca_bundle, workshop_index_url
 from binderlite.builds.stages import DockerStageImages, Stage
 from binderlite.settings import Settings, proxy_environment
 
@@ -65,7 +65,7 @@ def build_options(settings: Settings) -> BuildOptions:
         index_env += [("PIP_TRUSTED_HOST", settings.trusted_host), ("UV_INSECURE_HOST", settings.trusted_host)]
     return BuildOptions(
         mirror_env=mirror_environment(settings, workshop_index_url(settings)),
-        ca_bundle=str(Path(settings.ca_bundle).resolve()),
+        ca_bundle=str(Path(build_ca_bundle(settings)).resolve()),
         uv_binary=str(Path(find_uv_bin()).resolve()),
         generated_dir=str(settings.build_work_dir / "generated"),
         tooling_specs=(settings.jupyterlab_spec, *settings.default_environment.split(), hub_spec),
