@@ -276,9 +276,9 @@ check_missing_package_fails_fast() {
 }
 check_classroom_burst_with_warm_pool() {
     # The pool holds $POOL ready servers, then $ATTENDEES launches of the workshop link at once through the
-    # room's address: all ready on the first try, 3 of them run a kernel.
+    # room's address: all ready on the first try, the pool's servers handed out, 3 of them run a kernel.
     launcher --wait-pool "$POOL" --pool-db "$M_STATE/run/pool.sqlite" --within "$UP_TIMEOUT" || return 1
-    launcher --burst "$ATTENDEES" --kernels 3 "${LINKS[0]}"
+    launcher --burst "$ATTENDEES" --min-pooled "$POOL" --kernels 3 "${LINKS[0]}"
 }
 log "classroom burst: $POOL warm servers, then $ATTENDEES launches at once through $WEB"
 timed "burst of $ATTENDEES (pool of $POOL)" check_classroom_burst_with_warm_pool

@@ -141,8 +141,8 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, min(len(ordered), math.ceil(fraction * len(ordered))) - 1)]
 
 
-def summarize_burst(results: list[dict], wanted: int) -> tuple[bool, str]:
-    """(all ready on the first try, a summary line) for the burst's per-launch ``results``."""
+def summarize_burst(results: list[dict], wanted: int, min_pooled: int = 0) -> tuple[bool, str]:
+    """(all ready on the first try, at least ``min_pooled`` from the pool; a summary line) for the burst."""
     ready = [r for r in results if r.get("phase") == "ready"]
     retried = [r for r in results if r.get("retried")]
     seconds = [r["seconds"] for r in ready]
@@ -153,10 +153,10 @@ def summarize_burst(results: list[dict], wanted: int) -> tuple[bool, str]:
         f"p95 {percentile(seconds, 0.95):.1f} s, max {max(seconds, default=0):.1f} s; "
         f"{pooled} from the warm pool ({fast} ready in < 1 s)"
     )
-    return len(ready) == wanted and not retried, line
+    return len(ready) == wanted and not retried and pooled >= min_pooled, line
 
 
-def burst(base: str, link: str, count: int, kernels: int, code: str) -> bool:
+def burst(base: str, link: str, count: int, kernels: int, code: str, min_pooled: int = 0) -> bool:
     """``count`` launches of ``link`` at once: all ready on the first try, ``kernels`` of them answer ``code``."""
     results: list[dict] = [{} for _ in range(count)]
     gate = threading.Barrier(count)
@@ -184,7 +184,7 @@ def burst(base: str, link: str, count: int, kernels: int, code: str) -> bool:
         thread.start()
     for thread in threads:
         thread.join()
-    ok, line = summarize_burst(results, count)
+    ok, line = summarize_burst(results, count, min_pooled)
     print(line)
     for i, result in enumerate(results):
         if result.get("phase") != "ready" or result.get("retried"):
@@ -231,6 +231,7 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=0, metavar="N")
     parser.add_argument("--kernels", type=int, default=3)
     parser.add_argument("--wait-pool", type=int, default=0, metavar="N")
+    parser.add_argument("--min-pooled", type=int, default=0, metavar="N", help="--burst: at least N from the pool")
     parser.add_argument("--pool-db", default="/var/lib/binderlite/run/pool.sqlite")
     parser.add_argument("links", nargs="*")
     args = parser.parse_args()
@@ -239,7 +240,7 @@ def main() -> int:
     if not args.links:
         parser.error("which links?")
     if args.burst:
-        return 0 if burst(args.base, args.links[0], args.burst, args.kernels, args.code) else 1
+        return 0 if burst(args.base, args.links[0], args.burst, args.kernels, args.code, args.min_pooled) else 1
     results = []
     for link in args.links:
         try:

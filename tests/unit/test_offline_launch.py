@@ -87,3 +87,10 @@ def _answer(text: str):
         return text
 
     return run_code
+
+
+def test_a_burst_that_took_fewer_servers_from_the_pool_than_it_held_fails(script):
+    pooled = [{"phase": "ready", "seconds": 0.2, "pooled": True} for _ in range(9)]
+    spawned = [{"phase": "ready", "seconds": 30.0} for _ in range(21)]
+    assert script.summarize_burst(pooled + spawned, 30, min_pooled=10)[0] is False
+    assert script.summarize_burst(pooled + spawned, 30, min_pooled=9)[0] is True
