@@ -128,7 +128,7 @@ def test_export_then_import_elsewhere_brings_back_images_mirror_repos_and_manife
 
     again = run(laptop, "workshop", "import", str(out))  # importing twice replaces, it does not pile up
     assert again.exit_code == 0, again.output
-    assert sorted(p.name for p in placed.iterdir()) == ["manifest.json", "mirror", "repos"]
+    assert sorted(p.name for p in placed.iterdir()) == ["ca-bundle.crt", "manifest.json", "mirror", "repos"]
 
 
 def test_a_flipped_byte_in_the_images_is_refused_before_anything_is_loaded(workshop, tmp_path, docker_client):

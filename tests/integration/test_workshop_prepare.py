@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -128,11 +129,13 @@ def test_offline_the_handout_link_launches_the_prepared_version(prepared, offlin
     assert run_code(events[-1]["url"], events[-1]["token"], "1+1") == "2"
 
 
-def test_offline_an_unprepared_link_fails_at_once(prepared, offline_stack, course_git):
-    course_git.add_fixture("requirements", "not-in-the-handout")
+def test_offline_an_unprepared_link_fails_at_once(prepared, offline_stack):
+    # A repository elsewhere (offline, only this machine's own repositories resolve as usual); the
+    # reserved .invalid name never resolves, so even a regression could reach no one.
+    link = "git/" + urllib.parse.quote("https://git.invalid/lab/not-in-the-handout.git", safe="") + "/HEAD"
     base = f"http://127.0.0.1:{offline_stack.web_port}"
     started = time.monotonic()
-    events = stream_events(f"{base}/build/{course_git.link('not-in-the-handout')}", deadline=30)
+    events = stream_events(f"{base}/build/{link}", deadline=30)
     took = time.monotonic() - started
     assert [ev["phase"] for ev in events] == ["failed"]
     assert "was not prepared for this workshop" in events[0]["message"]
