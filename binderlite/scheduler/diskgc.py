@@ -39,6 +39,11 @@ def _is_ours(tag: str, settings: Settings) -> bool:
     return bool(settings.image_prefix) and name.startswith(settings.image_prefix)
 
 
+def images_in_use(client) -> set[str]:
+    """Ids of the images any container (running or not) uses, read from the engine's one listing."""
+    return {c["ImageID"] for c in client.api.containers(all=True) if c.get("ImageID")}
+
+
 def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
     """Remove binderlite images, least recently launched first, while the disk is above high water."""
     client = docker_client(settings, timeout=GC_DOCKER_TIMEOUT)
@@ -46,7 +51,7 @@ def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
     if disk_percent_used(root) <= settings.disk_high_water:
         return []
     queue = queue or BuildQueue(settings)
-    in_use = {c.image.id for c in client.containers.list(all=True) if c.image is not None}
+    in_use = images_in_use(client)
     building = queue.active_images()
     last_used = queue.image_last_used()
     candidates = []

@@ -29,7 +29,9 @@ GRACE_SECONDS = 120
 def _managed_containers(settings: Settings) -> list:
     client = docker_client(settings)
     filters = {"label": ["binderlite.managed=1", f"binderlite.instance={settings.state_dir}"]}
-    return client.containers.list(all=True, filters=filters)
+    # ignore_removed: a container removed between the list and its inspect (a killed server's
+    # auto-remove, another process's cull) is simply no longer there, not an error.
+    return client.containers.list(all=True, filters=filters, ignore_removed=True)
 
 
 def _created_age(container) -> float:
