@@ -38,6 +38,9 @@ setup(
             "ruff>=0.5",
             "selenium>=4.20",
             "authlib>=1.6",  # the test forge (tests/helpers/forge.py): an OpenID Connect provider
+            # the k3s files the Ansible role renders, checked against k3s's formats (tests/unit/test_k3s_templates.py)
+            "jsonschema>=4.18",
+            "pyyaml>=6",
         ]
     },
     entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},
