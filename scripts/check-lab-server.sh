@@ -17,7 +17,11 @@
 #   - upgrade: converge version A, launch, converge version B (HEAD) while a
 #     poller asks the server through HTTPS every 0.5 s (no failure allowed),
 #     the server answers after; rollback to A (units active, a launch works).
-# plus ansible-lint --profile production ansible/.
+# plus ansible-lint --profile production ansible/ and --syntax-check with the
+# k3s example inventory; and at the end the role's k3s part on the same machine
+# (scripts/lib/lab_k3s.sh): --check of every k3s task with placeholder k3s
+# files, a real converge of the files a k3s node gets (twice: changed=0), up to
+# but not including starting k3s (no k3s binary can be fetched here).
 #
 # Why a script on the fresh-machine approach and not Molecule: it reuses the
 # booted-systemd container that scripts/check-fresh-machine.sh already runs
@@ -38,6 +42,7 @@ set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO_DIR/scripts/lib/machine.sh"
+source "$REPO_DIR/scripts/lib/lab_k3s.sh"
 
 IMAGE=bltest-lab-debian:12
 MACHINE=bltest-lab-m
@@ -126,6 +131,9 @@ timed "ansible venv" bash "$REPO_DIR/scripts/ansible-venv.sh" >/dev/null
 log "ansible-lint --profile production ansible/"
 lint() { (cd "$REPO_DIR" && "$ANSIBLE_VENV/bin/ansible-lint" --profile production ansible/ 2>&1 | sed '/PATH altered/d'); }
 timed "ansible-lint (production)" lint || fail "ansible-lint"
+"$ANSIBLE_VENV/bin/ansible-playbook" -i "$REPO_DIR/ansible/inventory/example-k3s/hosts.yml" --syntax-check \
+    "$REPO_DIR/ansible/site.yml" >/dev/null || fail "syntax-check with the k3s example inventory"
+log "ansible-playbook --syntax-check with the k3s example inventory: clean"
 
 # 1. A fresh Debian 12 with systemd, booted with a nested Docker on a volume;
 #    443 and 80 published on this host's 127.0.0.1 (where DNS would point users);
@@ -389,5 +397,9 @@ given_served() {
 }
 given_served || fail "Caddy does not serve the given certificate"
 log "binderlite_tls=given: https://$NAME/health verifies with the given certificate's CA"
+
+# 11. The role's k3s part on this machine: --check of every k3s task, then the node's files for real.
+STEP="k3s"
+timed "k3s part (--check, node files)" lab_k3s_check || fail "the role's k3s part"
 
 RESULT=PASS
