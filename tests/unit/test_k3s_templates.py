@@ -75,13 +75,15 @@ def registries(name: str = "10.0.0.5:5000", tls: object = False) -> dict:
     return document
 
 
-def k3s_config(node: str, server: dict | None = None, agent: dict | None = None) -> dict:
+def k3s_config(node: str, server: dict | None = None, agent: dict | None = None, taint: object = True) -> dict:
     text = render(
         "k3s-config.yaml.j2",
         _binderlite_k3s_node=node,
         binderlite_k3s_server_address="10.0.0.5",
         binderlite_k3s_server_config=server or {},
         binderlite_k3s_agent_config=agent or {},
+        binderlite_k3s_server_taint=taint,
+        binderlite_k3s_pod_max_pids=1024,
     )
     document = load(text)
     validate(document, "k3s-config.schema.json")
@@ -119,11 +121,21 @@ def test_the_registries_schema_refuses_what_k3s_would_not_read(bad):
 
 def test_server_config_names_the_server_address_and_keeps_the_kubeconfig_private():
     document = k3s_config("server")
-    assert document == {"write-kubeconfig-mode": "0600", "tls-san": ["10.0.0.5"], "disable": ["traefik"]}
+    assert document == {
+        "write-kubeconfig-mode": "0600",
+        "tls-san": ["10.0.0.5"],
+        "disable": ["traefik"],
+        "kubelet-arg": ["pod-max-pids=1024"],
+        "node-taint": ["CriticalAddonsOnly=true:NoExecute"],
+    }
 
 
-def test_agent_config_points_at_the_server():
-    assert k3s_config("agent") == {"server": "https://10.0.0.5:6443"}
+def test_a_server_without_agents_takes_users_pods():
+    assert "node-taint" not in k3s_config("server", taint=False)
+
+
+def test_agent_config_points_at_the_server_and_limits_processes():
+    assert k3s_config("agent") == {"server": "https://10.0.0.5:6443", "kubelet-arg": ["pod-max-pids=1024"]}
 
 
 def test_extra_config_wins_over_the_roles_without_a_key_given_twice():
@@ -201,9 +213,19 @@ def caddyfile(k3s: bool, tls: bool = False) -> str:
 def test_caddy_serves_the_registry_to_the_nodes_read_only_only_with_k3s():
     assert "5000" not in caddyfile(k3s=False)
     http = caddyfile(k3s=True)
-    assert "http://10.0.0.5:5000 {" in http
-    assert "bind 10.0.0.5" in http
-    assert "@write not method GET HEAD" in http and "respond @write" in http
-    assert "reverse_proxy 127.0.0.1:5000" in http
+    site = http[http.index("http://10.0.0.5:5000 {") :]
+    assert "bind 10.0.0.5" in site
+    # only GET and HEAD of the registry API reach the registry; anything else is answered 405 by Caddy
+    pull = site[site.index("@pull {") : site.index("handle @pull")]
+    assert "method GET HEAD" in pull and "path /v2 /v2/*" in pull
+    assert "reverse_proxy 127.0.0.1:5000" in site[site.index("handle @pull") : site.index("handle {")]
+    assert '" 405' in site[site.index("handle {") :]
     assert "registry.crt" not in http
     assert "tls /etc/binderlite/tls/registry.crt /etc/binderlite/tls/registry.key" in caddyfile(k3s=True, tls=True)
+
+
+def test_the_namespace_manifest_enforces_the_restricted_profile():
+    document = load(render("k3s-namespace.yaml.j2", binderlite_k3s_namespace="binderlite"))
+    assert document["apiVersion"] == "v1" and document["kind"] == "Namespace"
+    assert document["metadata"]["name"] == "binderlite"
+    assert document["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
