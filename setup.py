@@ -38,6 +38,7 @@ setup(
             "ruff>=0.5",
             "selenium>=4.20",
             "authlib>=1.6",  # the test forge (tests/helpers/forge.py): an OpenID Connect provider
+            "jsonschema>=4",  # BinderHub's launch event schema (tests/schemas/)
         ]
     },
     entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},

@@ -698,6 +698,18 @@ class Settings:
         "Days build logs and build work directories are kept.",
         check=at_least(1),
     )
+    # ---- the launch event log (binderlite.observe.eventlog) ------------------
+    event_log_max_bytes: int = _setting(
+        10 * 1024 * 1024,
+        "Size in bytes at which the launch event log <state_dir>/logs/launches.jsonl moves to launches.jsonl.1 "
+        "and starts again (default 10 MiB: some 35,000 launches).",
+        check=at_least(1024),
+    )
+    event_log_backups: int = _setting(
+        5,
+        "Rotated launch event logs kept (launches.jsonl.1 … .N; default 5). 0 keeps none: a full log starts again.",
+        check=at_least(0),
+    )
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -16,6 +16,7 @@ LAYERS = {
     "errors": 0,
     "settings": 0,
     "events": 0,
+    "observe": 0,
     "dockerutil": 0,
     "credentials": 1,
     "sandbox": 1,
