@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import multiprocessing
 import os
 import stat
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from binderlite.observe import eventlog
 from binderlite.settings import Settings
+from tests.helpers.launchlog import ENVELOPE, SCHEMA, lines, validate
 from tests.unit import test_web
 from tests.unit.test_web import STREAM, events
 
-SCHEMA = json.loads((Path(__file__).parents[1] / "schemas" / "binderhub-launch-v6.json").read_text())
-ENVELOPE = ("timestamp", "schema", "version")
 app, client, fake_pipeline = test_web.app, test_web.client, test_web.fake_pipeline  # the web app's fixtures
-
-
-def validate(line: dict) -> None:
-    """As BinderHub: the event's fields against the schema, then the envelope it adds around them."""
-    jsonschema.validate({k: v for k, v in line.items() if k not in ENVELOPE}, SCHEMA)
-    jsonschema.validate(line, SCHEMA)
-    assert line["schema"] == SCHEMA["$id"] and line["version"] == SCHEMA["version"] == 6
-    datetime.datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def lines(path: Path) -> list[dict]:
-    return [json.loads(text) for text in path.read_text().splitlines()]
 
 
 def record(settings: Settings, **fields) -> None:
