@@ -702,7 +702,7 @@ class Settings:
     event_log_max_bytes: int = _setting(
         10 * 1024 * 1024,
         "Size in bytes at which the launch event log <state_dir>/logs/launches.jsonl moves to launches.jsonl.1 "
-        "and starts again (default 10 MiB: some 35,000 launches).",
+        "and starts again (default 10 MiB: about 30,000 launches).",
         check=at_least(1024),
     )
     event_log_backups: int = _setting(

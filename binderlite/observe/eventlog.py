@@ -15,9 +15,9 @@ opened with ``O_APPEND``, made under an exclusive ``flock`` on
 ``launches.jsonl.lock`` that also guards rotation (by size: the log moves to
 ``.1``, ``.1`` to ``.2`` …, ``event_log_backups`` kept), so no line is lost and
 no two processes rotate the same file. The files are 0600, in the state's
-0700 logs folder: private repositories' specs are written as given (their
-readers already see them in the access and build logs); credentials pasted
-into a link never are.
+0700 logs folder: private repositories' specs are written as given, marked
+``"private": true`` (their readers already see them in the access and build
+logs); credentials pasted into a link never are.
 """
 
 from __future__ import annotations
