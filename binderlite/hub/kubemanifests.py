@@ -13,31 +13,19 @@ Used by ``binderlite kube-manifests`` and the tests.
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 from traitlets.config import Config
 
+from binderlite.errors import BadInputError
 from binderlite.hub.backends import configure_kubernetes
 from binderlite.hub.kubeimages import pod_image
 from binderlite.hub.kubeobjects import pod_hub_url
 from binderlite.settings import Settings
 
 PLACEHOLDER_TOKEN = "server-token-minted-by-the-hub"  # noqa: S105 (not a secret: a stand-in)
-# A kubeconfig naming an address nothing listens on: KubeSpawner loads one when it is made, and the
-# render must not depend on (or reach) the operator's cluster.
-_OFFLINE_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: none, user: {token: none}}]
-contexts: [{name: none, context: {cluster: none, user: none}}]
-current-context: none
-"""
 
 
 def render_launch(
@@ -48,37 +36,41 @@ def render_launch(
     user_options: dict[str, Any] | None = None,
     check_registry: bool = True,
 ) -> list[dict]:
-    """[pod, network policy] for launching ``image`` as ``user``'s ``server``; ImageRefused for a foreign image."""
+    """[pod, network policy] for launching ``image`` as ``user``'s ``server``; BadInputError for a foreign image."""
     options = {"image": image, **(user_options or {})}
-    with tempfile.TemporaryDirectory() as tmp:
-        kubeconfig = Path(tmp) / "kubeconfig"
-        kubeconfig.write_text(_OFFLINE_KUBECONFIG)
-        with mock.patch.dict(os.environ, {"KUBECONFIG": str(kubeconfig)}):
-            return asyncio.run(_render(settings, user, server, options, check_registry))
+    return asyncio.run(_render(settings, user, server, options, check_registry))
 
 
 async def _render(settings: Settings, user: str, server: str, options: dict, check_registry: bool) -> list[dict]:
+    c = Config()
+    configure_kubernetes(c, settings.with_overrides(kube_config=""), settings.hub_ip)  # says if the extra is missing
+
     from kubernetes_asyncio.client import ApiClient
+    from tornado import web
 
     from binderlite.hub.kubespawner import BinderKubeSpawner
 
-    c = Config()
-    configure_kubernetes(c, settings.with_overrides(kube_config=""), settings.hub_ip)
     if not check_registry:
         c.BinderKubeSpawner.image_check = lambda image: pod_image(settings, image)
     hub_url = pod_hub_url(settings)
     hub = SimpleNamespace(public_host="", url=f"{hub_url}/hub/", base_url="/hub/", api_url=f"{hub_url}/hub/api")
     fake_user = SimpleNamespace(name=user, id=1, url=f"/user/{user}/", escaped_name=user)
     orm_spawner = SimpleNamespace(name=server, display_name=server, server=None, last_activity=None)
-    spawner = BinderKubeSpawner(config=c, user=fake_user, hub=hub, orm_spawner=orm_spawner, _mock=True)
+    # KubeSpawner loads a kubeconfig when it is made; the render neither needs nor reaches a cluster
+    with mock.patch("kubespawner.spawner.load_config"):
+        spawner = BinderKubeSpawner(config=c, user=fake_user, hub=hub, orm_spawner=orm_spawner, _mock=True)
     try:
         spawner.api_token = PLACEHOLDER_TOKEN
         base_url = f"/user/{user}/{server}/" if server else f"/user/{user}/"
         spawner.server = SimpleNamespace(base_url=base_url, orm_server=None)
         spawner.user_options = options
         spawner.ensure_network_policy = _nothing  # rendered below, never sent
-        await spawner.load_user_options()
-        pod = ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
+        try:
+            await spawner.load_user_options()
+        except web.HTTPError as exc:
+            raise BadInputError(exc.log_message or str(exc)) from None
+        async with ApiClient() as serializer:
+            pod = serializer.sanitize_for_serialization(await spawner.get_pod_manifest())
     finally:
         await spawner.api.api_client.close()
     pod.setdefault("apiVersion", "v1")
