@@ -10,9 +10,9 @@ rule's limits replace the defaults. The pod (KubeSpawner's own manifest)
 runs as uid/gid 1000 with no capabilities, no privilege escalation, the
 runtime's default seccomp profile, no service account token and no service
 links, with memory and CPU limits and guarantees, binderlite's labels and
-the ``BINDER_*`` variables. The servers' NetworkPolicy
-(``hub/kubeobjects.py``) is created or brought up to date before each spawn,
-so no pod of this install starts unconfined.
+the ``BINDER_*`` variables. The namespace (if missing) and the servers'
+NetworkPolicy (``hub/kubeobjects.py``) are created, and the policy brought up
+to date, before each spawn, so no pod of this install starts unconfined.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from traitlets import Callable, Dict
 
 from binderlite.hub.kubeimages import ImageRefused
 from binderlite.hub.spawner import BINDER_ENV_OPTIONS
+
+NAMESPACE_LABELS = {"app.kubernetes.io/managed-by": "binderlite", "pod-security.kubernetes.io/enforce": "restricted"}
 
 
 class BinderKubeSpawner(KubeSpawner):
@@ -72,10 +74,25 @@ class BinderKubeSpawner(KubeSpawner):
             if self.cpu_guarantee and self.cpu_guarantee > self.cpu_limit:
                 self.cpu_guarantee = self.cpu_limit
 
+    async def ensure_namespace(self) -> None:
+        """Create the pods' namespace if missing (under the restricted Pod Security profile, which they meet).
+
+        A kubeconfig that may not create namespaces (403) is fine if the administrator made it.
+        """
+        body = {"metadata": {"name": self.namespace, "labels": NAMESPACE_LABELS}}
+        try:
+            await shared_client("CoreV1Api").create_namespace(body)
+        except ApiException as exc:
+            if exc.status not in (403, 409):
+                raise web.HTTPError(
+                    500, f"Namespace {self.namespace} could not be made ({exc.status} {exc.reason})."
+                ) from None
+
     async def ensure_network_policy(self) -> None:
         """Create the servers' NetworkPolicy, or replace it with the configured one; a failure stops the spawn."""
         if not self.network_policy:
             return
+        await self.ensure_namespace()
         api = shared_client("NetworkingV1Api")
         body, name = self.network_policy, self.network_policy["metadata"]["name"]
         try:
