@@ -14,20 +14,17 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import kubernetes_validate
 import pytest
+from click.testing import CliRunner
+from traitlets.config import Config
 
-pytest.importorskip("kubespawner")
-kubernetes_validate = pytest.importorskip("kubernetes_validate")
-
-from click.testing import CliRunner  # noqa: E402
-from traitlets.config import Config  # noqa: E402
-
-from binderlite.cli import main  # noqa: E402
-from binderlite.errors import BadInputError, ConfigError  # noqa: E402
-from binderlite.hub.backends import configure_spawner  # noqa: E402
-from binderlite.hub.kubeimages import ImageRefused, built_by_binderlite, pod_image  # noqa: E402
-from binderlite.hub.kubemanifests import PLACEHOLDER_TOKEN, render_launch  # noqa: E402
-from binderlite.settings import Settings  # noqa: E402
+from binderlite.cli import main
+from binderlite.errors import BadInputError, ConfigError
+from binderlite.hub.backends import configure_spawner
+from binderlite.hub.kubeimages import ImageRefused, built_by_binderlite, pod_image
+from binderlite.hub.kubemanifests import PLACEHOLDER_TOKEN, render_launch
+from binderlite.settings import Settings
 
 # k3s's minor versions of 2025–2026 (its stable channel moves through these); the schemas are the API's own
 KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36", "1.37")

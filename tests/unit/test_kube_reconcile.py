@@ -20,13 +20,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("kubernetes_asyncio")
-
-from binderlite.errors import UnavailableError  # noqa: E402
-from binderlite.hub.kubeobjects import label_selector  # noqa: E402
-from binderlite.scheduler import kubepods  # noqa: E402
-from binderlite.scheduler.reconcile import reconcile  # noqa: E402
-from binderlite.settings import Settings  # noqa: E402
+from binderlite.errors import UnavailableError
+from binderlite.hub.kubeobjects import label_selector
+from binderlite.scheduler import kubepods
+from binderlite.scheduler.reconcile import reconcile
+from binderlite.settings import Settings
 
 RECORDING = Path(__file__).resolve().parents[1] / "fixtures" / "kubernetes" / "podlist.json"
 STATE_DIR = "/var/lib/binderlite"  # the recording's pods carry this install's instance label

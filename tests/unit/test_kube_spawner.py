@@ -14,17 +14,14 @@ from types import SimpleNamespace
 from unittest import mock
 
 import pytest
+from kubernetes_asyncio.client import Configuration
+from tornado import web
+from traitlets.config import Config
 
-pytest.importorskip("kubespawner")
-
-from kubernetes_asyncio.client import Configuration  # noqa: E402
-from tornado import web  # noqa: E402
-from traitlets.config import Config  # noqa: E402
-
-from binderlite.hub.backends import configure_kubernetes  # noqa: E402
-from binderlite.hub.kubeimages import pod_image  # noqa: E402
-from binderlite.hub.kubeobjects import network_policy  # noqa: E402
-from binderlite.settings import Settings  # noqa: E402
+from binderlite.hub.backends import configure_kubernetes
+from binderlite.hub.kubeimages import pod_image
+from binderlite.hub.kubeobjects import network_policy
+from binderlite.settings import Settings
 
 SETTINGS = Settings(state_dir="/var/lib/binderlite", spawner_backend="kubernetes", hub_ip="10.0.0.5")
 IMAGE = "127.0.0.1:5000/binderlite/gh-org-repo-77aa01:0f1e2d3c4b5a"
