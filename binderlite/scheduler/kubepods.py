@@ -14,10 +14,11 @@ this machine's Docker, where builds run.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import time
 from dataclasses import dataclass
 
-from binderlite.errors import UnavailableError
+from binderlite.errors import ConfigError, UnavailableError
 from binderlite.hub.kubeobjects import label_selector
 from binderlite.settings import Settings
 
@@ -109,6 +110,12 @@ def delete_pod(settings: Settings, name: str) -> bool:
 
 
 def _run(call, what: str):
+    if importlib.util.find_spec("kubernetes_asyncio") is None:
+        call.close()
+        raise ConfigError(
+            f"Could not {what}: spawner_backend is 'kubernetes' but its client is not installed; install "
+            "binderlite[kubernetes] (pip install 'binderlite[kubernetes]') into binderlite's environment."
+        )
     try:
         return asyncio.run(call)
     except Exception as exc:  # the client's many kinds: configuration, TLS, HTTP, API
