@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
 from binderlite import launch as launcher
@@ -191,3 +194,41 @@ def test_web_and_scheduler_count_into_the_shared_folder_and_the_hub_does_not(tmp
     assert services["web"].environment == expected
     assert services["scheduler"].environment == expected
     assert multiproc.ENV not in services["hub"].environment, "JupyterHub has metrics of its own"
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "contrib" / "grafana" / "binderlite-dashboard.json"
+METRIC_NAME = re.compile(r"\b(?:binderhub|binderlite)_[a-z_]+\b")
+SAMPLE_SUFFIXES = {"histogram": ("_bucket", "_count", "_sum"), "counter": ("_total",), "gauge": ("",)}
+
+
+def defined_samples() -> set[str]:
+    """Every sample name the metrics of observe/metrics.py expose."""
+    names = set()
+    for metric in vars(metrics).values():
+        if isinstance(metric, MetricWrapperBase):
+            names.update(metric._name + suffix for suffix in SAMPLE_SUFFIXES[metric._type])
+    return names
+
+
+def test_the_dashboard_reads_only_metrics_binderlite_defines():
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["schemaVersion"] >= 36
+    assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    defined = defined_samples()
+    used = set()
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = set(METRIC_NAME.findall(target["expr"]))
+            assert names, (panel["title"], target["expr"])
+            assert names <= defined, (panel["title"], names - defined)
+            used |= names
+    exprs = [t["expr"] for p in panels for t in p["targets"]]
+    assert "histogram_quantile(0.5, sum(rate(binderhub_launch_time_seconds_bucket[5m])) by (le))" in exprs
+    shown = {metric._name for metric in vars(metrics).values() if isinstance(metric, MetricWrapperBase)}
+    shown = {name for name in shown if any(u.startswith(name) for u in used)}
+    every = {metric._name for metric in vars(metrics).values() if isinstance(metric, MetricWrapperBase)}
+    assert shown == every, f"metrics no panel shows: {every - shown}"
+    assert "binderhub_launch_count" not in defined, "counters are read as <name>_total, as Prometheus stores them"
