@@ -106,12 +106,28 @@ def repo_label(settings: Settings, repo_url: str, private: bool = False) -> str:
     return repo_url
 
 
+def _never_raises(method):
+    """Counting never breaks what it counts (a request, a build, a scheduler job): a failure is logged."""
+
+    @functools.wraps(method)
+    def safe(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            log.warning("metrics: %s failed: %s: %s", method.__name__, exc.__class__.__name__, exc)
+            return None
+
+    return safe
+
+
+@_never_raises
 def record_build(settings: Settings, *, provider: str, repo: str, private: bool, status: str, seconds: float) -> None:
     """A build ended: ``status`` is ``success`` or ``failure`` (BinderHub's)."""
     BUILD_TIME.labels(status=status).observe(seconds)
     BUILD_COUNT.labels(status=status, provider=provider_label(provider), repo=repo_label(settings, repo, private)).inc()
 
 
+@_never_raises
 def record_launch(
     settings: Settings, *, provider: str, repo: str, private: bool, status: str, seconds: float | None, retries: int
 ) -> None:
@@ -121,20 +137,6 @@ def record_launch(
     LAUNCH_COUNT.labels(
         status=status, provider=provider_label(provider), repo=repo_label(settings, repo, private)
     ).inc()
-
-
-def _never_raises(method):
-    """Counting must never break the request it watches: a failure is logged, not raised."""
-
-    @functools.wraps(method)
-    def safe(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except Exception as exc:
-            log.warning("launch metrics: %s: %s", exc.__class__.__name__, exc)
-            return None
-
-    return safe
 
 
 class LaunchWatch:
@@ -197,10 +199,12 @@ class LaunchWatch:
         self.finished = True
 
 
+@_never_raises
 def record_cache_hit() -> None:
     CACHE_HITS.inc()
 
 
+@_never_raises
 def record_queue(length: int, waits: Iterable[float] = ()) -> None:
     """The number of queued builds now, and how long each build just started waited."""
     QUEUE_LENGTH.set(length)
@@ -208,28 +212,33 @@ def record_queue(length: int, waits: Iterable[float] = ()) -> None:
         QUEUE_WAIT.observe(max(0.0, seconds))
 
 
+@_never_raises
 def record_culls(reasons: Iterable[str]) -> None:
     """Servers culled, given each decision's reason text (``idle 700s > 600s``, ``age …``)."""
     for reason in reasons:
         CULLED.labels(reason=CULL_REASONS.get(reason.split(" ", 1)[0], "other")).inc()
 
 
+@_never_raises
 def record_reconcile(fixes: dict[str, int]) -> None:
     """Reconciliation's repairs by kind (``RECONCILE_KINDS``)."""
     for kind, count in fixes.items():
         RECONCILE_FIXES.labels(kind=kind).inc(count)
 
 
+@_never_raises
 def record_gc(removed_images: int, disk_used_ratio: float | None) -> None:
     GC_REMOVED.inc(removed_images)
     if disk_used_ratio is not None:
         DISK_USED.set(disk_used_ratio)
 
 
+@_never_raises
 def record_servers(running: int) -> None:
     RUNNING_SERVERS.set(running)
 
 
+@_never_raises
 def record_pool(states: dict[str, int]) -> None:
     """Warm pool servers by state (starting, ready, claimed, draining)."""
     for state, count in states.items():

@@ -150,6 +150,16 @@ def test_cull_reasons_become_labels():
     assert sample("binderlite_culled_servers_total", reason="max_age") == age + 1
 
 
+def test_counting_never_breaks_what_it_counts(monkeypatch, caplog):
+    class Broken:
+        def labels(self, **_):
+            raise OSError("No space left on device")
+
+    monkeypatch.setattr(metrics, "BUILD_TIME", Broken())
+    metrics.record_build(Settings(), provider="gh", repo=REPO, private=False, status="success", seconds=1)
+    assert "record_build failed: OSError: No space left on device" in caplog.text
+
+
 COUNT_IN_A_PROCESS = """
 from binderlite.observe import metrics
 from binderlite.settings import Settings
