@@ -22,7 +22,7 @@ from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings
 
 bp = Blueprint("metrics", __name__)
-LOOPBACK = ("127.0.0.1", "::1")
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 REFUSED = (
     "/metrics is readable from 127.0.0.1 directly, or with 'Authorization: Bearer <metrics_token>' "
