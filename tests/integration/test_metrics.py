@@ -109,7 +109,7 @@ def test_metrics_count_builds_launches_refusals_and_culls_across_processes(appli
     assert value(samples, "binderhub_inprogress_builds") == 0
     assert value(samples, "binderlite_build_cache_hits_total") == 2
     assert value(samples, "binderlite_build_queue_wait_seconds_count") == 2
-    assert ("binderlite_build_queue_length", ()) in samples
+    assert samples[("binderlite_build_queue_length", ())] == 0, "nothing waits any more"
 
     # Launches: two successes, the quota refusal and the failed build are failures.
     assert value(samples, "binderhub_launch_count_total", status="success", **ok_labels) == 2
