@@ -27,6 +27,7 @@ from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
 from binderlite.events import Event, Phase
 from binderlite.hub.identity import SignedInUser
 from binderlite.launch import quotas
+from binderlite.observe.metrics import LaunchWatch
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
 from binderlite.web.pages import refused
@@ -72,11 +73,13 @@ def events_for(
     stop: threading.Event,
     client: str = "",
     user: SignedInUser | None = None,
+    watch: LaunchWatch | None = None,
 ) -> Iterator[Event]:
     """The whole request as events: resolve, check access, build (or find) the image, launch; never raises.
 
     ``user``: the signed-in user (authenticated mode), whose access is checked
     once the link is resolved, before anything is built or started.
+    ``watch``: told the repository once the link is resolved (the launch metrics' labels).
     """
     wait = None if build_only else quotas.rate_limited(settings, client)
     if wait:
@@ -87,6 +90,8 @@ def events_for(
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
+    if watch is not None:
+        watch.resolved(resolved.repo_url, resolved.private)
     if resolved.private and settings.auth_mode == "anonymous":  # private repositories: signed-in users only
         yield failed(
             f"{resolved.repo_url} is a private repository. This server launches public repositories only "
@@ -154,6 +159,8 @@ def produce(
     only follows a log on disk), and one that is gone (``stop``) ends it.
     """
 
+    watch = LaunchWatch(settings, provider, build_only)  # the launch metrics: outcome, time, retries
+
     def put(item: object) -> bool:
         while not stop.is_set():
             try:
@@ -163,17 +170,22 @@ def produce(
                 continue
         return False
 
+    def send(ev: Event) -> bool:
+        watch.see(ev)
+        return put(ev)
+
     try:
-        for ev in events_for(settings, provider, spec, build_only, stop, client, user):
-            if not put(ev) or ev.ends_stream:
+        for ev in events_for(settings, provider, spec, build_only, stop, client, user, watch):
+            if not send(ev) or ev.ends_stream:
                 break
         else:
             if not stop.is_set():
-                put(failed("The build ended without a result; see the server log."))
+                send(failed("The build ended without a result; see the server log."))
     except Exception as exc:  # the stream must end in an event, whatever happened
         log.exception("Build stream for %s/%s failed", provider, spec)
-        put(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
+        send(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
     finally:
+        watch.close()
         put(_DONE)
 
 
