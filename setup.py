@@ -28,6 +28,8 @@ setup(
         # the workshop's local package index (binderlite.services.table:index_service): serves the package
         # mirror, a plain folder (no database), and with --disable-fallback never redirects to PyPI
         "pypiserver>=2.4,<3",
+        # /metrics (binderlite.observe): BinderHub's metrics, counted across processes (multiprocess mode)
+        "prometheus-client>=0.20",
     ],
     extras_require={
         # spawner_backend = "kubernetes": users' servers as pods on a cluster (docs/k3s.md)

@@ -773,6 +773,20 @@ class Settings:
         check=at_least(0),
     )
 
+    # ---- metrics settings ------------------------------------------------
+    metrics_token: str = _setting(
+        "",
+        "Bearer token that lets a Prometheus elsewhere read /metrics (`Authorization: Bearer <token>`). "
+        "Empty (default): only direct requests from 127.0.0.1 may, never one through a reverse proxy.",
+    )
+    metrics_repo_label: str = _setting(
+        "full",
+        "What the `repo` label of the build and launch metrics holds: 'full' (the repository URL, as "
+        "BinderHub), 'hashed' (the first 12 hex digits of its SHA-256) or 'omit' (empty). Private "
+        "repositories are never 'full': hashed at least.",
+        check=one_of("full", "hashed", "omit"),
+    )
+
     def __post_init__(self) -> None:
         _validate(self)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from binderlite.errors import UnavailableError
 from binderlite.events import Event, EventLog
+from binderlite.observe import metrics, multiproc
 from binderlite.settings import Settings
 
 SCHEMA = """
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS builds (
     started REAL,
     finished REAL,
     message TEXT,
-    private INTEGER NOT NULL DEFAULT 0
+    private INTEGER NOT NULL DEFAULT 0,
+    provider TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS builds_image_state ON builds (image, state);
 CREATE TABLE IF NOT EXISTS image_usage (
@@ -72,6 +74,7 @@ class Build:
     finished: float | None
     message: str | None
     private: int = 0  # fetched with the host's credential (the secrets file)
+    provider: str = ""  # the link's provider prefix (gh, gl, git, ...), for the build metrics
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -94,8 +97,9 @@ class BuildQueue:
         with self._db() as db:
             db.executescript(SCHEMA)
             columns = {row["name"] for row in db.execute("PRAGMA table_info(builds)")}
-            if "private" not in columns:  # a database of an earlier release
-                db.execute("ALTER TABLE builds ADD COLUMN private INTEGER NOT NULL DEFAULT 0")
+            for column, kind in (("private", "INTEGER NOT NULL DEFAULT 0"), ("provider", "TEXT NOT NULL DEFAULT ''")):
+                if column not in columns:  # a database of an earlier release
+                    db.execute(f"ALTER TABLE builds ADD COLUMN {column} {kind}")
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.settings.db_path, timeout=30, isolation_level=None)
@@ -112,7 +116,7 @@ class BuildQueue:
         return Build(**dict(row)) if row else None
 
     def request(
-        self, image: str, repo_url: str, ref: str, content_provider: str, private: bool = False
+        self, image: str, repo_url: str, ref: str, content_provider: str, private: bool = False, provider: str = ""
     ) -> tuple[Build, bool]:
         """The active build of ``image``, or a new queued one; and whether it is new."""
         db = self._db()
@@ -131,11 +135,12 @@ class BuildQueue:
                 raise QueueFull("Too many builds are waiting on this BinderHub! Try again soon.")
             build_id = uuid.uuid4().hex[:16]
             db.execute(
-                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created, private) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (build_id, image, repo_url, ref, content_provider, time.time(), int(private)),
+                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created, private, provider) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (build_id, image, repo_url, ref, content_provider, time.time(), int(private), provider),
             )
             db.execute("COMMIT")
+            metrics.record_queue(waiting + 1)
         finally:
             db.close()
         self.log(build_id).append(Event.waiting("Waiting for build to start..."))
@@ -197,6 +202,15 @@ class BuildQueue:
                     (time.time(), message, build.id),
                 )
             if cur.rowcount:
+                multiproc.process_exited(build.pid)  # its in-progress count goes with it
+                metrics.record_build(
+                    self.settings,
+                    provider=build.provider,
+                    repo=build.repo_url,
+                    private=bool(build.private),
+                    status="failure",
+                    seconds=time.time() - (build.started or build.created),
+                )
                 self.log(build.id).append(Event.failed(message))
                 reaped.append(build.id)
         return reaped
@@ -210,9 +224,10 @@ class BuildQueue:
             db.execute("BEGIN IMMEDIATE")
             (running,) = db.execute("SELECT COUNT(*) FROM builds WHERE state = 'running'").fetchone()
             room = self.settings.build_concurrency - running
+            rows = []
             if room > 0:
                 rows = db.execute(
-                    "SELECT id FROM builds WHERE state = 'queued' ORDER BY created LIMIT ?", (room,)
+                    "SELECT id, created FROM builds WHERE state = 'queued' ORDER BY created LIMIT ?", (room,)
                 ).fetchall()
                 for row in rows:
                     db.execute(
@@ -220,7 +235,9 @@ class BuildQueue:
                         (time.time(), row["id"]),
                     )
                     claimed.append(row["id"])
+            (waiting,) = db.execute("SELECT COUNT(*) FROM builds WHERE state = 'queued'").fetchone()
             db.execute("COMMIT")
+            metrics.record_queue(waiting, [time.time() - row["created"] for row in rows])
         finally:
             db.close()
         for build_id in claimed:

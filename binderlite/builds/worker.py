@@ -28,6 +28,7 @@ from binderlite.builds.registry import push_image, split_image
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.events import Event, EventLog, Phase
+from binderlite.observe import metrics
 from binderlite.sandbox import checkout, dockernet
 from binderlite.settings import Settings, load_settings
 
@@ -46,6 +47,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 RUN_REPO2DOCKER = "binderlite.builds.run_repo2docker"
+BUILT_MESSAGE = "Built image, launching..."
 
 
 def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> Path:
@@ -150,40 +152,52 @@ def push(settings: Settings, image: str, log: EventLog) -> None:
         )
 
 
+def finish(settings: Settings, queue: BuildQueue, build_id: str, log: EventLog, state: str, event: Event) -> None:
+    """Record the outcome, count it in the build metrics, then tell the watchers (the log's last event)."""
+    queue.finish(build_id, state, event.message)
+    build = queue.get(build_id)
+    metrics.record_build(  # never raises: a metrics problem cannot keep the result from the watchers
+        settings,
+        provider=build.provider,
+        repo=build.repo_url,
+        private=bool(build.private),
+        status="success" if state == "succeeded" else "failure",
+        seconds=(build.finished or time.time()) - (build.started or build.created),
+    )
+    log.append(event)
+
+
 def main(build_id: str) -> int:
     settings = load_settings()
     queue = BuildQueue(settings)
     build = queue.get(build_id)
     log = queue.log(build_id)
     work_dir = settings.build_work_dir / "checkouts" / build_id
-    try:
-        source = fetch_checkout(settings, build, log, work_dir)
-        check_apt_txt(source)
-        dockernet.ensure_networks(settings)  # build steps run on build_network, under its rules
-        ok, failure = run_builder(settings, build, log, source)
-        if ok:
-            push(settings, build.image, log)
-            queue.finish(build_id, "succeeded", "Built image, launching...\n")
-            log.append(Event.built(build.image, "Built image, launching..."))
-        else:
-            tail = log.tail_text(settings.build_log_tail)
-            message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
-            queue.finish(build_id, "failed", message)
-            log.append(Event.failed(message, failure.get("status_code")))
-    except BinderliteError as exc:
-        message = f"Build failed: {exc.message}\n"
-        queue.finish(build_id, "failed", message)
-        log.append(Event.failed(message, exc.status))
-    except Exception as exc:  # the worker must always leave a result behind; the details go to its own log
-        traceback.print_exc()
-        message = (
-            f"Build failed: an internal error of binderlite ({exc.__class__.__name__}); see the build worker's log.\n"
-        )
-        queue.finish(build_id, "failed", message)
-        log.append(Event.failed(message))
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        queue.dispatch()
+    with metrics.BUILDS_INPROGRESS.track_inprogress():
+        try:
+            source = fetch_checkout(settings, build, log, work_dir)
+            check_apt_txt(source)
+            dockernet.ensure_networks(settings)  # build steps run on build_network, under its rules
+            ok, failure = run_builder(settings, build, log, source)
+            if ok:
+                push(settings, build.image, log)
+                finish(settings, queue, build_id, log, "succeeded", Event.built(build.image, BUILT_MESSAGE))
+            else:
+                tail = log.tail_text(settings.build_log_tail)
+                message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
+                finish(settings, queue, build_id, log, "failed", Event.failed(message, failure.get("status_code")))
+        except BinderliteError as exc:
+            finish(settings, queue, build_id, log, "failed", Event.failed(f"Build failed: {exc.message}\n", exc.status))
+        except Exception as exc:  # the worker must always leave a result behind; the details go to its own log
+            traceback.print_exc()
+            message = (
+                f"Build failed: an internal error of binderlite ({exc.__class__.__name__}); "
+                "see the build worker's log.\n"
+            )
+            finish(settings, queue, build_id, log, "failed", Event.failed(message))
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            queue.dispatch()
     return 0
 
 

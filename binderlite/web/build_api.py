@@ -32,6 +32,7 @@ from binderlite.hub.identity import SignedInUser
 from binderlite.launch import quotas
 from binderlite.links.model import ResolvedRepo
 from binderlite.observe import eventlog
+from binderlite.observe.metrics import LaunchWatch
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
 from binderlite.web.pages import refused
@@ -89,12 +90,14 @@ def events_for(
     stop: threading.Event,
     client: str = "",
     user: SignedInUser | None = None,
+    watch: LaunchWatch | None = None,
     outcome: Outcome | None = None,
 ) -> Iterator[Event]:
     """The whole request as events: resolve, check access, build (or find) the image, launch; never raises.
 
     ``user``: the signed-in user (authenticated mode), whose access is checked
     once the link is resolved, before anything is built or started.
+    ``watch``: told the repository once the link is resolved (the launch metrics' labels).
     ``outcome`` is told the resolved link.
     """
     wait = None if build_only else quotas.rate_limited(settings, client)
@@ -106,6 +109,8 @@ def events_for(
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
+    if watch is not None:
+        watch.resolved(resolved.repo_url, resolved.private)
     if outcome is not None:
         outcome.resolved = resolved
     if resolved.private and settings.auth_mode == "anonymous":  # private repositories: signed-in users only
@@ -178,7 +183,8 @@ def produce(
     A launch (not ``build_only``) that ends in ``ready`` or ``failed`` is
     logged with ``origin`` (the host asked) and ``request_origin``.
     """
-    outcome = Outcome()
+    watch = LaunchWatch(settings, provider, build_only)  # the launch metrics: outcome, time, retries
+    outcome = Outcome()  # the launch event log: the resolved link, the event that ended the stream
 
     def put(item: object) -> bool:
         if isinstance(item, Event) and item.ends_stream:
@@ -191,17 +197,22 @@ def produce(
                 continue
         return False
 
+    def send(ev: Event) -> bool:
+        watch.see(ev)
+        return put(ev)
+
     try:
-        for ev in events_for(settings, provider, spec, build_only, stop, client, user, outcome):
-            if not put(ev) or ev.ends_stream:
+        for ev in events_for(settings, provider, spec, build_only, stop, client, user, watch, outcome):
+            if not send(ev) or ev.ends_stream:
                 break
         else:
             if not stop.is_set():
-                put(failed("The build ended without a result; see the server log."))
+                send(failed("The build ended without a result; see the server log."))
     except Exception as exc:  # the stream must end in an event, whatever happened
         log.exception("Build stream for %s/%s failed", provider, spec)
-        put(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
+        send(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
     finally:
+        watch.close()
         if outcome.last is not None and not build_only:
             eventlog.record_launch(
                 settings,
