@@ -3,7 +3,8 @@
 Exactly one runs per install: it holds an exclusive ``flock`` on
 ``<state>/run/scheduler.lock`` for its whole life. A second one started by
 mistake logs who holds the lock and exits without running any job (gunicorn
-workers never start jobs: the web app does not import this module).
+workers never start jobs: the web app only reads what they recorded). Each
+run is recorded (``runs.py``) for the admin page.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import IO
 
@@ -20,7 +22,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from binderlite.builds.queue import BuildQueue
 from binderlite.errors import SchedulerLocked
-from binderlite.scheduler import cull, diskgc, pool, reconcile
+from binderlite.scheduler import cull, diskgc, pool, reconcile, runs
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
@@ -90,27 +92,30 @@ def read_counts(settings: Settings) -> dict[str, int]:
         return {}
 
 
-def _cull_job(settings: Settings) -> None:
-    add_counts(settings, {"culled_servers": len(cull.cull(settings))})
+def _cull_job(settings: Settings) -> dict[str, int]:
+    counts = {"culled_servers": len(cull.cull(settings))}
+    add_counts(settings, counts)
+    return counts
 
 
-def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:
+def _reconcile_job(settings: Settings, queue: BuildQueue) -> dict[str, int]:
     done = reconcile.reconcile(settings)
     reaped = queue.reap()
-    add_counts(
-        settings,
-        {
-            "removed_orphan_containers": len(done["containers"]),
-            "cleared_servers": len(done["servers"]),
-            "dropped_routes": len(done["routes"]),
-            "failed_dead_builds": len(reaped),
-        },
-    )
+    counts = {
+        "removed_orphan_containers": len(done["containers"]),
+        "cleared_servers": len(done["servers"]),
+        "dropped_routes": len(done["routes"]),
+        "failed_dead_builds": len(reaped),
+    }
+    add_counts(settings, counts)
+    return counts
 
 
-def _gc_job(settings: Settings) -> None:
+def _gc_job(settings: Settings) -> dict[str, int]:
     done = diskgc.collect(settings)
-    add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
+    counts = {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])}
+    add_counts(settings, counts)
+    return counts
 
 
 def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Event) -> None:
@@ -128,12 +133,20 @@ def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Even
             pause = min(60.0, pause * 2)
 
 
-def _safely(name: str, job):
+def _safely(settings: Settings, name: str, job):
+    """``job`` as the clock runs it: a failure is logged, not raised; every run is recorded."""
+
     def run():
+        started, clock = time.time(), time.monotonic()
         try:
-            job()
+            result = runs.summary(job() or {})
         except Exception as exc:  # one failed run must not stop the clock
             log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
+            result = f"failed: {exc.__class__.__name__}: {exc}"[:300]
+        try:
+            runs.record_run(settings, name, started, time.monotonic() - clock, result)
+        except sqlite3.Error as exc:
+            log.warning("could not record the %s run: %s", name, exc)
 
     return run
 
@@ -147,10 +160,12 @@ def run(settings: Settings) -> None:
             "reconcile": (lambda: _reconcile_job(settings, queue), settings.reconcile_every),
             "disk-gc": (lambda: _gc_job(settings), settings.gc_every),
         }
-        _safely("reconcile", jobs["reconcile"][0])()
+        _safely(settings, "reconcile", jobs["reconcile"][0])()
         scheduler = BlockingScheduler()
         for name, (job, every) in jobs.items():
-            scheduler.add_job(_safely(name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True)
+            scheduler.add_job(
+                _safely(settings, name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True
+            )
         stop = threading.Event()
         keeper = threading.Thread(
             target=_pool_loop, args=(settings, pool.PoolKeeper(settings), stop), name="warm-pool", daemon=True
