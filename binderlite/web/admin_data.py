@@ -15,6 +15,10 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+
+import docker.errors
+import requests
 
 from binderlite.builds.queue import Build, BuildQueue
 from binderlite.dockerutil import docker_client
@@ -108,6 +112,25 @@ def hub_servers(settings: Settings) -> list[ServerRow]:
     return rows
 
 
+# Where the kernel counts a container's memory when Docker's stats do not say (an engine whose stats come
+# back empty, as Docker 20.10 on some hosts): cgroup v1 and v2, cgroupfs and systemd drivers.
+CGROUP_MEMORY = (
+    "/sys/fs/cgroup/memory/docker/{id}/memory.usage_in_bytes",
+    "/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.usage_in_bytes",
+    "/sys/fs/cgroup/docker/{id}/memory.current",
+    "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.current",
+)
+
+
+def _cgroup_memory(container_id: str) -> int | None:
+    for pattern in CGROUP_MEMORY:
+        try:
+            return int(Path(pattern.format(id=container_id)).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def server_memory(settings: Settings, client) -> dict[tuple[str, str], int]:
     """Memory in use by each running server container of this install, keyed by (user, server)."""
     labels = ["binderlite.managed=1", f"binderlite.instance={settings.state_dir}"]
@@ -119,7 +142,8 @@ def server_memory(settings: Settings, client) -> dict[tuple[str, str], int]:
             stats = client.api.stats(container["Id"], stream=False, one_shot=True)
         except Exception:  # a container that just stopped; Docker SDK errors have no common base
             return key, None
-        return key, (stats.get("memory_stats") or {}).get("usage")
+        used = (stats.get("memory_stats") or {}).get("usage")
+        return key, used if used is not None else _cgroup_memory(container["Id"])
 
     with ThreadPoolExecutor(STATS_WORKERS) as pool:
         return {key: value for key, value in pool.map(usage, containers) if value is not None}
@@ -185,6 +209,8 @@ def overview(settings: Settings) -> Overview:
             row.memory = memory.get((row.user, row.server))
         view.images = built_images(settings, client, queue)
         view.disk = disk(settings, client)
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        view.problems.append(f"Images and memory: Docker did not answer ({exc.__class__.__name__}: {exc}).")
     finally:
         client.close()
     return view
