@@ -7,13 +7,17 @@ client); the app, its cookies, the CSRF tokens and the build queue are real.
 from __future__ import annotations
 
 import html
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
 
+from binderlite.builds import worker
 from binderlite.builds.queue import BuildQueue
 from binderlite.hub.identity import SignedInUser
 from binderlite.scheduler import runner, runs
@@ -231,3 +235,29 @@ def test_scheduler_runs_are_recorded_bounded_and_failures_said(tmp_path):
     assert [r.job for r in recent].count("cull") == runs.KEEP
     assert recent[0].job == "reconcile" and recent[0].result.startswith("failed: ZeroDivisionError")
     assert recent[1].result == "removed images 2"
+
+
+def test_a_worker_told_to_stop_stops_repo2docker_too(tmp_path, monkeypatch):
+    """SIGTERM (what ``BuildQueue.stop`` sends) ends ``run_builder`` and the builder's own process group."""
+    (tmp_path / "bltest_slow_builder.py").write_text(
+        'import time\nprint(\'{"phase": "building", "message": "Step 1/9"}\', flush=True)\ntime.sleep(120)\n'
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(worker, "RUN_REPO2DOCKER", "bltest_slow_builder")
+    started = []
+    real_popen = subprocess.Popen
+    monkeypatch.setattr(worker.subprocess, "Popen", lambda *a, **k: started.append(real_popen(*a, **k)) or started[-1])
+    settings = Settings(state_dir=str(tmp_path / "state"))
+    build, _ = BuildQueue(settings).request("bltest-r1:1", "https://git.example/lab/r1.git", "a" * 40, "git")
+    log = BuildQueue(settings).log(build.id)
+    previous = signal.signal(signal.SIGTERM, worker._stopped)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM))
+    try:
+        timer.start()
+        with pytest.raises(worker.BuildStopped):
+            worker.run_builder(settings, build, log, tmp_path)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, previous)
+    assert started[0].poll() is not None  # the builder is gone, not left running
+    assert "Step 1/9" in "".join(ev.message for ev in log.read_from(0)[0])
