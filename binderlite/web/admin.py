@@ -41,6 +41,7 @@ csrf = CSRFProtect()
 SESSION_COOKIE = "binderlite-admin"
 PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 TOKEN_KEY = "admin_token"
+WRONG_TOKEN_DELAY = 1.0
 
 
 def is_local_request() -> bool:
@@ -97,6 +98,7 @@ def enter_token():
         return error_response("No admin token is set here (the setting admin_token, anonymous mode only).", 403)
     given = request.form.get("token", "")
     if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):
+        time.sleep(WRONG_TOKEN_DELAY)  # guessing goes slowly (gevent: only this request waits)
         return render_template("admin_denied.html", token_form=True, wrong=True), 403
     session[TOKEN_KEY] = _token_mark(settings.admin_token)
     flash("Admin token accepted: this browser may use the admin page.")

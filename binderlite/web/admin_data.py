@@ -140,9 +140,9 @@ def server_memory(settings: Settings, client) -> dict[tuple[str, str], int]:
         key = (container["Labels"].get("binderlite.user", ""), container["Labels"].get("binderlite.server", ""))
         try:
             stats = client.api.stats(container["Id"], stream=False, one_shot=True)
-        except Exception:  # a container that just stopped; Docker SDK errors have no common base
-            return key, None
-        used = (stats.get("memory_stats") or {}).get("usage")
+            used = (stats.get("memory_stats") or {}).get("usage")
+        except Exception:  # gone meanwhile, or an engine older than one_shot (API 1.41): the kernel's count
+            used = None
         return key, used if used is not None else _cgroup_memory(container["Id"])
 
     with ThreadPoolExecutor(STATS_WORKERS) as pool:

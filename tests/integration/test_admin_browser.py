@@ -37,7 +37,8 @@ from tests.integration.conftest import HUB_NETWORKS
 
 pytestmark = pytest.mark.integration
 ADMIN_TOKEN = "bltest-admin-token-7f3a9c"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "images" / "admin-page.png"
+# Where the run's screenshot goes; docs/images/admin-page.png (the README's) is a copy of one.
+SCREENSHOT = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin-page.png"
 ADMIN, NOT_ADMIN = "bltest-admin-yes", "bltest-admin-no"
 AUTH_PORTS = {"proxy_port": 18742, "proxy_api_port": 18743, "hub_port": 18782}  # beside the module's hub stack
 PROXIED = {"X-Forwarded-For": "203.0.113.7"}  # what the lab server's Caddy adds, connecting from 127.0.0.1

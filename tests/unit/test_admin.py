@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from binderlite.builds import worker
 from binderlite.builds.queue import BuildQueue
 from binderlite.hub.identity import SignedInUser
+from binderlite.hub.tokens import persistent_secret
 from binderlite.scheduler import runner, runs
 from binderlite.settings import Settings
 from binderlite.web import admin_actions, admin_data, signin
@@ -261,3 +263,19 @@ def test_a_worker_told_to_stop_stops_repo2docker_too(tmp_path, monkeypatch):
         signal.signal(signal.SIGTERM, previous)
     assert started[0].poll() is not None  # the builder is gone, not left running
     assert "Step 1/9" in "".join(ev.message for ev in log.read_from(0)[0])
+
+
+def test_a_secret_many_workers_make_at_once_is_one_and_never_empty(tmp_path):
+    """gunicorn's workers start together and each reads the cookie secret (the admin page's session key)."""
+    barrier = threading.Barrier(8)
+
+    def make(path):
+        barrier.wait()
+        return persistent_secret(path)
+
+    for n in range(20):
+        path = tmp_path / f"hub{n}" / "web_cookie_secret"
+        with ThreadPoolExecutor(8) as pool:
+            values = set(pool.map(make, [path] * 8))
+        assert len(values) == 1 and "" not in values, values
+        assert [p.name for p in path.parent.iterdir()] == ["web_cookie_secret"]
