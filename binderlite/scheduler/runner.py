@@ -4,7 +4,7 @@ Exactly one runs per install: it holds an exclusive ``flock`` on
 ``<state>/run/scheduler.lock`` for its whole life. A second one started by
 mistake logs who holds the lock and exits without running any job (gunicorn
 workers never start jobs: the web app only reads what they recorded). Each
-run is recorded (``runs.py``) for the admin page.
+run is recorded (``runs.py``: when, how long, what it counted) for the admin page.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from binderlite.scheduler import cull, diskgc, pool, reconcile, runs
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
+_run = threading.local()  # what the job running on this thread has counted so far (see ``_safely``)
 
 
 def lock_path(settings: Settings):
@@ -81,6 +82,10 @@ def add_counts(settings: Settings, counts: dict[str, int]) -> None:
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 (name, value),
             )
+    counted = getattr(_run, "counts", None)
+    if counted is not None:
+        for name, value in counts.items():
+            counted[name] = counted.get(name, 0) + value
 
 
 def read_counts(settings: Settings) -> dict[str, int]:
@@ -92,30 +97,27 @@ def read_counts(settings: Settings) -> dict[str, int]:
         return {}
 
 
-def _cull_job(settings: Settings) -> dict[str, int]:
-    counts = {"culled_servers": len(cull.cull(settings))}
-    add_counts(settings, counts)
-    return counts
+def _cull_job(settings: Settings) -> None:
+    add_counts(settings, {"culled_servers": len(cull.cull(settings))})
 
 
-def _reconcile_job(settings: Settings, queue: BuildQueue) -> dict[str, int]:
+def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:
     done = reconcile.reconcile(settings)
     reaped = queue.reap()
-    counts = {
-        "removed_orphan_containers": len(done["containers"]),
-        "cleared_servers": len(done["servers"]),
-        "dropped_routes": len(done["routes"]),
-        "failed_dead_builds": len(reaped),
-    }
-    add_counts(settings, counts)
-    return counts
+    add_counts(
+        settings,
+        {
+            "removed_orphan_containers": len(done["containers"]),
+            "cleared_servers": len(done["servers"]),
+            "dropped_routes": len(done["routes"]),
+            "failed_dead_builds": len(reaped),
+        },
+    )
 
 
-def _gc_job(settings: Settings) -> dict[str, int]:
+def _gc_job(settings: Settings) -> None:
     done = diskgc.collect(settings)
-    counts = {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])}
-    add_counts(settings, counts)
-    return counts
+    add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
 
 
 def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Event) -> None:
@@ -134,15 +136,20 @@ def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Even
 
 
 def _safely(settings: Settings, name: str, job):
-    """``job`` as the clock runs it: a failure is logged, not raised; every run is recorded."""
+    """``job`` as the clock runs it: a failure is logged, not raised; every run is recorded with what it
+    counted (``add_counts`` on this thread while it ran)."""
 
     def run():
         started, clock = time.time(), time.monotonic()
+        _run.counts = {}
         try:
-            result = runs.summary(job() or {})
+            job()
+            result = runs.summary(_run.counts)
         except Exception as exc:  # one failed run must not stop the clock
             log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
             result = f"failed: {exc.__class__.__name__}: {exc}"[:300]
+        finally:
+            _run.counts = None
         try:
             runs.record_run(settings, name, started, time.monotonic() - clock, result)
         except sqlite3.Error as exc:

@@ -231,12 +231,13 @@ def test_scheduler_runs_are_recorded_bounded_and_failures_said(tmp_path):
     settings = Settings(state_dir=str(tmp_path))
     for n in range(runs.KEEP + 10):
         runs.record_run(settings, "cull", float(n), 0.1, "nothing to do")
-    runner._safely(settings, "disk-gc", lambda: {"removed_images": 2, "expired_logs": 0})()
+    runner._safely(settings, "disk-gc", lambda: runner.add_counts(settings, {"removed_images": 2, "expired_logs": 0}))()
     runner._safely(settings, "reconcile", lambda: 1 / 0)()
     recent = runs.recent_runs(settings, limit=100)
     assert [r.job for r in recent].count("cull") == runs.KEEP
     assert recent[0].job == "reconcile" and recent[0].result.startswith("failed: ZeroDivisionError")
     assert recent[1].result == "removed images 2"
+    assert runner.read_counts(settings) == {"removed_images": 2, "expired_logs": 0}
 
 
 def test_a_worker_told_to_stop_stops_repo2docker_too(tmp_path, monkeypatch):
