@@ -47,10 +47,11 @@ WRONG_TOKEN_DELAY = 1.0
 def is_local_request() -> bool:
     """True if the request came from this machine itself, not through a proxy."""
     try:
-        loopback = ipaddress.ip_address(request.environ.get("REMOTE_ADDR") or "").is_loopback
+        peer = ipaddress.ip_address(request.environ.get("REMOTE_ADDR") or "")
     except ValueError:  # a unix socket or nothing
         return False
-    return loopback and not any(header in request.headers for header in PROXY_HEADERS)
+    peer = getattr(peer, "ipv4_mapped", None) or peer  # ::ffff:127.0.0.1 on a dual-stack socket
+    return peer.is_loopback and not any(header in request.headers for header in PROXY_HEADERS)
 
 
 def _token_mark(token: str) -> str:

@@ -63,6 +63,11 @@ def csrf_of(page: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
+@pytest.mark.parametrize("peer, status", [("::1", 200), ("::ffff:127.0.0.1", 200), ("::ffff:203.0.113.7", 403)])
+def test_loopback_is_this_machine_in_either_address_family(make_client, peer, status):
+    assert make_client().get("/admin/", environ_base={"REMOTE_ADDR": peer}).status_code == status
+
+
 def test_from_this_machine_the_page_lists_servers_images_and_disk(make_client):
     page = make_client().get("/admin/")
     assert page.status_code == 200
