@@ -32,6 +32,8 @@ setup(
         "pypiserver>=2.4,<3",
     ],
     extras_require={
+        # spawner_backend = "kubernetes": users' servers as pods on a cluster (docs/k3s.md)
+        "kubernetes": ["jupyterhub-kubespawner>=7,<8"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2",
@@ -40,6 +42,9 @@ setup(
             "ruff>=0.5",
             "selenium>=4.20",
             "authlib>=1.6",  # the test forge (tests/helpers/forge.py): an OpenID Connect provider
+            # the kubernetes backend's unit tests: KubeSpawner renders the pods, checked against the API's schemas
+            "jupyterhub-kubespawner>=7,<8",
+            "kubernetes-validate>=1.33",
         ]
     },
     entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},
