@@ -9,12 +9,15 @@ container and the hub forgets its user. Through a reverse proxy
 form; a POST without the CSRF token is refused. Who is an admin when users
 sign in is asked of a second, real hub in authenticated mode (no registry, no
 server: one user its admin_users names, one not) through the app's test
-client, with the session cookie a browser would carry.
+client, with the session cookie a browser would carry. A real build stopped
+from the page ends with its worker and repo2docker, and "rebuild" queues the
+same repository and commit again.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,8 +25,10 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from binderlite.builds.queue import BuildQueue
+from binderlite.builds.pipeline import build_events
+from binderlite.builds.queue import BuildQueue, pid_alive
 from binderlite.hub.api import HubClient
+from binderlite.links import resolve_link
 from binderlite.settings import Settings
 from binderlite.web import signin
 from binderlite.web.app import create_app
@@ -155,3 +160,33 @@ def test_only_users_the_hub_calls_admin_see_the_page(admin_stack):
         assert page.status_code == status, page.get_data(as_text=True)[-800:]
     assert f"{NOT_ADMIN} is not one" in page.get_data(as_text=True)
     assert app.test_client().get("/admin/").status_code == 302  # signed out: sent to sign in
+
+
+def test_stopping_a_real_build_from_the_page_ends_it_and_its_builder_and_rebuild_queues_it_again(settings, git_server):
+    """A real build (no layer cache: it takes a while), stopped through the page's form (the app's test client,
+    from 127.0.0.1): the worker and repo2docker stop, the build's stream and log end with the reason."""
+    git_server.add_fixture("requirements", "bltest-admin-stop")
+    uncached = settings.with_overrides(build_cache=False)
+    events = build_events(uncached, resolve_link(git_server.link("bltest-admin-stop"), uncached))
+    next(ev for ev in events if ev and ev.get("phase") == "building")
+    queue = BuildQueue(uncached)
+    (build,) = [b for b in queue.builds(("running",)) if "bltest-admin-stop" in b.repo_url]
+    client = create_app(uncached).test_client()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/").get_data(as_text=True)).group(1)
+    stopped = client.post(f"/admin/builds/{build.id}/stop", data={"csrf_token": csrf}, follow_redirects=True)
+    assert f"Stopped build {build.id}" in stopped.get_data(as_text=True)
+    deadline = time.monotonic() + 30
+    while pid_alive(build.pid) or build.image in _processes():
+        assert time.monotonic() < deadline, "the worker or repo2docker is still running"
+        time.sleep(0.2)
+    assert [ev.get("phase") for ev in events if ev][-1] == "failed"
+    assert "Build stopped by an administrator." in client.get(f"/admin/builds/{build.id}").get_data(as_text=True)
+    rebuilt = client.post(f"/admin/builds/{build.id}/rebuild", data={"csrf_token": csrf}, follow_redirects=True)
+    assert "Rebuilding" in rebuilt.get_data(as_text=True)
+    (again,) = [b for b in queue.builds(("queued", "running")) if b.image == build.image]
+    assert (again.image, again.ref) == (build.image, build.ref)
+    queue.stop(again.id, "Build stopped by the test.\n")
+
+
+def _processes() -> str:
+    return subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
