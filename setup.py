@@ -11,6 +11,8 @@ setup(
         "jupyterhub>=5,<7",
         "dockerspawner>=13",
         "flask>=3",
+        # the admin page's forms: CSRF tokens (binderlite.web.admin)
+        "flask-wtf>=1.2,<2",
         "gunicorn>=22",
         "gevent>=24",
         "apscheduler>=3.10,<4",

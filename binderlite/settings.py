@@ -511,6 +511,12 @@ class Settings:
         "The secrets file (git credentials per host, the authenticator's secrets), mode 0600; empty: "
         "`credentials.toml` beside the config file. Never put a secret in this table.",
     )
+    admin_token: str = _setting(
+        "",
+        "Anonymous mode: the token that opens /admin from another machine, typed once into its form (kept in a "
+        "signed cookie, never in a URL). Empty (default): /admin answers 127.0.0.1 only. In authenticated mode "
+        "the hub's admins (admin_users) see it instead. Give it as BINDERLITE_ADMIN_TOKEN, as hub_api_token.",
+    )
     # ---- authenticated mode: servers per user and access rules (see README "For a department") ----
     servers_per_user: int = _setting(
         5,

@@ -7,11 +7,13 @@ queued builds while fewer than ``build_concurrency`` run; each runs in a
 detached worker process (``binderlite.builds.worker``), so a caller that goes
 away — a closed tab, a restarted web worker — does not stop it. A build whose
 worker died is marked failed the next time anyone looks, never left stuck.
+``stop()`` ends a build on purpose (the admin page): failed, its worker told to stop.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -176,14 +178,56 @@ class BuildQueue:
             ).fetchone()
         return ahead + 1
 
-    def finish(self, build_id: str, state: str, message: str) -> None:
-        """Record the outcome of a build (called by its worker)."""
+    def finish(self, build_id: str, state: str, message: str) -> bool:
+        """Record the outcome of a build (called by its worker); False if it had already ended (stopped)."""
         with self._db() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE builds SET state = ?, finished = ?, message = ? "
                 "WHERE id = ? AND state IN ('queued', 'running')",
                 (state, time.time(), message, build_id),
             )
+        return cur.rowcount > 0
+
+    def builds(self, states: tuple[str, ...], limit: int = 50) -> list[Build]:
+        """Builds in one of ``states``, newest first."""
+        marks = ", ".join("?" for _ in states)
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT * FROM builds WHERE state IN ({marks}) ORDER BY created DESC LIMIT ?", (*states, limit)
+            ).fetchall()
+        return [Build(**dict(row)) for row in rows]
+
+    def latest_build_of(self, image: str) -> Build | None:
+        """The newest build that made (or makes) ``image``."""
+        with self._db() as db:
+            row = db.execute("SELECT * FROM builds WHERE image = ? ORDER BY created DESC LIMIT 1", (image,)).fetchone()
+        return Build(**dict(row)) if row else None
+
+    def stop(self, build_id: str, message: str) -> bool:
+        """End a queued or running build as failed with ``message``; its worker gets SIGTERM and stops
+        repo2docker. False if the build had already ended."""
+        build = self.get(build_id)
+        if build is None or not self.finish(build_id, "failed", message):
+            return False
+        self._count_failed(build)
+        if build.pid and pid_alive(build.pid):
+            try:
+                os.killpg(build.pid, signal.SIGTERM)  # the worker leads its own session (start_new_session)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.log(build_id).append(Event.failed(message))
+        return True
+
+    def _count_failed(self, build: Build) -> None:
+        """A build ended here, not by its worker (stopped by an administrator, or its worker died): count it."""
+        metrics.record_build(
+            self.settings,
+            provider=build.provider,
+            repo=build.repo_url,
+            private=bool(build.private),
+            status="failure",
+            seconds=time.time() - (build.started or build.created),
+        )
 
     def reap(self) -> list[str]:
         """Mark running builds whose worker is gone as failed; return their ids."""
@@ -203,14 +247,7 @@ class BuildQueue:
                 )
             if cur.rowcount:
                 multiproc.process_exited(build.pid)  # its in-progress count goes with it
-                metrics.record_build(
-                    self.settings,
-                    provider=build.provider,
-                    repo=build.repo_url,
-                    private=bool(build.private),
-                    status="failure",
-                    seconds=time.time() - (build.started or build.created),
-                )
+                self._count_failed(build)
                 self.log(build.id).append(Event.failed(message))
                 reaped.append(build.id)
         return reaped

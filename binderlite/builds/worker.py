@@ -5,7 +5,8 @@ It fetches the repository (``fetch``), runs ``run_repo2docker`` on the
 checkout in its own process group, appends every event to the build's log,
 stops that whole group when ``build_timeout`` passes, pushes the image to the
 registry, writes the final ``built``/``failed`` event, removes the checkout
-and then lets the next queued build start.
+and then lets the next queued build start. SIGTERM (``BuildQueue.stop``, the
+admin page's "stop") stops repo2docker's group too and ends the build.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ from binderlite.events import Event, EventLog, Phase
 from binderlite.observe import metrics
 from binderlite.sandbox import checkout, dockernet
 from binderlite.settings import Settings, load_settings
+
+
+class BuildStopped(BinderliteError):
+    """The worker got SIGTERM: the build was stopped (it is already recorded as failed)."""
+
+
+def _stopped(signum, frame) -> None:
+    raise BuildStopped("Build stopped.")
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -97,27 +106,31 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     buffer = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            _stop_group(proc)
-            return False, Event.failed(f"Build timed out after {settings.build_timeout} s and was stopped.")
-        if not selector.select(timeout=min(remaining, 5)):
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            ev = _parse_line(raw)
-            if ev.phase is Phase.FAILED:
-                # repo2docker says "failed" as it gives up; the build's one `failed` event comes
-                # after the process ends, with the reason and the log's tail. Until then its
-                # words are a building line, so watchers do not stop following too early.
-                failure = ev
-                ev = Event.building(ev.message)
-            log.append(ev)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _stop_group(proc)
+                return False, Event.failed(f"Build timed out after {settings.build_timeout} s and was stopped.")
+            if not selector.select(timeout=min(remaining, 5)):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                ev = _parse_line(raw)
+                if ev.phase is Phase.FAILED:
+                    # repo2docker says "failed" as it gives up; the build's one `failed` event comes
+                    # after the process ends, with the reason and the log's tail. Until then its
+                    # words are a building line, so watchers do not stop following too early.
+                    failure = ev
+                    ev = Event.building(ev.message)
+                log.append(ev)
+    except BuildStopped:
+        _stop_group(proc)
+        raise
     proc.wait()
     if buffer:
         log.append(_parse_line(buffer))
@@ -153,8 +166,11 @@ def push(settings: Settings, image: str, log: EventLog) -> None:
 
 
 def finish(settings: Settings, queue: BuildQueue, build_id: str, log: EventLog, state: str, event: Event) -> None:
-    """Record the outcome, count it in the build metrics, then tell the watchers (the log's last event)."""
-    queue.finish(build_id, state, event.message)
+    """Record the outcome, count it in the build metrics, then tell the watchers (the log's last event).
+
+    A build an administrator stopped meanwhile was already recorded: nothing more is said or counted."""
+    if not queue.finish(build_id, state, event.message):
+        return
     build = queue.get(build_id)
     metrics.record_build(  # never raises: a metrics problem cannot keep the result from the watchers
         settings,
@@ -172,6 +188,9 @@ def main(build_id: str) -> int:
     queue = BuildQueue(settings)
     build = queue.get(build_id)
     log = queue.log(build_id)
+    signal.signal(signal.SIGTERM, _stopped)
+    if build is None or build.state != "running":  # stopped before this worker started
+        return 0
     work_dir = settings.build_work_dir / "checkouts" / build_id
     with metrics.BUILDS_INPROGRESS.track_inprogress():
         try:
@@ -186,6 +205,8 @@ def main(build_id: str) -> int:
                 tail = log.tail_text(settings.build_log_tail)
                 message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
                 finish(settings, queue, build_id, log, "failed", Event.failed(message, failure.get("status_code")))
+        except BuildStopped:
+            pass  # BuildQueue.stop recorded the build, its failed event and its count
         except BinderliteError as exc:
             finish(settings, queue, build_id, log, "failed", Event.failed(f"Build failed: {exc.message}\n", exc.status))
         except Exception as exc:  # the worker must always leave a result behind; the details go to its own log

@@ -7,7 +7,8 @@ reconciliation fixes, images removed, disk use, running servers, pool sizes.
 Exactly one runs per install: it holds an exclusive ``flock`` on
 ``<state>/run/scheduler.lock`` for its whole life. A second one started by
 mistake logs who holds the lock and exits without running any job (gunicorn
-workers never start jobs: the web app does not import this module).
+workers never start jobs: the web app only reads what they recorded). Each
+run is recorded (``runs.py``: when, how long, what it counted) for the admin page.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import IO
 
@@ -28,10 +30,11 @@ from binderlite.errors import SchedulerLocked
 from binderlite.hub.api import HubClient
 from binderlite.launch import pool as launch_pool
 from binderlite.observe import metrics
-from binderlite.scheduler import cull, diskgc, pool, reconcile
+from binderlite.scheduler import cull, diskgc, pool, reconcile, runs
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
+_run = threading.local()  # what the job running on this thread has counted so far (see ``_safely``)
 
 
 def lock_path(settings: Settings):
@@ -87,6 +90,10 @@ def add_counts(settings: Settings, counts: dict[str, int]) -> None:
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 (name, value),
             )
+    counted = getattr(_run, "counts", None)
+    if counted is not None:
+        for name, value in counts.items():
+            counted[name] = counted.get(name, 0) + value
 
 
 def read_counts(settings: Settings) -> dict[str, int]:
@@ -168,12 +175,25 @@ def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Even
             pause = min(60.0, pause * 2)
 
 
-def _safely(name: str, job):
+def _safely(settings: Settings, name: str, job):
+    """``job`` as the clock runs it: a failure is logged, not raised; every run is recorded with what it
+    counted (``add_counts`` on this thread while it ran)."""
+
     def run():
+        started, clock = time.time(), time.monotonic()
+        _run.counts = {}
         try:
             job()
+            result = runs.summary(_run.counts)
         except Exception as exc:  # one failed run must not stop the clock
             log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
+            result = f"failed: {exc.__class__.__name__}: {exc}"[:300]
+        finally:
+            _run.counts = None
+        try:
+            runs.record_run(settings, name, started, time.monotonic() - clock, result)
+        except sqlite3.Error as exc:
+            log.warning("could not record the %s run: %s", name, exc)
 
     return run
 
@@ -187,10 +207,12 @@ def run(settings: Settings) -> None:
             "reconcile": (lambda: _reconcile_job(settings, queue), settings.reconcile_every),
             "disk-gc": (lambda: _gc_job(settings), settings.gc_every),
         }
-        _safely("reconcile", jobs["reconcile"][0])()
+        _safely(settings, "reconcile", jobs["reconcile"][0])()
         scheduler = BlockingScheduler()
         for name, (job, every) in jobs.items():
-            scheduler.add_job(_safely(name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True)
+            scheduler.add_job(
+                _safely(settings, name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True
+            )
         stop = threading.Event()
         keeper = threading.Thread(
             target=_pool_loop, args=(settings, pool.PoolKeeper(settings), stop), name="warm-pool", daemon=True

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from binderlite.errors import BinderliteError
 from binderlite.settings import Settings, load_settings
-from binderlite.web import build_api, headers, home, metrics, pages, signin, status
+from binderlite.web import admin, build_api, headers, home, metrics, pages, signin, status
 from binderlite.web.helpers import error_response
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.auth_mode == "authenticated":
         app.register_blueprint(home.bp)
     signin.init_app(app)
+    admin.init_app(app)
     headers.init_app(app)
     app.register_error_handler(BinderliteError, _binderlite_error)
     app.register_error_handler(HTTPException, _http_error)
