@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import time
 from datetime import UTC, datetime
 
@@ -33,25 +32,19 @@ from flask_wtf.csrf import CSRFProtect
 from binderlite.builds.queue import BuildQueue
 from binderlite.hub.tokens import persistent_secret
 from binderlite.web import admin_actions, admin_data
-from binderlite.web.helpers import error_response, get_settings
+from binderlite.web.helpers import error_response, from_this_machine, get_settings
 from binderlite.web.signin import current_user
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 csrf = CSRFProtect()
 SESSION_COOKIE = "binderlite-admin"
-PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 TOKEN_KEY = "admin_token"
 WRONG_TOKEN_DELAY = 1.0
 
 
 def is_local_request() -> bool:
     """True if the request came from this machine itself, not through a proxy."""
-    try:
-        peer = ipaddress.ip_address(request.environ.get("REMOTE_ADDR") or "")
-    except ValueError:  # a unix socket or nothing
-        return False
-    peer = getattr(peer, "ipv4_mapped", None) or peer  # ::ffff:127.0.0.1 on a dual-stack socket
-    return peer.is_loopback and not any(header in request.headers for header in PROXY_HEADERS)
+    return from_this_machine(request.environ.get("REMOTE_ADDR"), request.headers)
 
 
 def _token_mark(token: str) -> str:

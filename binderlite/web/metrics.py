@@ -19,11 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from binderlite.observe import metrics as _metrics  # noqa: F401 (defines every metric, so each is shown)
 from binderlite.observe import multiproc
 from binderlite.settings import Settings
-from binderlite.web.helpers import get_settings
+from binderlite.web.helpers import from_this_machine, get_settings
 
 bp = Blueprint("metrics", __name__)
-LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
-PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 REFUSED = (
     "/metrics is readable from 127.0.0.1 directly, or with 'Authorization: Bearer <metrics_token>' "
     "(setting metrics_token).\n"
@@ -36,8 +34,7 @@ def may_read(settings: Settings, peer: str | None, headers) -> bool:
         expected = f"Bearer {settings.metrics_token}".encode()
         if hmac.compare_digest(headers.get("Authorization", "").encode(), expected):
             return True
-    proxied = any(name in headers for name in PROXY_HEADERS)
-    return peer in LOOPBACK and not proxied
+    return from_this_machine(peer, headers)
 
 
 @bp.get("/metrics")
