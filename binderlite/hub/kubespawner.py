@@ -26,7 +26,7 @@ from tornado import web
 from traitlets import Callable, Dict
 
 from binderlite.hub.kubeimages import ImageRefused
-from binderlite.hub.spawner import BINDER_ENV_OPTIONS
+from binderlite.hub.spawner import binder_environment
 
 NAMESPACE_LABELS = {"app.kubernetes.io/managed-by": "binderlite", "pod-security.kubernetes.io/enforce": "restricted"}
 
@@ -108,12 +108,4 @@ class BinderKubeSpawner(KubeSpawner):
             ) from None
 
     def get_env(self) -> dict[str, str]:
-        env = super().get_env()
-        # The launch link carries ?token=…; BinderHub's contract needs it to work.
-        env["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] = "1"
-        if "repo_url" in self.user_options:
-            env["BINDER_REPO_URL"] = str(self.user_options["repo_url"])
-        for key in BINDER_ENV_OPTIONS:
-            if key in self.user_options:
-                env[key.upper()] = str(self.user_options[key])
-        return env
+        return {**super().get_env(), **binder_environment(self.user_options)}
