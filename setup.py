@@ -11,6 +11,8 @@ setup(
         "jupyterhub>=5,<7",
         "dockerspawner>=13",
         "flask>=3",
+        # the admin page's forms: CSRF tokens (binderlite.web.admin)
+        "flask-wtf>=1.2,<2",
         "gunicorn>=22",
         "gevent>=24",
         "apscheduler>=3.10,<4",
@@ -28,8 +30,12 @@ setup(
         # the workshop's local package index (binderlite.services.table:index_service): serves the package
         # mirror, a plain folder (no database), and with --disable-fallback never redirects to PyPI
         "pypiserver>=2.4,<3",
+        # /metrics (binderlite.observe): BinderHub's metrics, counted across processes (multiprocess mode)
+        "prometheus-client>=0.20",
     ],
     extras_require={
+        # spawner_backend = "kubernetes": users' servers as pods on a cluster (docs/k3s.md)
+        "kubernetes": ["jupyterhub-kubespawner>=7,<8"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2",
@@ -38,9 +44,11 @@ setup(
             "ruff>=0.5",
             "selenium>=4.20",
             "authlib>=1.6",  # the test forge (tests/helpers/forge.py): an OpenID Connect provider
-            # the k3s files the Ansible role renders, checked against k3s's formats (tests/unit/test_k3s_templates.py)
-            "jsonschema>=4.18",
-            "pyyaml>=6",
+            # the kubernetes backend's unit tests: KubeSpawner renders the pods, checked against the API's schemas
+            "jupyterhub-kubespawner>=7,<8",
+            "kubernetes-validate>=1.33",
+            "jsonschema>=4",  # BinderHub's launch event schema, the k3s files the Ansible role renders (tests/schemas/)
+            "pyyaml>=6",  # the k3s files the Ansible role renders (tests/unit/test_k3s_templates.py)
         ]
     },
     entry_points={"console_scripts": ["binderlite = binderlite.cli:main"]},

@@ -33,6 +33,7 @@ from binderlite.errors import BadInputError, BinderliteError, BuildFailedError, 
 from binderlite.events import Event, Phase
 from binderlite.hub.homes import list_homes, remove_homes
 from binderlite.hub.homes import render as render_homes
+from binderlite.hub.kubemanifests import render_launch
 from binderlite.launch import launch as launch_server
 from binderlite.links import ResolvedRepo
 from binderlite.scheduler.cull import cull as run_cull
@@ -446,6 +447,26 @@ def workshop_import(ctx: click.Context, file: str) -> None:
     report = import_bundle(_settings(ctx), Path(file), echo=_echo_err)
     _show_report(report, Path(file))
     click.echo(f"Imported {len(report.images)} images; the workshop is ready: binderlite up")
+
+
+@main.command("kube-manifests")
+@click.option("--user", required=True, help="The hub user the server is for.")
+@click.option("--server", default="", help="The server's name (empty: the user's default server).")
+@click.option(
+    "--image", required=True, help="The image as binderlite's builds name it: <registry>/<image_prefix>…:tag."
+)
+@click.option("--no-registry-check", is_flag=True, help="Do not ask binderlite's registry whether it built the image.")
+@click.pass_context
+def kube_manifests(ctx: click.Context, user: str, server: str, image: str, no_registry_check: bool) -> None:
+    """Print the pod and NetworkPolicy a launch would create on the kubernetes backend (nothing is sent).
+
+    JSON documents separated by ---, as `kubectl apply --dry-run=server -f -` reads them.
+    """
+    settings = _settings(ctx)
+    if settings.spawner_backend != "kubernetes":  # preview before switching (the checks still apply)
+        settings = settings.with_overrides(spawner_backend="kubernetes")
+    documents = render_launch(settings, user, server, image, check_registry=not no_registry_check)
+    click.echo("\n---\n".join(json.dumps(document, indent=2) for document in documents))
 
 
 @main.command("settings")

@@ -137,6 +137,22 @@ def a_volume_prefix(value: str) -> str | None:
     return None if re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", value) else "must be a Docker volume name prefix"
 
 
+def an_absolute_path_or_empty(value: str) -> str | None:
+    return an_absolute_path(value) if value else None
+
+
+def a_dns_label(value: str) -> str | None:
+    if re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", value):
+        return None
+    return "must be a Kubernetes namespace name: lower-case letters, digits and '-', at most 63"
+
+
+def a_registry_name(value: str) -> str | None:
+    if not value or re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?(:[0-9]{1,5})?", value):
+        return None
+    return "must be a registry name such as registry.lab.internal:5000 (host[:port], no scheme, no path), or empty"
+
+
 def host_and_port(value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if value and not (sep and host and port.isdigit() and 0 < int(port) < 65536):
@@ -349,8 +365,54 @@ class Settings:
     )
     spawner_backend: str = _setting(
         "docker",
-        "What starts users' servers: 'docker' (this machine's Docker daemon, through DockerSpawner).",
-        check=one_of("docker"),
+        "What starts users' servers: 'docker' (this machine's Docker daemon, through DockerSpawner) or "
+        "'kubernetes' (pods on a k3s or other Kubernetes cluster, through KubeSpawner: docs/k3s.md; needs "
+        "binderlite[kubernetes]). Builds stay on this machine either way.",
+        check=one_of("docker", "kubernetes"),
+    )
+    kube_namespace: str = _setting(
+        "binderlite",
+        "Kubernetes namespace users' pods run in (kubernetes backend).",
+        check=a_dns_label,
+    )
+    kube_config: str = _setting(
+        "",
+        "kubeconfig file the hub and the scheduler use to reach the cluster (kubernetes backend); empty (default) "
+        "means the in-cluster service account. The Ansible role writes /etc/binderlite/kubeconfig.",
+        check=an_absolute_path_or_empty,
+    )
+    kube_image_registry: str = _setting(
+        "",
+        "The registry as the cluster's nodes name it (host:port, e.g. binderlite.lab.internal:5000; kubernetes "
+        "backend): image names are handed to pods with `registry` replaced by it. Empty (default) means `registry`.",
+        check=a_registry_name,
+    )
+    kube_hub_url: str = _setting(
+        "",
+        "URL pods reach the hub's API at (e.g. http://10.0.0.5:8081; kubernetes backend), when it is not where the "
+        "hub listens. Empty (default) means http://<hub_ip>:<hub_port>; with this backend hub_ip must be this "
+        "machine's address on the cluster's network.",
+        check=an_http_url,
+    )
+    kube_ingress_networks: str = _setting(
+        "",
+        "Networks (comma-separated CIDRs) users' pods accept connections from, on their server port only: where "
+        "this machine's proxy and hub reach them from, as the pods see it (kubernetes backend). Empty (default) "
+        "means the hub's address alone; on a flannel cluster add this node's pod-network addresses (docs/k3s.md).",
+        check=networks,
+    )
+    kube_memory_guarantee: str = _setting(
+        "512M",
+        "Memory the cluster reserves for each server when it places it on a node (the pod's request; kubernetes "
+        "backend). memory_limit stays the most it may use (default 512M, as mybinder.org's 450M: most servers are "
+        "idle).",
+        check=a_size,
+    )
+    kube_cpu_guarantee: float = _setting(
+        0.1,
+        "CPUs the cluster reserves for each server when it places it (the pod's request; kubernetes backend). "
+        "cpu_limit stays the most it may use (default 0.1).",
+        check=between(0, 1024),
     )
     memory_limit: str = _setting(
         "2G",
@@ -448,6 +510,12 @@ class Settings:
         "",
         "The secrets file (git credentials per host, the authenticator's secrets), mode 0600; empty: "
         "`credentials.toml` beside the config file. Never put a secret in this table.",
+    )
+    admin_token: str = _setting(
+        "",
+        "Anonymous mode: the token that opens /admin from another machine, typed once into its form (kept in a "
+        "signed cookie, never in a URL). Empty (default): /admin answers 127.0.0.1 only. In authenticated mode "
+        "the hub's admins (admin_users) see it instead. Give it as BINDERLITE_ADMIN_TOKEN, as hub_api_token.",
     )
     # ---- authenticated mode: servers per user and access rules (see README "For a department") ----
     servers_per_user: int = _setting(
@@ -697,6 +765,32 @@ class Settings:
         14,
         "Days build logs and build work directories are kept.",
         check=at_least(1),
+    )
+    # ---- the launch event log (binderlite.observe.eventlog) ------------------
+    event_log_max_bytes: int = _setting(
+        10 * 1024 * 1024,
+        "Size in bytes at which the launch event log <state_dir>/logs/launches.jsonl moves to launches.jsonl.1 "
+        "and starts again (default 10 MiB: about 30,000 launches).",
+        check=at_least(1024),
+    )
+    event_log_backups: int = _setting(
+        5,
+        "Rotated launch event logs kept (launches.jsonl.1 … .N; default 5). 0 keeps none: a full log starts again.",
+        check=at_least(0),
+    )
+
+    # ---- metrics settings ------------------------------------------------
+    metrics_token: str = _setting(
+        "",
+        "Bearer token that lets a Prometheus elsewhere read /metrics (`Authorization: Bearer <token>`). "
+        "Empty (default): only direct requests from 127.0.0.1 may, never one through a reverse proxy.",
+    )
+    metrics_repo_label: str = _setting(
+        "full",
+        "What the `repo` label of the build and launch metrics holds: 'full' (the repository URL, as "
+        "BinderHub), 'hashed' (the first 12 hex digits of its SHA-256) or 'omit' (empty). Private "
+        "repositories are never 'full': hashed at least.",
+        check=one_of("full", "hashed", "omit"),
     )
 
     def __post_init__(self) -> None:
@@ -974,6 +1068,41 @@ def _validate(settings: Settings) -> None:
             "steps need networks of their own (their rules differ)."
         )
     settings.banned_patterns  # noqa: B018 (a pattern that does not compile raises ConfigError here)
+    if settings.spawner_backend == "kubernetes":
+        _validate_kubernetes(settings)
+
+
+def _validate_kubernetes(settings: Settings) -> None:
+    """What the kubernetes backend needs beyond each value's own check."""
+    if not settings.registry:
+        raise ConfigError(
+            "Setting spawner_backend is 'kubernetes' but registry is empty: the cluster's nodes pull every image "
+            "from binderlite's registry, so builds must push there. Set registry (default 127.0.0.1:5000)."
+        )
+    if not settings.hub_ip:
+        raise ConfigError(
+            "Setting spawner_backend is 'kubernetes' but hub_ip is empty: the hub must listen where pods reach it, "
+            "not on the servers' Docker network. Set hub_ip to this machine's address on the cluster's network "
+            "(and kube_hub_url if pods reach the hub by another name)."
+        )
+    if settings.auth_mode == "authenticated" and settings.persistent_homes:
+        raise ConfigError(
+            "Setting spawner_backend is 'kubernetes' with auth_mode 'authenticated' and persistent_homes on, but "
+            "persistent folders are Docker volumes on this machine, which pods on other nodes cannot mount. Set "
+            "persistent_homes = false (users' work then lives as long as their server)."
+        )
+    if parse_size(settings.kube_memory_guarantee, "kube_memory_guarantee") > parse_size(
+        settings.memory_limit, "memory_limit"
+    ):
+        raise ConfigError(
+            f"Setting kube_memory_guarantee ({settings.kube_memory_guarantee}) is above memory_limit "
+            f"({settings.memory_limit}): a pod may not request more than its limit. Lower it."
+        )
+    if settings.kube_cpu_guarantee > settings.cpu_limit:
+        raise ConfigError(
+            f"Setting kube_cpu_guarantee ({settings.kube_cpu_guarantee}) is above cpu_limit ({settings.cpu_limit}): "
+            "a pod may not request more than its limit. Lower it."
+        )
 
 
 def proxy_environment(settings: Settings, bypass: tuple[str, ...] = ()) -> dict[str, str]:

@@ -18,6 +18,7 @@ from binderlite.errors import BaseImageMissingError, BinderliteError
 from binderlite.events import Event, Phase
 from binderlite.links import ResolvedRepo
 from binderlite.links.imagenames import image_name_key
+from binderlite.observe import metrics
 from binderlite.settings import Settings
 
 
@@ -53,6 +54,7 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
     try:
         if image_available(settings, image):
             (queue or BuildQueue(settings)).touch_image(image)
+            metrics.record_cache_hit()
             yield Event.built(image, "Found built image, launching...")
             return
         if settings.build_packs == "binderlite" and not local_image_exists(
@@ -64,7 +66,14 @@ def build_events(settings: Settings, resolved: ResolvedRepo, queue: BuildQueue |
             )
         queue = queue or BuildQueue(settings)
         ref = resolved.resolved_ref if resolved.content_provider == "git" else ""
-        build, _ = queue.request(image, resolved.repo_url, ref, resolved.content_provider, private=resolved.private)
+        build, _ = queue.request(
+            image,
+            resolved.repo_url,
+            ref,
+            resolved.content_provider,
+            private=resolved.private,
+            provider=resolved.provider,
+        )
         queue.dispatch()
     except BinderliteError as exc:
         yield Event.failed(exc.message, exc.status)

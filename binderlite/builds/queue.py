@@ -7,11 +7,13 @@ queued builds while fewer than ``build_concurrency`` run; each runs in a
 detached worker process (``binderlite.builds.worker``), so a caller that goes
 away — a closed tab, a restarted web worker — does not stop it. A build whose
 worker died is marked failed the next time anyone looks, never left stuck.
+``stop()`` ends a build on purpose (the admin page): failed, its worker told to stop.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from binderlite.errors import UnavailableError
 from binderlite.events import Event, EventLog
+from binderlite.observe import metrics, multiproc
 from binderlite.settings import Settings
 
 SCHEMA = """
@@ -38,7 +41,8 @@ CREATE TABLE IF NOT EXISTS builds (
     started REAL,
     finished REAL,
     message TEXT,
-    private INTEGER NOT NULL DEFAULT 0
+    private INTEGER NOT NULL DEFAULT 0,
+    provider TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS builds_image_state ON builds (image, state);
 CREATE TABLE IF NOT EXISTS image_usage (
@@ -72,6 +76,7 @@ class Build:
     finished: float | None
     message: str | None
     private: int = 0  # fetched with the host's credential (the secrets file)
+    provider: str = ""  # the link's provider prefix (gh, gl, git, ...), for the build metrics
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -94,8 +99,9 @@ class BuildQueue:
         with self._db() as db:
             db.executescript(SCHEMA)
             columns = {row["name"] for row in db.execute("PRAGMA table_info(builds)")}
-            if "private" not in columns:  # a database of an earlier release
-                db.execute("ALTER TABLE builds ADD COLUMN private INTEGER NOT NULL DEFAULT 0")
+            for column, kind in (("private", "INTEGER NOT NULL DEFAULT 0"), ("provider", "TEXT NOT NULL DEFAULT ''")):
+                if column not in columns:  # a database of an earlier release
+                    db.execute(f"ALTER TABLE builds ADD COLUMN {column} {kind}")
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.settings.db_path, timeout=30, isolation_level=None)
@@ -112,7 +118,7 @@ class BuildQueue:
         return Build(**dict(row)) if row else None
 
     def request(
-        self, image: str, repo_url: str, ref: str, content_provider: str, private: bool = False
+        self, image: str, repo_url: str, ref: str, content_provider: str, private: bool = False, provider: str = ""
     ) -> tuple[Build, bool]:
         """The active build of ``image``, or a new queued one; and whether it is new."""
         db = self._db()
@@ -131,11 +137,12 @@ class BuildQueue:
                 raise QueueFull("Too many builds are waiting on this BinderHub! Try again soon.")
             build_id = uuid.uuid4().hex[:16]
             db.execute(
-                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created, private) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (build_id, image, repo_url, ref, content_provider, time.time(), int(private)),
+                "INSERT INTO builds (id, image, repo_url, ref, content_provider, state, created, private, provider) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (build_id, image, repo_url, ref, content_provider, time.time(), int(private), provider),
             )
             db.execute("COMMIT")
+            metrics.record_queue(waiting + 1)
         finally:
             db.close()
         self.log(build_id).append(Event.waiting("Waiting for build to start..."))
@@ -171,14 +178,56 @@ class BuildQueue:
             ).fetchone()
         return ahead + 1
 
-    def finish(self, build_id: str, state: str, message: str) -> None:
-        """Record the outcome of a build (called by its worker)."""
+    def finish(self, build_id: str, state: str, message: str) -> bool:
+        """Record the outcome of a build (called by its worker); False if it had already ended (stopped)."""
         with self._db() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE builds SET state = ?, finished = ?, message = ? "
                 "WHERE id = ? AND state IN ('queued', 'running')",
                 (state, time.time(), message, build_id),
             )
+        return cur.rowcount > 0
+
+    def builds(self, states: tuple[str, ...], limit: int = 50) -> list[Build]:
+        """Builds in one of ``states``, newest first."""
+        marks = ", ".join("?" for _ in states)
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT * FROM builds WHERE state IN ({marks}) ORDER BY created DESC LIMIT ?", (*states, limit)
+            ).fetchall()
+        return [Build(**dict(row)) for row in rows]
+
+    def latest_build_of(self, image: str) -> Build | None:
+        """The newest build that made (or makes) ``image``."""
+        with self._db() as db:
+            row = db.execute("SELECT * FROM builds WHERE image = ? ORDER BY created DESC LIMIT 1", (image,)).fetchone()
+        return Build(**dict(row)) if row else None
+
+    def stop(self, build_id: str, message: str) -> bool:
+        """End a queued or running build as failed with ``message``; its worker gets SIGTERM and stops
+        repo2docker. False if the build had already ended."""
+        build = self.get(build_id)
+        if build is None or not self.finish(build_id, "failed", message):
+            return False
+        self._count_failed(build)
+        if build.pid and pid_alive(build.pid):
+            try:
+                os.killpg(build.pid, signal.SIGTERM)  # the worker leads its own session (start_new_session)
+            except (ProcessLookupError, PermissionError):
+                pass
+        self.log(build_id).append(Event.failed(message))
+        return True
+
+    def _count_failed(self, build: Build) -> None:
+        """A build ended here, not by its worker (stopped by an administrator, or its worker died): count it."""
+        metrics.record_build(
+            self.settings,
+            provider=build.provider,
+            repo=build.repo_url,
+            private=bool(build.private),
+            status="failure",
+            seconds=time.time() - (build.started or build.created),
+        )
 
     def reap(self) -> list[str]:
         """Mark running builds whose worker is gone as failed; return their ids."""
@@ -197,6 +246,8 @@ class BuildQueue:
                     (time.time(), message, build.id),
                 )
             if cur.rowcount:
+                multiproc.process_exited(build.pid)  # its in-progress count goes with it
+                self._count_failed(build)
                 self.log(build.id).append(Event.failed(message))
                 reaped.append(build.id)
         return reaped
@@ -210,9 +261,10 @@ class BuildQueue:
             db.execute("BEGIN IMMEDIATE")
             (running,) = db.execute("SELECT COUNT(*) FROM builds WHERE state = 'running'").fetchone()
             room = self.settings.build_concurrency - running
+            rows = []
             if room > 0:
                 rows = db.execute(
-                    "SELECT id FROM builds WHERE state = 'queued' ORDER BY created LIMIT ?", (room,)
+                    "SELECT id, created FROM builds WHERE state = 'queued' ORDER BY created LIMIT ?", (room,)
                 ).fetchall()
                 for row in rows:
                     db.execute(
@@ -220,7 +272,9 @@ class BuildQueue:
                         (time.time(), row["id"]),
                     )
                     claimed.append(row["id"])
+            (waiting,) = db.execute("SELECT COUNT(*) FROM builds WHERE state = 'queued'").fetchone()
             db.execute("COMMIT")
+            metrics.record_queue(waiting, [time.time() - row["created"] for row in rows])
         finally:
             db.close()
         for build_id in claimed:

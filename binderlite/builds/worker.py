@@ -5,7 +5,8 @@ It fetches the repository (``fetch``), runs ``run_repo2docker`` on the
 checkout in its own process group, appends every event to the build's log,
 stops that whole group when ``build_timeout`` passes, pushes the image to the
 registry, writes the final ``built``/``failed`` event, removes the checkout
-and then lets the next queued build start.
+and then lets the next queued build start. SIGTERM (``BuildQueue.stop``, the
+admin page's "stop") stops repo2docker's group too and ends the build.
 """
 
 from __future__ import annotations
@@ -28,8 +29,17 @@ from binderlite.builds.registry import push_image, split_image
 from binderlite.dockerutil import docker_client
 from binderlite.errors import BinderliteError
 from binderlite.events import Event, EventLog, Phase
+from binderlite.observe import metrics
 from binderlite.sandbox import checkout, dockernet
 from binderlite.settings import Settings, load_settings
+
+
+class BuildStopped(BinderliteError):
+    """The worker got SIGTERM: the build was stopped (it is already recorded as failed)."""
+
+
+def _stopped(signum, frame) -> None:
+    raise BuildStopped("Build stopped.")
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -46,6 +56,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 RUN_REPO2DOCKER = "binderlite.builds.run_repo2docker"
+BUILT_MESSAGE = "Built image, launching..."
 
 
 def fetch_checkout(settings: Settings, build, log: EventLog, work_dir: Path) -> Path:
@@ -95,27 +106,31 @@ def run_builder(settings: Settings, build, log: EventLog, source: Path) -> tuple
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     buffer = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            _stop_group(proc)
-            return False, Event.failed(f"Build timed out after {settings.build_timeout} s and was stopped.")
-        if not selector.select(timeout=min(remaining, 5)):
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            ev = _parse_line(raw)
-            if ev.phase is Phase.FAILED:
-                # repo2docker says "failed" as it gives up; the build's one `failed` event comes
-                # after the process ends, with the reason and the log's tail. Until then its
-                # words are a building line, so watchers do not stop following too early.
-                failure = ev
-                ev = Event.building(ev.message)
-            log.append(ev)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                _stop_group(proc)
+                return False, Event.failed(f"Build timed out after {settings.build_timeout} s and was stopped.")
+            if not selector.select(timeout=min(remaining, 5)):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                ev = _parse_line(raw)
+                if ev.phase is Phase.FAILED:
+                    # repo2docker says "failed" as it gives up; the build's one `failed` event comes
+                    # after the process ends, with the reason and the log's tail. Until then its
+                    # words are a building line, so watchers do not stop following too early.
+                    failure = ev
+                    ev = Event.building(ev.message)
+                log.append(ev)
+    except BuildStopped:
+        _stop_group(proc)
+        raise
     proc.wait()
     if buffer:
         log.append(_parse_line(buffer))
@@ -150,40 +165,60 @@ def push(settings: Settings, image: str, log: EventLog) -> None:
         )
 
 
+def finish(settings: Settings, queue: BuildQueue, build_id: str, log: EventLog, state: str, event: Event) -> None:
+    """Record the outcome, count it in the build metrics, then tell the watchers (the log's last event).
+
+    A build an administrator stopped meanwhile was already recorded: nothing more is said or counted."""
+    if not queue.finish(build_id, state, event.message):
+        return
+    build = queue.get(build_id)
+    metrics.record_build(  # never raises: a metrics problem cannot keep the result from the watchers
+        settings,
+        provider=build.provider,
+        repo=build.repo_url,
+        private=bool(build.private),
+        status="success" if state == "succeeded" else "failure",
+        seconds=(build.finished or time.time()) - (build.started or build.created),
+    )
+    log.append(event)
+
+
 def main(build_id: str) -> int:
     settings = load_settings()
     queue = BuildQueue(settings)
     build = queue.get(build_id)
     log = queue.log(build_id)
+    signal.signal(signal.SIGTERM, _stopped)
+    if build is None or build.state != "running":  # stopped before this worker started
+        return 0
     work_dir = settings.build_work_dir / "checkouts" / build_id
-    try:
-        source = fetch_checkout(settings, build, log, work_dir)
-        check_apt_txt(source)
-        dockernet.ensure_networks(settings)  # build steps run on build_network, under its rules
-        ok, failure = run_builder(settings, build, log, source)
-        if ok:
-            push(settings, build.image, log)
-            queue.finish(build_id, "succeeded", "Built image, launching...\n")
-            log.append(Event.built(build.image, "Built image, launching..."))
-        else:
-            tail = log.tail_text(settings.build_log_tail)
-            message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
-            queue.finish(build_id, "failed", message)
-            log.append(Event.failed(message, failure.get("status_code")))
-    except BinderliteError as exc:
-        message = f"Build failed: {exc.message}\n"
-        queue.finish(build_id, "failed", message)
-        log.append(Event.failed(message, exc.status))
-    except Exception as exc:  # the worker must always leave a result behind; the details go to its own log
-        traceback.print_exc()
-        message = (
-            f"Build failed: an internal error of binderlite ({exc.__class__.__name__}); see the build worker's log.\n"
-        )
-        queue.finish(build_id, "failed", message)
-        log.append(Event.failed(message))
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        queue.dispatch()
+    with metrics.BUILDS_INPROGRESS.track_inprogress():
+        try:
+            source = fetch_checkout(settings, build, log, work_dir)
+            check_apt_txt(source)
+            dockernet.ensure_networks(settings)  # build steps run on build_network, under its rules
+            ok, failure = run_builder(settings, build, log, source)
+            if ok:
+                push(settings, build.image, log)
+                finish(settings, queue, build_id, log, "succeeded", Event.built(build.image, BUILT_MESSAGE))
+            else:
+                tail = log.tail_text(settings.build_log_tail)
+                message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
+                finish(settings, queue, build_id, log, "failed", Event.failed(message, failure.get("status_code")))
+        except BuildStopped:
+            pass  # BuildQueue.stop recorded the build, its failed event and its count
+        except BinderliteError as exc:
+            finish(settings, queue, build_id, log, "failed", Event.failed(f"Build failed: {exc.message}\n", exc.status))
+        except Exception as exc:  # the worker must always leave a result behind; the details go to its own log
+            traceback.print_exc()
+            message = (
+                f"Build failed: an internal error of binderlite ({exc.__class__.__name__}); "
+                "see the build worker's log.\n"
+            )
+            finish(settings, queue, build_id, log, "failed", Event.failed(message))
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            queue.dispatch()
     return 0
 
 

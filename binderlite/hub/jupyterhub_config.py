@@ -76,7 +76,11 @@ except BinderliteError as _exc:
     sys.exit(_exc.exit_code)
 
 # ---- spawner: the one place it is chosen (binderlite.hub.backends)
-configure_spawner(c, settings, _hub_ip)
+try:
+    configure_spawner(c, settings, _hub_ip)
+except BinderliteError as _exc:
+    print(f"Error: {_exc.message}", file=sys.stderr)
+    sys.exit(_exc.exit_code)
 
 # ---- authenticated mode: users sign in; the web app is the hub's OAuth client (BinderHub's auth_enabled)
 if settings.auth_mode == "authenticated":

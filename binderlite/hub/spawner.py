@@ -39,6 +39,20 @@ BINDER_ENV_OPTIONS = (
     "binder_persistent_request",
     "binder_request",
 )
+
+
+def binder_environment(user_options: dict) -> dict[str, str]:
+    """What a launch adds to a server's environment, on every backend: BinderHub's ``BINDER_*`` variables,
+    and the token in the launch link allowed (BinderHub's contract needs ``?token=`` to work)."""
+    env = {"JUPYTERHUB_ALLOW_TOKEN_IN_URL": "1"}
+    if "repo_url" in user_options:
+        env["BINDER_REPO_URL"] = str(user_options["repo_url"])
+    for key in BINDER_ENV_OPTIONS:
+        if key in user_options:
+            env[key.upper()] = str(user_options[key])
+    return env
+
+
 JOVYAN_UID = "1000"
 
 
@@ -225,12 +239,4 @@ class BinderSpawner(DockerSpawner):
         return stream
 
     def get_env(self) -> dict[str, str]:
-        env = super().get_env()
-        # The launch link carries ?token=…; BinderHub's contract needs it to work.
-        env["JUPYTERHUB_ALLOW_TOKEN_IN_URL"] = "1"
-        if "repo_url" in self.user_options:
-            env["BINDER_REPO_URL"] = str(self.user_options["repo_url"])
-        for key in BINDER_ENV_OPTIONS:
-            if key in self.user_options:
-                env[key.upper()] = str(self.user_options[key])
-        return env
+        return {**super().get_env(), **binder_environment(self.user_options)}

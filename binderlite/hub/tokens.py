@@ -32,12 +32,17 @@ def persistent_secret(path: Path) -> str:
         return value
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32)
+    # Written whole into a file of its own, then linked into place: a process reading the secret while another
+    # makes it (gunicorn's workers start together) finds no file or all of it, never an empty one.
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as fh:
+        fh.write(value + "\n")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.link(draft, path)
     except FileExistsError:  # another process made it first: use theirs
         return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    finally:
+        draft.unlink()
     return value
 
 

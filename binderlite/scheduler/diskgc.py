@@ -31,7 +31,7 @@ def disk_percent_used(path: str) -> float:
     return 100.0 * usage.used / usage.total
 
 
-def _is_ours(tag: str, settings: Settings) -> bool:
+def is_ours(tag: str, settings: Settings) -> bool:
     """A tag binderlite gave a built image (prefix, maybe with the registry); base images are never ours."""
     name = tag.rsplit(":", 1)[0]
     if settings.registry and name.startswith(settings.registry + "/"):
@@ -57,7 +57,7 @@ def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
     candidates = []
     for image in client.images.list():
         built = BUILT_LABEL in ((image.attrs.get("Config") or {}).get("Labels") or {})  # not a base image
-        tags = [t for t in image.tags if built and _is_ours(t, settings)]
+        tags = [t for t in image.tags if built and is_ours(t, settings)]
         if not tags or image.id in in_use or any(t in building for t in tags):
             continue
         used = max((last_used.get(t, 0.0) for t in tags), default=0.0)

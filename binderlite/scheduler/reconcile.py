@@ -1,9 +1,11 @@
-"""Reconciliation: make Docker, the hub and the proxy agree after crashes.
+"""Reconciliation: make the servers' backend, the hub and the proxy agree after crashes.
 
 binderlite's containers (label ``binderlite.managed``, this install's
 ``binderlite.instance``) that the hub no longer knows are removed; hub servers
 whose container is gone are stopped so the hub forgets them; proxy routes to
-servers the hub does not know are dropped. Warm pool servers are ordinary hub
+servers the hub does not know are dropped. On the kubernetes backend the
+containers are the install's pods, listed and deleted through the Kubernetes
+API (``scheduler/kubepods.py``), by the same rules. Warm pool servers are ordinary hub
 users' servers (the pool job records each before it creates the user, and
 the hub knows the server before its container exists): their containers are
 never orphans; a pooled server whose container died is cleared like any
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import docker.errors
 
@@ -43,6 +47,54 @@ def _created_age(container) -> float:
     return time.time() - stamp
 
 
+@dataclass
+class Unit:
+    """One server's container (or pod), as reconciliation needs it."""
+
+    name: str
+    key: tuple[str, str]  # (hub user, server name)
+    running: bool
+    age: float
+    remove: Callable[[], bool]  # False if it was already gone
+
+
+def _docker_units(settings: Settings) -> list[Unit]:
+    def remover(container) -> Callable[[], bool]:
+        def remove() -> bool:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                return False
+            return True
+
+        return remove
+
+    return [
+        Unit(
+            c.name,
+            (c.labels.get("binderlite.user", ""), c.labels.get("binderlite.server", "")),
+            c.status == "running",
+            _created_age(c),
+            remover(c),
+        )
+        for c in _managed_containers(settings)
+    ]
+
+
+def _kube_units(settings: Settings) -> list[Unit]:
+    from binderlite.scheduler import kubepods
+
+    return [
+        Unit(p.name, (p.user, p.server), p.running, p.age, lambda name=p.name: kubepods.delete_pod(settings, name))
+        for p in kubepods.managed_pods(settings)
+    ]
+
+
+def server_units(settings: Settings) -> list[Unit]:
+    """Every container (or pod) of this install's servers, from the backend the settings name."""
+    return _kube_units(settings) if settings.spawner_backend == "kubernetes" else _docker_units(settings)
+
+
 def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, list[str]]:
     """Fix disagreements; return what was done, by kind, and log one line.
 
@@ -54,20 +106,15 @@ def reconcile(settings: Settings, grace: float = GRACE_SECONDS) -> dict[str, lis
     ready = {(u["name"], name) for u in users for name, s in (u.get("servers") or {}).items() if s.get("ready")}
     done: dict[str, list[str]] = {"containers": [], "servers": [], "routes": []}
 
-    containers = _managed_containers(settings)
     present = set()
-    for c in containers:
-        key = (c.labels.get("binderlite.user", ""), c.labels.get("binderlite.server", ""))
-        if key in known and c.status == "running":
-            present.add(key)
+    for unit in server_units(settings):
+        if unit.key in known and unit.running:
+            present.add(unit.key)
             continue
-        if key in known or _created_age(c) < grace:
+        if unit.key in known or unit.age < grace:
             continue
-        try:
-            c.remove(force=True)
-            done["containers"].append(c.name)
-        except docker.errors.NotFound:
-            pass
+        if unit.remove():
+            done["containers"].append(unit.name)
     for user, server in sorted(ready - present):
         try:
             client.stop_server(user, server)

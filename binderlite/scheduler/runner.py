@@ -1,9 +1,14 @@
 """The one scheduler process: culling, reconciliation, disk, the warm pool, on an APScheduler clock.
 
+What each job did is added to running totals in SQLite (``add_counts``) and
+to the Prometheus metrics (``observe/metrics.py``): cull reasons,
+reconciliation fixes, images removed, disk use, running servers, pool sizes.
+
 Exactly one runs per install: it holds an exclusive ``flock`` on
 ``<state>/run/scheduler.lock`` for its whole life. A second one started by
 mistake logs who holds the lock and exits without running any job (gunicorn
-workers never start jobs: the web app does not import this module).
+workers never start jobs: the web app only reads what they recorded). Each
+run is recorded (``runs.py``: when, how long, what it counted) for the admin page.
 """
 
 from __future__ import annotations
@@ -13,17 +18,23 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import IO
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from binderlite.builds.queue import BuildQueue
+from binderlite.dockerutil import docker_client
 from binderlite.errors import SchedulerLocked
-from binderlite.scheduler import cull, diskgc, pool, reconcile
+from binderlite.hub.api import HubClient
+from binderlite.launch import pool as launch_pool
+from binderlite.observe import metrics
+from binderlite.scheduler import cull, diskgc, pool, reconcile, runs
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
+_run = threading.local()  # what the job running on this thread has counted so far (see ``_safely``)
 
 
 def lock_path(settings: Settings):
@@ -79,6 +90,10 @@ def add_counts(settings: Settings, counts: dict[str, int]) -> None:
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 (name, value),
             )
+    counted = getattr(_run, "counts", None)
+    if counted is not None:
+        for name, value in counts.items():
+            counted[name] = counted.get(name, 0) + value
 
 
 def read_counts(settings: Settings) -> dict[str, int]:
@@ -90,27 +105,58 @@ def read_counts(settings: Settings) -> dict[str, int]:
         return {}
 
 
+def running_servers(settings: Settings) -> int:
+    """Servers the hub reports ready (warm pool servers included)."""
+    users = HubClient(settings).users(state="active")
+    return sum(1 for user in users for server in (user.get("servers") or {}).values() if server.get("ready"))
+
+
+def disk_used_ratio(settings: Settings) -> float:
+    """Used fraction of the disk holding Docker's data (what image GC's water marks are about)."""
+    root = docker_client(settings).info().get("DockerRootDir", "/var/lib/docker")
+    return diskgc.disk_percent_used(root) / 100
+
+
+def pool_states(settings: Settings) -> dict[str, int]:
+    """Warm pool servers by state (every state named, 0 included)."""
+    states = dict.fromkeys((launch_pool.STARTING, launch_pool.READY, launch_pool.CLAIMED, launch_pool.DRAINING), 0)
+    for entry in launch_pool.entries(settings):
+        states[entry.state] = states.get(entry.state, 0) + 1
+    return states
+
+
 def _cull_job(settings: Settings) -> None:
-    add_counts(settings, {"culled_servers": len(cull.cull(settings))})
+    culled = cull.cull(settings)
+    add_counts(settings, {"culled_servers": len(culled)})
+    metrics.record_culls(d.reason for d in culled)
+    metrics.record_servers(running_servers(settings))
 
 
 def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:
     done = reconcile.reconcile(settings)
     reaped = queue.reap()
+    fixes = {
+        "orphan_containers": len(done["containers"]),
+        "stale_servers": len(done["servers"]),
+        "dropped_routes": len(done["routes"]),
+        "dead_builds": len(reaped),
+    }
     add_counts(
         settings,
         {
-            "removed_orphan_containers": len(done["containers"]),
-            "cleared_servers": len(done["servers"]),
-            "dropped_routes": len(done["routes"]),
-            "failed_dead_builds": len(reaped),
+            "removed_orphan_containers": fixes["orphan_containers"],
+            "cleared_servers": fixes["stale_servers"],
+            "dropped_routes": fixes["dropped_routes"],
+            "failed_dead_builds": fixes["dead_builds"],
         },
     )
+    metrics.record_reconcile(fixes)
 
 
 def _gc_job(settings: Settings) -> None:
     done = diskgc.collect(settings)
     add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
+    metrics.record_gc(len(done["images"]), disk_used_ratio(settings))
 
 
 def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Event) -> None:
@@ -122,18 +168,32 @@ def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Even
             done = keeper.run()
             if any(done.values()):
                 add_counts(settings, done)
+            metrics.record_pool(pool_states(settings))
             pause = pool.POOL_EVERY
         except Exception as exc:  # one failed run must not stop the pool
             log.warning("warm-pool failed: %s: %s", exc.__class__.__name__, exc)
             pause = min(60.0, pause * 2)
 
 
-def _safely(name: str, job):
+def _safely(settings: Settings, name: str, job):
+    """``job`` as the clock runs it: a failure is logged, not raised; every run is recorded with what it
+    counted (``add_counts`` on this thread while it ran)."""
+
     def run():
+        started, clock = time.time(), time.monotonic()
+        _run.counts = {}
         try:
             job()
+            result = runs.summary(_run.counts)
         except Exception as exc:  # one failed run must not stop the clock
             log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
+            result = f"failed: {exc.__class__.__name__}: {exc}"[:300]
+        finally:
+            _run.counts = None
+        try:
+            runs.record_run(settings, name, started, time.monotonic() - clock, result)
+        except sqlite3.Error as exc:
+            log.warning("could not record the %s run: %s", name, exc)
 
     return run
 
@@ -147,10 +207,12 @@ def run(settings: Settings) -> None:
             "reconcile": (lambda: _reconcile_job(settings, queue), settings.reconcile_every),
             "disk-gc": (lambda: _gc_job(settings), settings.gc_every),
         }
-        _safely("reconcile", jobs["reconcile"][0])()
+        _safely(settings, "reconcile", jobs["reconcile"][0])()
         scheduler = BlockingScheduler()
         for name, (job, every) in jobs.items():
-            scheduler.add_job(_safely(name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True)
+            scheduler.add_job(
+                _safely(settings, name, job), "interval", seconds=every, id=name, max_instances=1, coalesce=True
+            )
         stop = threading.Event()
         keeper = threading.Thread(
             target=_pool_loop, args=(settings, pool.PoolKeeper(settings), stop), name="warm-pool", daemon=True

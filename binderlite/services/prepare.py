@@ -8,6 +8,8 @@ state tree, binderlite's Docker networks and their kernel rules, the secrets
 and each service's own files: the registry's config, and for a service whose
 command needs run-time values (the proxy's token and the hub's address) a
 0600 environment file ``<state_dir>/run/<name>.env`` that its unit reads.
+It empties the shared metrics folder when no service runs yet (counts
+start from zero with the services; a rerun while they run keeps theirs).
 Last it checks the sign-in (authenticated mode: settings, secrets, the
 directory or provider answering), so ``binderlite up`` starts nothing when
 nobody could sign in.
@@ -27,8 +29,10 @@ from binderlite.errors import BaseImageMissingError, ConfigError, ServiceError
 from binderlite.hub import addresses
 from binderlite.hub.auth import check_authenticator
 from binderlite.hub.tokens import persistent_secret
+from binderlite.observe import multiproc
 from binderlite.sandbox.dockernet import ensure_networks
 from binderlite.sandbox.process import WORK_MOUNT, ensure_user, sandbox_user
+from binderlite.scheduler.runner import lock_held
 from binderlite.services.table import Service, all_services
 from binderlite.settings import Settings
 
@@ -105,6 +109,8 @@ def prepare(
     """Make everything the services need (idempotent); return the services, in start order."""
     settings.ensure_dirs()
     check_prerequisites(settings)
+    if not lock_held(settings):  # nothing runs yet (the scheduler is the last service to start)
+        multiproc.reset(settings)
     ensure_networks(settings, force=True)
     ensure_secrets(settings)
     ensure_user(sandbox_user(settings, allow_local=False))

@@ -91,7 +91,12 @@ def start(settings: Settings, service: Service) -> int:
         )
     settings.ensure_dirs()
     values = service.setup()
-    env = {**os.environ, **(settings.to_environment() if service.loads_settings else {}), **values}
+    env = {
+        **os.environ,
+        **(settings.to_environment() if service.loads_settings else {}),
+        **service.environment,
+        **values,
+    }
     log_path = settings.logs_dir / f"{service.name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

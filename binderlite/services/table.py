@@ -23,6 +23,7 @@ import requests
 
 from binderlite.errors import ServiceError
 from binderlite.hub import addresses
+from binderlite.observe import multiproc
 from binderlite.sandbox.process import WORK_MOUNT
 from binderlite.scheduler.runner import lock_held, lock_path
 from binderlite.settings import Settings
@@ -50,6 +51,7 @@ class Service:
     setup: Callable[[], dict[str, str]] = _no_setup  # makes its files; returns run-time values (secrets, addresses)
     values: str = ""  # what those run-time values are, for its unit's comment
     loads_settings: bool = False  # reads binderlite's settings (up: BINDERLITE_*; units: BINDERLITE_CONFIG)
+    environment: dict[str, str] = field(default_factory=dict)  # fixed variables, no secret (units: Environment=)
     user: str | None = None  # the system user it runs as (None: root, because it needs the Docker socket)
     owns: list[Path] = field(default_factory=list)  # folders that user must own
     writes: list[Path] = field(default_factory=list)  # everything else it writes (the unit's ReadWritePaths=)
@@ -229,6 +231,7 @@ def web_service(settings: Settings, python: str = sys.executable) -> Service:
         ready=_http_ok(lambda: f"{url}/versions"),
         describe=url,
         loads_settings=True,
+        environment=multiproc.environment(settings),  # its workers and the builds they start count there
         writes=[Path(settings.state_dir), Path(WORK_MOUNT).parent],
         notify=True,
         keeps_children=True,
@@ -247,6 +250,7 @@ def scheduler_service(settings: Settings, python: str = sys.executable) -> Servi
         ready=lambda: lock_held(settings),
         describe=f"lock {lock_path(settings)}",
         loads_settings=True,
+        environment=multiproc.environment(settings),
         writes=[Path(settings.state_dir)],
         why_root=f"it removes orphaned containers and old images through {DOCKER_SOCKET}",
     )

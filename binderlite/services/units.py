@@ -35,6 +35,10 @@ REFERENCE_PROGRAMS = {
     "docker-registry": "/usr/bin/docker-registry",  # Debian's package
 }
 REFERENCE_CONFIG = "/etc/binderlite/binderlite.toml"
+ENVIRONMENT_NOTES = {
+    "PROMETHEUS_MULTIPROC_DIR": "The shared metrics folder its processes count into (binderlite prepare empties "
+    "it at boot); /metrics adds them up.",
+}
 REFERENCE_VENV = "/opt/binderlite/current"
 
 Directive = tuple[str, str, str]  # key, value, why
@@ -178,6 +182,8 @@ def _service_unit(service: Service, before: list[Service], settings: Settings, i
                 "Where the settings are: it loads them itself (never a secret here).",
             )
         ]
+    for name, value in sorted(service.environment.items()):
+        body += [("Environment", f"{name}={value}", ENVIRONMENT_NOTES.get(name, "Set for it by binderlite."))]
     if _uses_values(service):
         body += [
             (

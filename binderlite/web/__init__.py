@@ -3,7 +3,8 @@
 ``app.create_app()`` is the factory gunicorn loads (``binderlite.web.wsgi:app``).
 Each concern is a blueprint in its own module — ``build_api`` (the SSE build
 stream), ``pages`` (landing and launch pages), ``status`` (health, versions,
-badges) — and every error becomes JSON for API paths or a small page for
+badges), ``admin`` (the admin page, with ``admin_data`` and ``admin_actions``)
+— and every error becomes JSON for API paths or a small page for
 browsers, from the one handler here; ``headers`` puts the security headers
 (Content-Security-Policy and the rest) on every response. Settings hang off
 ``app.extensions``, never a module global, so tests make as many apps as they

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from binderlite.errors import BinderliteError
 from binderlite.settings import Settings, load_settings
-from binderlite.web import build_api, headers, home, pages, signin, status
+from binderlite.web import admin, build_api, headers, home, metrics, pages, signin, status
 from binderlite.web.helpers import error_response
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(build_api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(status.bp)
+    app.register_blueprint(metrics.bp)
     if settings.auth_mode == "authenticated":
         app.register_blueprint(home.bp)
     signin.init_app(app)
+    admin.init_app(app)
     headers.init_app(app)
     app.register_error_handler(BinderliteError, _binderlite_error)
     app.register_error_handler(HTTPException, _http_error)

@@ -6,7 +6,9 @@ events on a queue; the response generator drains it and sends a
 ``:keepalive`` comment whenever nothing came for ``STREAM_KEEPALIVE`` seconds,
 however long a single step blocks. A client that goes away only stops the
 producer's reading: the build itself runs in a detached worker and goes on.
-Every error, expected or not, ends the stream with a ``failed`` event.
+Every error, expected or not, ends the stream with a ``failed`` event; how a
+launch ended (``ready`` or ``failed``, refusals included) goes to the launch
+event log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -27,6 +30,9 @@ from binderlite.errors import BannedSpecError, BinderliteError, RefNotFoundError
 from binderlite.events import Event, Phase
 from binderlite.hub.identity import SignedInUser
 from binderlite.launch import quotas
+from binderlite.links.model import ResolvedRepo
+from binderlite.observe import eventlog
+from binderlite.observe.metrics import LaunchWatch
 from binderlite.settings import Settings
 from binderlite.web.helpers import get_settings, raw_spec
 from binderlite.web.pages import refused
@@ -37,6 +43,18 @@ log = logging.getLogger(__name__)
 bp = Blueprint("build_api", __name__)
 _DONE = object()
 STREAM_BUFFER = 256  # events waiting for a slow client
+
+
+@dataclass
+class Outcome:
+    """What one request came to: the resolved link (once known) and the event that ended the stream."""
+
+    resolved: ResolvedRepo | None = None
+    last: Event | None = None
+
+    @property
+    def status(self) -> str:
+        return "success" if self.last is not None and self.last.phase is Phase.READY else "failure"
 
 
 def sse(ev: dict) -> str:
@@ -72,11 +90,15 @@ def events_for(
     stop: threading.Event,
     client: str = "",
     user: SignedInUser | None = None,
+    watch: LaunchWatch | None = None,
+    outcome: Outcome | None = None,
 ) -> Iterator[Event]:
     """The whole request as events: resolve, check access, build (or find) the image, launch; never raises.
 
     ``user``: the signed-in user (authenticated mode), whose access is checked
     once the link is resolved, before anything is built or started.
+    ``watch``: told the repository once the link is resolved (the launch metrics' labels).
+    ``outcome`` is told the resolved link.
     """
     wait = None if build_only else quotas.rate_limited(settings, client)
     if wait:
@@ -87,6 +109,10 @@ def events_for(
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
+    if watch is not None:
+        watch.resolved(resolved.repo_url, resolved.private)
+    if outcome is not None:
+        outcome.resolved = resolved
     if resolved.private and settings.auth_mode == "anonymous":  # private repositories: signed-in users only
         yield failed(
             f"{resolved.repo_url} is a private repository. This server launches public repositories only "
@@ -147,14 +173,22 @@ def produce(
     stop: threading.Event,
     client: str = "",
     user: SignedInUser | None = None,
+    origin: str = "",
+    request_origin: str = "",
 ):
     """Thread body: put every event on ``out``, then ``_DONE``; an exception becomes ``failed``.
 
     ``out`` is bounded: a client that reads slowly slows the producer down (it
     only follows a log on disk), and one that is gone (``stop``) ends it.
+    A launch (not ``build_only``) that ends in ``ready`` or ``failed`` is
+    logged with ``origin`` (the host asked) and ``request_origin``.
     """
+    watch = LaunchWatch(settings, provider, build_only)  # the launch metrics: outcome, time, retries
+    outcome = Outcome()  # the launch event log: the resolved link, the event that ended the stream
 
     def put(item: object) -> bool:
+        if isinstance(item, Event) and item.ends_stream:
+            outcome.last = item
         while not stop.is_set():
             try:
                 out.put(item, timeout=1.0)
@@ -163,17 +197,34 @@ def produce(
                 continue
         return False
 
+    def send(ev: Event) -> bool:
+        watch.see(ev)
+        return put(ev)
+
     try:
-        for ev in events_for(settings, provider, spec, build_only, stop, client, user):
-            if not put(ev) or ev.ends_stream:
+        for ev in events_for(settings, provider, spec, build_only, stop, client, user, watch, outcome):
+            if not send(ev) or ev.ends_stream:
                 break
         else:
             if not stop.is_set():
-                put(failed("The build ended without a result; see the server log."))
+                send(failed("The build ended without a result; see the server log."))
     except Exception as exc:  # the stream must end in an event, whatever happened
         log.exception("Build stream for %s/%s failed", provider, spec)
-        put(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
+        send(failed(f"Unexpected error ({exc.__class__.__name__}); see the server log."))
     finally:
+        watch.close()
+        if outcome.last is not None and not build_only:
+            eventlog.record_launch(
+                settings,
+                provider=provider,
+                spec=spec,
+                ref=outcome.resolved.resolved_ref if outcome.resolved else "",
+                status=outcome.status,
+                origin=origin,
+                request_origin=request_origin,
+                reason=outcome.last.message if outcome.status == "failure" else "",
+                private=bool(outcome.resolved and outcome.resolved.private),
+            )
         put(_DONE)
 
 
@@ -199,6 +250,12 @@ def stream(events: queue.Queue, stop: threading.Event, keepalive: float, linger:
         stop.set()
 
 
+def origin_of(req) -> str:  # noqa: ANN001 - a Flask request
+    """BinderHub's ``request_origin``: the Origin header, else Sec-Fetch-Site (browser or script?), else ""."""
+    origin = req.headers.get("Origin")
+    return origin if origin is not None else req.headers.get("Sec-Fetch-Site", "")
+
+
 @bp.get("/build/<provider>/<path:_spec>")
 def build(provider: str, _spec: str):
     if request.method == "HEAD":  # Flask answers HEAD with this view: it must not start a build nobody reads
@@ -218,7 +275,7 @@ def build(provider: str, _spec: str):
     client = request.remote_addr or "unknown"
     worker = threading.Thread(
         target=produce,
-        args=(settings, provider, spec, build_only, events, stop, client, user),
+        args=(settings, provider, spec, build_only, events, stop, client, user, request.host, origin_of(request)),
         daemon=True,
         name="build-stream",
     )

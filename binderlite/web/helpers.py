@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import urllib.parse
 
 from flask import current_app, jsonify, render_template, request
@@ -9,6 +10,21 @@ from flask import current_app, jsonify, render_template, request
 from binderlite.settings import Settings
 
 API_PREFIXES = ("/build/", "/api/", "/health", "/versions")
+PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+
+
+def from_this_machine(peer: str | None, headers) -> bool:
+    """True if a request came from this machine itself: a loopback peer, and no proxy header.
+
+    A reverse proxy on this machine (the lab server's Caddy) connects from 127.0.0.1 too, but says
+    so with ``X-Forwarded-For``, ``Forwarded`` or ``X-Real-IP``: such a request came from further away.
+    """
+    try:
+        address = ipaddress.ip_address(peer or "")
+    except ValueError:  # a unix socket, or nothing
+        return False
+    address = getattr(address, "ipv4_mapped", None) or address  # ::ffff:127.0.0.1 on a dual-stack socket
+    return address.is_loopback and not any(name in headers for name in PROXY_HEADERS)
 
 
 def get_settings() -> Settings:

@@ -38,7 +38,7 @@ COOKIE = "binderlite-session"
 STATE_COOKIE = "binderlite-oauth-state"
 CALLBACK = "/oauth_callback"  # the path of addresses.oauth_redirect_uri
 # The app's paths that need the user; "/" itself redirects to /home/ (see the module docstring).
-COOKIE_PATHS = ("/home/", "/v2/", "/build/", "/servers/", "/signout")
+COOKIE_PATHS = ("/home/", "/v2/", "/build/", "/servers/", "/admin", "/signout")
 SESSION_SECONDS = 14 * 24 * 3600
 STATE_SECONDS = 600
 USER_CACHE_SECONDS = 30.0
@@ -194,7 +194,7 @@ def signout():
     return response
 
 
-GATED = ("/v2/", "/build/", "/home/", "/servers/")
+GATED = ("/v2/", "/build/", "/home/", "/servers/", "/admin")
 
 
 def _require_user():

@@ -29,6 +29,7 @@ import segno
 from binderlite.errors import ConfigError
 from binderlite.settings import Settings, parse_size
 from binderlite.workshop.manifest import Manifest, load_manifest
+from binderlite.workshop.warmpool import machine_memory, wanted_per_image
 
 GIB = 1024**3
 MIB = 1024**2
@@ -115,10 +116,7 @@ def choose_address(settings: Settings, found: list[Interface] | None = None, def
 def pool_servers(settings: Settings, manifest: Manifest | None) -> int:
     """Servers the warm pool keeps started: warm_pool_size (-1: the attendees) for each pooled image."""
     images = [i for i in settings.warm_pool_images.split(",") if i.strip()] or (manifest.links if manifest else [])
-    size = settings.warm_pool_size
-    if size < 0:
-        size = manifest.attendees if manifest else 0
-    return size * len(images)
+    return wanted_per_image(settings, manifest) * len(images)
 
 
 def memory_warning(servers: int, memory_limit: str, total_memory: int) -> str:
@@ -134,15 +132,6 @@ def memory_warning(servers: int, memory_limit: str, total_memory: int) -> str:
         f"this machine has {total_memory / GIB:.1f} GiB ({SYSTEM_RESERVE / GIB:.0f} GiB kept for the system and "
         f"binderlite), room for {fit}: set memory_limit to {suggest}M or less, or expect fewer attendees."
     )
-
-
-def machine_memory(meminfo: str | None = None) -> int:
-    """Bytes of memory this machine has (MemTotal)."""
-    text = Path("/proc/meminfo").read_text() if meminfo is None else meminfo
-    for line in text.splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError("no MemTotal in /proc/meminfo")
 
 
 def web_url(settings: Settings, address: str) -> str:

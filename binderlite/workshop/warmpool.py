@@ -59,14 +59,20 @@ def memory_bound(settings: Settings, memory: int | None = None) -> int:
     return max(0, spare // parse_size(settings.memory_limit, "memory_limit"))
 
 
+def wanted_per_image(settings: Settings, manifest: Manifest | None) -> int:
+    """Servers per image that ``warm_pool_size`` asks for, before the memory and quota bounds."""
+    if settings.auth_mode != "anonymous":
+        return 0  # signed-in launches start their own named servers: a pool would sit unused
+    if settings.warm_pool_size < 0:
+        return manifest.attendees if manifest else 0
+    return settings.warm_pool_size
+
+
 def pool_size_for(settings: Settings, images: int = 1, memory: int | None = None) -> int:
     """Servers to keep ready per image, for ``images`` pooled images (see the module docstring)."""
-    if settings.warm_pool_size == 0 or images < 1 or settings.auth_mode != "anonymous":
-        return 0  # signed-in launches start their own named servers: a pool would sit unused
-    wanted = settings.warm_pool_size
-    if wanted < 0:
-        manifest = load_manifest(settings)
-        wanted = manifest.attendees if manifest else 0
+    if settings.warm_pool_size == 0 or images < 1:
+        return 0
+    wanted = wanted_per_image(settings, load_manifest(settings) if settings.warm_pool_size < 0 else None)
     bound = memory_bound(settings, memory)
     if settings.total_quota:
         bound = min(bound, settings.total_quota)

@@ -13,7 +13,19 @@ in_m() { docker exec "$MACHINE" "$@"; }
 in_m_sh() { docker exec "$MACHINE" bash -c "$1"; }
 
 # machine_image <image> <work dir>: debootstrap bookworm with systemd and import it as <image>.
+# With BLTEST_MACHINE_IMAGE set (.ci/run sets it, and removes that image before and after), the
+# first check debootstraps into it and the others tag it: one debootstrap for every machine check.
 machine_image() {
+    local image=$1 shared=${BLTEST_MACHINE_IMAGE:-}
+    if [ -n "$shared" ]; then
+        docker image inspect "$shared" >/dev/null 2>&1 || machine_debootstrap "$shared" "$2" || return 1
+        docker tag "$shared" "$image"
+        return
+    fi
+    machine_debootstrap "$image" "$2"
+}
+
+machine_debootstrap() {
     local image=$1 rootfs=$2/rootfs
     debootstrap --include=systemd,systemd-sysv,python3,dbus,ca-certificates,iproute2 \
         bookworm "$rootfs" "$MACHINE_MIRROR" >"$2/debootstrap.log" 2>&1 \

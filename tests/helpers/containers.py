@@ -12,7 +12,7 @@ from binderlite.settings import Settings
 TEST_PREFIX = "bltest-"
 # Tools that clean up after themselves and may be running meanwhile: the benchmarks, the fresh-machine check,
 # the systemd units' check and the lab-server check.
-OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-", "bltest-units-", "bltest-lab-")
+OTHER_TOOLS_PREFIXES = ("bltest-bench-", "bltest-fresh-", "bltest-units-", "bltest-lab-", "bltest-machine-")
 
 
 def docker_or_none() -> docker.DockerClient | None:

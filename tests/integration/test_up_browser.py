@@ -8,7 +8,9 @@ files. A screenshot is saved under test-artifacts/. Then SIGTERM stops it all.
 
 from __future__ import annotations
 
+import re
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -19,12 +21,13 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from binderlite.settings import Settings
+from tests.helpers import launchlog
 from tests.helpers.browser import WEB, appliance_env, chromium, running_appliance
 from tests.helpers.images import builds_of_image
 from tests.helpers.kernel import run_code
 from tests.helpers.parallel import run_at_once
 from tests.helpers.stack import binderlite_cli
-from tests.helpers.streams import final_event, stream_events
+from tests.helpers.streams import STREAM_HEADERS, final_event, read_events, stream_events
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -118,6 +121,32 @@ def test_binderhub_js_client_launches_unchanged(appliance, git_server, binderhub
     assert "launching" in phases and ("built" in phases)
     ready = events[-1]
     assert run_code(ready["url"], ready["token"], "1+1") == "2"
+
+
+def test_launches_and_failures_are_in_the_event_log(appliance, git_server):
+    if not (git_server.served / "js-client.git").exists():  # run alone: the image is built first
+        git_server.add_fixture("requirements", "js-client")
+    link, missing = git_server.link("js-client"), git_server.link("js-client", "no-such-branch")
+    spec, missing_spec = link[len("git/") :], missing[len("git/") :]
+    headers = {**STREAM_HEADERS, "Origin": "https://site.example"}
+    with requests.get(f"{WEB}/build/{link}", headers=headers, stream=True, timeout=(5, 60)) as response:
+        ready = final_event(read_events(response)[0])
+    assert ready["phase"] == "ready", ready
+    assert final_event(stream_events(f"{WEB}/build/{missing}", deadline=120))["phase"] == "failed"
+    path = appliance["state"] / "logs" / "launches.jsonl"
+    deadline = time.monotonic() + 5  # the line is written as the stream ends, after the client has its event
+    while not (path.exists() and missing_spec in path.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    logged = launchlog.lines(path)
+    for line in logged:  # this test's two, and every launch the tests before it made through the web app
+        launchlog.validate(line)
+    success, failure = [line for line in logged if line["spec"] in (spec, missing_spec)][-2:]
+    assert (success["spec"], success["provider"], success["status"]) == (spec, "Git", "success")
+    assert re.fullmatch("[0-9a-f]{40}", success["ref"]) and ready["binder_persistent_request"].endswith(success["ref"])
+    assert success["origin"] == WEB.split("//")[1] and success["request_origin"] == "https://site.example"
+    assert (failure["spec"], failure["status"], failure["ref"]) == (missing_spec, "failure", "")
+    assert "no-such-branch" in failure["reason"] and failure["request_origin"] == ""
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_up_stops_everything_on_sigterm(appliance):

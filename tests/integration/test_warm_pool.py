@@ -2,7 +2,9 @@
 
 The scheduler runs as ``binderlite up`` runs it (its own process); the
 launches run in this process against the same state dir, as the web app's
-workers do.
+workers do. The classroom burst (30 concurrent launches, a pool of 10) is
+checked where the issue puts it, on the offline laptop
+(scripts/check-offline-laptop.sh), and measured by ``benchmarks/launch.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from binderlite.scheduler.runner import lock_held
 from binderlite.settings import Settings
 from tests.helpers.containers import remove_image
 from tests.helpers.kernel import run_code
-from tests.helpers.parallel import run_at_once
 from tests.helpers.stack import binderlite_cli, fake_resolved, server_container, user_of
 
 pytestmark = pytest.mark.integration
@@ -144,27 +145,3 @@ def test_rebuilding_the_image_drains_the_stale_pool(hubstack, pool_image, docker
         ready = list(launcher.launch(settings, fake_resolved("bltest/pool"), pool_image))[-1]
         assert user_of(ready) in {e.user for e in fresh}
         assert server_container(docker_client, settings, user_of(ready)).image.id == new.id
-
-
-def test_thirty_concurrent_launches_with_a_pool_of_ten_all_succeed_first_time(hubstack, pool_image):
-    settings = pooled_settings(hubstack, 10)
-
-    def launch_and_run() -> tuple[float, str]:
-        started = time.monotonic()
-        events = list(launcher.launch(settings, fake_resolved("bltest/classroom"), pool_image))
-        if events[-1]["phase"] != "ready":
-            raise RuntimeError(events[-1].get("message"))
-        seconds = time.monotonic() - started
-        answer = run_code(events[-1]["url"], events[-1]["token"], "1+1")
-        return seconds, answer
-
-    with scheduler(settings):
-        wait_for_pool(settings, 10, timeout=420)
-        results = run_at_once(launch_and_run, 30, timeout=600)
-    failures = [r for r in results if isinstance(r, Exception)]
-    assert not failures and len(results) == 30, failures[:5]
-    assert [answer for _, answer in results] == ["2"] * 30
-    times = sorted(seconds for seconds, _ in results)
-    print(f"30 launches, pool of 10: p50 {times[14]:.2f} s, p95 {times[28]:.2f} s, fastest {times[0]:.2f} s")
-    claimed = [e for e in pool.entries(settings) if e.state == pool.CLAIMED]
-    assert len(claimed) >= 10, "the pool served the first ten"

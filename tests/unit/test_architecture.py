@@ -17,6 +17,7 @@ LAYERS = {
     "settings": 0,
     "events": 0,
     "dockerutil": 0,
+    "observe": 0,
     "credentials": 1,
     "sandbox": 1,
     "links": 2,

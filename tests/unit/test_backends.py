@@ -17,4 +17,4 @@ def test_the_docker_backend_confines_servers_as_the_settings_say():
 
 
 def test_every_backend_the_settings_allow_is_known():
-    assert set(BACKENDS) == {"docker"}
+    assert set(BACKENDS) == {"docker", "kubernetes"}

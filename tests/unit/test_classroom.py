@@ -99,10 +99,6 @@ def test_memory_warning_names_the_numbers_and_what_to_do():
     assert classroom.memory_warning(11, "2G", 24 * GIB) == ""
 
 
-def test_machine_memory_reads_memtotal():
-    assert classroom.machine_memory("MemTotal:       24576000 kB\nMemFree: 1 kB\n") == 24576000 * 1024
-
-
 def test_entering_the_room_moves_the_web_app_and_proxy_and_is_recorded(tmp_path):
     settings = Settings(state_dir=str(tmp_path), classroom_address="127.0.0.2", web_port=18585, warm_pool_size=0)
     save_manifest(settings, workshop(25))

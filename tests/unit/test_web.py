@@ -282,12 +282,14 @@ def test_gunicorns_master_imports_only_the_settings_for_its_config():
     """
     code = (
         "import sys, binderlite.web.gunicorn_conf; "
-        "print(' '.join(sorted(m for m in sys.modules if m.startswith('binderlite'))))"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('binderlite', 'prometheus_client')))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == [
         "binderlite",
         "binderlite.errors",
+        "binderlite.observe",
+        "binderlite.observe.multiproc",  # child_exit's; it imports no prometheus_client (its lock) at the top
         "binderlite.settings",
         "binderlite.web",
         "binderlite.web.gunicorn_conf",

@@ -1,0 +1,1 @@
+"""What binderlite counts and records: Prometheus metrics and the launch event log."""
