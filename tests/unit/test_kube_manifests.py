@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kubernetes_validate
 import pytest
@@ -25,6 +23,7 @@ from binderlite.hub.backends import configure_spawner
 from binderlite.hub.kubeimages import ImageRefused, built_by_binderlite, pod_image
 from binderlite.hub.kubemanifests import PLACEHOLDER_TOKEN, render_launch
 from binderlite.settings import Settings
+from tests.helpers.jsonhttp import JsonHandler, serve
 
 # k3s's minor versions of 2025–2026 (its stable channel moves through these); the schemas are the API's own
 KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
@@ -191,10 +190,7 @@ class FakeRegistry:
         }
         manifests = {"binderlite/built:1": "sha256:built", "binderlite/base:bookworm": "sha256:base"}
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(JsonHandler):
             def do_GET(self):  # noqa: N802
                 parts = self.path.split("/")
                 body: dict | None = None
@@ -204,15 +200,10 @@ class FakeRegistry:
                         body = {"schemaVersion": 2, "config": {"digest": manifests[repo]}, "layers": []}
                 elif "/blobs/" in self.path:
                     body = configs.get(parts[-1])
-                data = json.dumps(body or {"errors": [{"code": "MANIFEST_UNKNOWN"}]}).encode()
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.answer(200 if body else 404, body or {"errors": [{"code": "MANIFEST_UNKNOWN"}]})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = serve(Handler)
         self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from binderlite.hub.kubeobjects import label_selector
 from binderlite.scheduler import kubepods
 from binderlite.scheduler.reconcile import reconcile
 from binderlite.settings import Settings
+from tests.helpers.jsonhttp import JsonHandler, serve
 
 RECORDING = Path(__file__).resolve().parents[1] / "fixtures" / "kubernetes" / "podlist.json"
 STATE_DIR = "/var/lib/binderlite"  # the recording's pods carry this install's instance label
@@ -43,18 +42,7 @@ class FakeCluster:
         self.stopped: list[str] = []
         cluster = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, status: int, body) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)
                 url = urllib.parse.urlsplit(self.path)
                 cluster.requests.append(("GET", url.path))
@@ -99,9 +87,8 @@ class FakeCluster:
                     return None
                 return self.answer(404, {})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = serve(Handler)
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def deleted(self) -> list[str]:
         return [path.rsplit("/", 1)[1] for method, path in self.requests if method == "DELETE" and "/pods/" in path]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 from unittest import mock
 
@@ -25,6 +23,7 @@ from binderlite.hub.backends import configure_kubernetes
 from binderlite.hub.kubeimages import pod_image
 from binderlite.hub.kubeobjects import network_policy
 from binderlite.settings import Settings
+from tests.helpers.jsonhttp import JsonHandler, serve
 
 SETTINGS = Settings(state_dir="/var/lib/binderlite", spawner_backend="kubernetes", hub_ip="10.0.0.5")
 IMAGE = "127.0.0.1:5000/binderlite/gh-org-repo-77aa01:0f1e2d3c4b5a"
@@ -39,18 +38,7 @@ class FakeApi:
         self.objects: set[str] = set()
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def answer(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def write(self, method: str) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 api.seen.append((method, self.path, body))
@@ -68,8 +56,7 @@ class FakeApi:
             def do_PUT(self):  # noqa: N802
                 self.write("PUT")
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd = serve(Handler)
 
     @property
     def url(self) -> str:

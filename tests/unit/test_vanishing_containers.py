@@ -7,14 +7,11 @@ one of them answers 404, as the real engine does when the container was removed 
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from binderlite.scheduler import diskgc, reconcile
 from binderlite.settings import Settings
+from tests.helpers.jsonhttp import JsonHandler, serve
 
 GONE, PRESENT = "a" * 64, "b" * 64
 
@@ -30,28 +27,17 @@ def _summary(cid: str) -> dict:
     }
 
 
-class _Engine(BaseHTTPRequestHandler):
-    def log_message(self, *args) -> None:  # quiet
-        pass
-
-    def _send(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class _Engine(JsonHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         path = self.path.split("?")[0]
         if path.endswith("/_ping"):
-            self._send(200, "OK")
+            self.answer(200, "OK")
         elif path.endswith("/version"):
-            self._send(200, {"ApiVersion": "1.41", "Version": "24.0.0"})
+            self.answer(200, {"ApiVersion": "1.41", "Version": "24.0.0"})
         elif path.endswith("/containers/json"):
-            self._send(200, [_summary(GONE), _summary(PRESENT)])
+            self.answer(200, [_summary(GONE), _summary(PRESENT)])
         elif path.endswith(f"/containers/{GONE}/json"):
-            self._send(404, {"message": f"No such container: {GONE}"})
+            self.answer(404, {"message": f"No such container: {GONE}"})
         elif path.endswith(f"/containers/{PRESENT}/json"):
             attrs = {
                 **_summary(PRESENT),
@@ -60,16 +46,14 @@ class _Engine(BaseHTTPRequestHandler):
                 "Image": "sha256:" + "c" * 64,
                 "Created": "2026-11-27T00:00:00Z",
             }
-            self._send(200, attrs)
+            self.answer(200, attrs)
         else:
-            self._send(404, {"message": "not faked"})
+            self.answer(404, {"message": "not faked"})
 
 
 @pytest.fixture
 def engine_settings(tmp_path):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Engine)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve(_Engine)
     try:
         yield Settings(state_dir=str(tmp_path), docker_host=f"tcp://127.0.0.1:{server.server_address[1]}")
     finally:
