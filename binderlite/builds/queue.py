@@ -179,14 +179,27 @@ class BuildQueue:
         return ahead + 1
 
     def finish(self, build_id: str, state: str, message: str) -> bool:
-        """Record the outcome of a build (called by its worker); False if it had already ended (stopped)."""
+        """Record the outcome of a build and count it in the build metrics, once: by its worker, by ``stop``
+        or by ``reap``. False if it had already ended (an administrator stopped it), and nothing is counted."""
+        now = time.time()
         with self._db() as db:
             cur = db.execute(
                 "UPDATE builds SET state = ?, finished = ?, message = ? "
                 "WHERE id = ? AND state IN ('queued', 'running')",
-                (state, time.time(), message, build_id),
+                (state, now, message, build_id),
             )
-        return cur.rowcount > 0
+        if not cur.rowcount:
+            return False
+        build = self.get(build_id)
+        metrics.record_build(  # never raises: a metrics problem cannot keep the result from the watchers
+            self.settings,
+            provider=build.provider,
+            repo=build.repo_url,
+            private=bool(build.private),
+            status="success" if state == "succeeded" else "failure",
+            seconds=now - (build.started or build.created),
+        )
+        return True
 
     def builds(self, states: tuple[str, ...], limit: int = 50) -> list[Build]:
         """Builds in one of ``states``, newest first."""
@@ -209,7 +222,6 @@ class BuildQueue:
         build = self.get(build_id)
         if build is None or not self.finish(build_id, "failed", message):
             return False
-        self._count_failed(build)
         if build.pid and pid_alive(build.pid):
             try:
                 os.killpg(build.pid, signal.SIGTERM)  # the worker leads its own session (start_new_session)
@@ -217,17 +229,6 @@ class BuildQueue:
                 pass
         self.log(build_id).append(Event.failed(message))
         return True
-
-    def _count_failed(self, build: Build) -> None:
-        """A build ended here, not by its worker (stopped by an administrator, or its worker died): count it."""
-        metrics.record_build(
-            self.settings,
-            provider=build.provider,
-            repo=build.repo_url,
-            private=bool(build.private),
-            status="failure",
-            seconds=time.time() - (build.started or build.created),
-        )
 
     def reap(self) -> list[str]:
         """Mark running builds whose worker is gone as failed; return their ids."""
@@ -240,14 +241,8 @@ class BuildQueue:
             if starting or pid_alive(build.pid):
                 continue
             message = "Build failed: the build process stopped unexpectedly (was binderlite restarted?).\n"
-            with self._db() as db:
-                cur = db.execute(
-                    "UPDATE builds SET state = 'failed', finished = ?, message = ? WHERE id = ? AND state = 'running'",
-                    (time.time(), message, build.id),
-                )
-            if cur.rowcount:
+            if self.finish(build.id, "failed", message):
                 multiproc.process_exited(build.pid)  # its in-progress count goes with it
-                self._count_failed(build)
                 self.log(build.id).append(Event.failed(message))
                 reaped.append(build.id)
         return reaped

@@ -165,22 +165,12 @@ def push(settings: Settings, image: str, log: EventLog) -> None:
         )
 
 
-def finish(settings: Settings, queue: BuildQueue, build_id: str, log: EventLog, state: str, event: Event) -> None:
-    """Record the outcome, count it in the build metrics, then tell the watchers (the log's last event).
+def finish(queue: BuildQueue, build_id: str, log: EventLog, state: str, event: Event) -> None:
+    """Record the outcome (``BuildQueue.finish`` counts it), then tell the watchers (the log's last event).
 
-    A build an administrator stopped meanwhile was already recorded: nothing more is said or counted."""
-    if not queue.finish(build_id, state, event.message):
-        return
-    build = queue.get(build_id)
-    metrics.record_build(  # never raises: a metrics problem cannot keep the result from the watchers
-        settings,
-        provider=build.provider,
-        repo=build.repo_url,
-        private=bool(build.private),
-        status="success" if state == "succeeded" else "failure",
-        seconds=(build.finished or time.time()) - (build.started or build.created),
-    )
-    log.append(event)
+    A build an administrator stopped meanwhile was already recorded: nothing more is said."""
+    if queue.finish(build_id, state, event.message):
+        log.append(event)
 
 
 def main(build_id: str) -> int:
@@ -200,22 +190,22 @@ def main(build_id: str) -> int:
             ok, failure = run_builder(settings, build, log, source)
             if ok:
                 push(settings, build.image, log)
-                finish(settings, queue, build_id, log, "succeeded", Event.built(build.image, BUILT_MESSAGE))
+                finish(queue, build_id, log, "succeeded", Event.built(build.image, BUILT_MESSAGE))
             else:
                 tail = log.tail_text(settings.build_log_tail)
                 message = f"Build failed: {failure.message.strip()}\n--- last lines of the build log ---\n{tail}\n"
-                finish(settings, queue, build_id, log, "failed", Event.failed(message, failure.get("status_code")))
+                finish(queue, build_id, log, "failed", Event.failed(message, failure.get("status_code")))
         except BuildStopped:
             pass  # BuildQueue.stop recorded the build, its failed event and its count
         except BinderliteError as exc:
-            finish(settings, queue, build_id, log, "failed", Event.failed(f"Build failed: {exc.message}\n", exc.status))
+            finish(queue, build_id, log, "failed", Event.failed(f"Build failed: {exc.message}\n", exc.status))
         except Exception as exc:  # the worker must always leave a result behind; the details go to its own log
             traceback.print_exc()
             message = (
                 f"Build failed: an internal error of binderlite ({exc.__class__.__name__}); "
                 "see the build worker's log.\n"
             )
-            finish(settings, queue, build_id, log, "failed", Event.failed(message))
+            finish(queue, build_id, log, "failed", Event.failed(message))
         finally:
             shutil.rmtree(work_dir, ignore_errors=True)
             queue.dispatch()
