@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -90,15 +90,13 @@ def events_for(
     stop: threading.Event,
     client: str = "",
     user: SignedInUser | None = None,
-    watch: LaunchWatch | None = None,
-    outcome: Outcome | None = None,
+    on_resolved: Callable[[ResolvedRepo], None] | None = None,
 ) -> Iterator[Event]:
     """The whole request as events: resolve, check access, build (or find) the image, launch; never raises.
 
     ``user``: the signed-in user (authenticated mode), whose access is checked
     once the link is resolved, before anything is built or started.
-    ``watch``: told the repository once the link is resolved (the launch metrics' labels).
-    ``outcome`` is told the resolved link.
+    ``on_resolved``: told the resolved link (the launch metrics' labels, the event log's ref).
     """
     wait = None if build_only else quotas.rate_limited(settings, client)
     if wait:
@@ -109,10 +107,8 @@ def events_for(
     except BinderliteError as exc:
         yield resolve_failure(provider, spec, exc)
         return
-    if watch is not None:
-        watch.resolved(resolved.repo_url, resolved.private)
-    if outcome is not None:
-        outcome.resolved = resolved
+    if on_resolved is not None:
+        on_resolved(resolved)
     if resolved.private and settings.auth_mode == "anonymous":  # private repositories: signed-in users only
         yield failed(
             f"{resolved.repo_url} is a private repository. This server launches public repositories only "
@@ -187,8 +183,6 @@ def produce(
     outcome = Outcome()  # the launch event log: the resolved link, the event that ended the stream
 
     def put(item: object) -> bool:
-        if isinstance(item, Event) and item.ends_stream:
-            outcome.last = item
         while not stop.is_set():
             try:
                 out.put(item, timeout=1.0)
@@ -197,12 +191,18 @@ def produce(
                 continue
         return False
 
+    def resolved(link: ResolvedRepo) -> None:
+        outcome.resolved = link
+        watch.resolved(link.repo_url, link.private)
+
     def send(ev: Event) -> bool:
         watch.see(ev)
+        if ev.ends_stream:
+            outcome.last = ev
         return put(ev)
 
     try:
-        for ev in events_for(settings, provider, spec, build_only, stop, client, user, watch, outcome):
+        for ev in events_for(settings, provider, spec, build_only, stop, client, user, resolved):
             if not send(ev) or ev.ends_stream:
                 break
         else:
