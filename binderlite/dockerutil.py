@@ -40,6 +40,11 @@ def local_image_exists(client: DockerClient, name: str) -> bool:
     return True
 
 
+def docker_root(client: DockerClient) -> str:
+    """The folder the daemon keeps its data in (the disk image GC's water marks are about)."""
+    return client.info().get("DockerRootDir", "/var/lib/docker")
+
+
 def docker_cli_env(settings: Settings) -> dict[str, str]:
     """The environment for a ``docker`` command that talks to the configured daemon."""
     env = dict(os.environ)

@@ -11,12 +11,13 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import docker.errors
 
 from binderlite.builds.queue import BuildQueue
-from binderlite.dockerutil import docker_client
+from binderlite.dockerutil import docker_client, docker_root
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler.diskgc")
@@ -39,15 +40,20 @@ def is_ours(tag: str, settings: Settings) -> bool:
     return bool(settings.image_prefix) and name.startswith(settings.image_prefix)
 
 
+def containers_per_image(client) -> Counter[str]:
+    """How many containers (running or not) use each image id, read from the engine's one listing."""
+    return Counter(c["ImageID"] for c in client.api.containers(all=True) if c.get("ImageID"))
+
+
 def images_in_use(client) -> set[str]:
-    """Ids of the images any container (running or not) uses, read from the engine's one listing."""
-    return {c["ImageID"] for c in client.api.containers(all=True) if c.get("ImageID")}
+    """Ids of the images any container (running or not) uses."""
+    return set(containers_per_image(client))
 
 
 def gc_images(settings: Settings, queue: BuildQueue | None = None) -> list[str]:
     """Remove binderlite images, least recently launched first, while the disk is above high water."""
     client = docker_client(settings, timeout=GC_DOCKER_TIMEOUT)
-    root = client.info().get("DockerRootDir", "/var/lib/docker")
+    root = docker_root(client)
     if disk_percent_used(root) <= settings.disk_high_water:
         return []
     queue = queue or BuildQueue(settings)

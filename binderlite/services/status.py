@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from binderlite.dockerutil import docker_client
+from binderlite.dockerutil import docker_client, docker_root
 from binderlite.errors import BinderliteError
 from binderlite.hub import addresses
 from binderlite.hub.api import HubClient
@@ -149,7 +149,7 @@ def disk(settings: Settings) -> dict[str, Any]:
     try:
         client = docker_client(settings, timeout=10)
         try:
-            root = client.info().get("DockerRootDir", "/var/lib/docker")
+            root = docker_root(client)
         finally:
             client.close()
         error = None

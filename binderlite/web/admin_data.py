@@ -21,7 +21,7 @@ import docker.errors
 import requests
 
 from binderlite.builds.queue import Build, BuildQueue
-from binderlite.dockerutil import docker_client
+from binderlite.dockerutil import docker_client, docker_root
 from binderlite.errors import BinderliteError
 from binderlite.hub.api import HubClient
 from binderlite.scheduler import diskgc, runs
@@ -151,9 +151,7 @@ def server_memory(settings: Settings, client) -> dict[tuple[str, str], int]:
 
 def built_images(settings: Settings, client, queue: BuildQueue) -> list[ImageRow]:
     """binderlite's images on the daemon, least recently launched first (the order disk GC removes them)."""
-    using: dict[str, int] = {}
-    for container in client.api.containers(all=True):
-        using[container.get("ImageID", "")] = using.get(container.get("ImageID", ""), 0) + 1
+    using = diskgc.containers_per_image(client)
     building = queue.active_images()
     last_used = queue.image_last_used()
     rows = []
@@ -180,7 +178,7 @@ def built_images(settings: Settings, client, queue: BuildQueue) -> list[ImageRow
 
 def disk(settings: Settings, client) -> Disk:
     """Docker's data disk against the GC water marks."""
-    root = client.info().get("DockerRootDir", "/var/lib/docker")
+    root = docker_root(client)
     usage = shutil.disk_usage(root)
     return Disk(root, usage.used, usage.total, settings.disk_high_water, settings.disk_low_water)
 
