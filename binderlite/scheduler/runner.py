@@ -19,13 +19,14 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, TypeVar
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from binderlite.builds.queue import BuildQueue
-from binderlite.dockerutil import docker_client
+from binderlite.dockerutil import docker_client, docker_root
 from binderlite.errors import SchedulerLocked
 from binderlite.hub.api import HubClient
 from binderlite.launch import pool as launch_pool
@@ -34,7 +35,14 @@ from binderlite.scheduler import cull, diskgc, pool, reconcile, runs
 from binderlite.settings import Settings
 
 log = logging.getLogger("binderlite.scheduler")
-_run = threading.local()  # what the job running on this thread has counted so far (see ``_safely``)
+T = TypeVar("T")
+# Reconciliation's fixes: the metric's `kind` label → the running total's name (kept as earlier releases wrote it).
+RECONCILE_TOTALS = {
+    "orphan_containers": "removed_orphan_containers",
+    "stale_servers": "cleared_servers",
+    "dropped_routes": "dropped_routes",
+    "dead_builds": "failed_dead_builds",
+}
 
 
 def lock_path(settings: Settings):
@@ -90,10 +98,6 @@ def add_counts(settings: Settings, counts: dict[str, int]) -> None:
                 "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
                 (name, value),
             )
-    counted = getattr(_run, "counts", None)
-    if counted is not None:
-        for name, value in counts.items():
-            counted[name] = counted.get(name, 0) + value
 
 
 def read_counts(settings: Settings) -> dict[str, int]:
@@ -113,8 +117,11 @@ def running_servers(settings: Settings) -> int:
 
 def disk_used_ratio(settings: Settings) -> float:
     """Used fraction of the disk holding Docker's data (what image GC's water marks are about)."""
-    root = docker_client(settings).info().get("DockerRootDir", "/var/lib/docker")
-    return diskgc.disk_percent_used(root) / 100
+    client = docker_client(settings)
+    try:
+        return diskgc.disk_percent_used(docker_root(client)) / 100
+    finally:
+        client.close()
 
 
 def pool_states(settings: Settings) -> dict[str, int]:
@@ -125,14 +132,25 @@ def pool_states(settings: Settings) -> dict[str, int]:
     return states
 
 
-def _cull_job(settings: Settings) -> None:
+def _gauge_reading(read: Callable[[Settings], T], settings: Settings) -> T | None:
+    """A gauge's value, or None when it cannot be read now (what the job did still counts)."""
+    try:
+        return read(settings)
+    except Exception as exc:
+        log.warning("metrics: %s failed: %s: %s", read.__name__, exc.__class__.__name__, exc)
+        return None
+
+
+def _cull_job(settings: Settings) -> dict[str, int]:
     culled = cull.cull(settings)
-    add_counts(settings, {"culled_servers": len(culled)})
     metrics.record_culls(d.reason for d in culled)
-    metrics.record_servers(running_servers(settings))
+    running = _gauge_reading(running_servers, settings)
+    if running is not None:
+        metrics.record_servers(running)
+    return {"culled_servers": len(culled)}
 
 
-def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:
+def _reconcile_job(settings: Settings, queue: BuildQueue) -> dict[str, int]:
     done = reconcile.reconcile(settings)
     reaped = queue.reap()
     fixes = {
@@ -141,22 +159,14 @@ def _reconcile_job(settings: Settings, queue: BuildQueue) -> None:
         "dropped_routes": len(done["routes"]),
         "dead_builds": len(reaped),
     }
-    add_counts(
-        settings,
-        {
-            "removed_orphan_containers": fixes["orphan_containers"],
-            "cleared_servers": fixes["stale_servers"],
-            "dropped_routes": fixes["dropped_routes"],
-            "failed_dead_builds": fixes["dead_builds"],
-        },
-    )
     metrics.record_reconcile(fixes)
+    return {RECONCILE_TOTALS[kind]: count for kind, count in fixes.items()}
 
 
-def _gc_job(settings: Settings) -> None:
+def _gc_job(settings: Settings) -> dict[str, int]:
     done = diskgc.collect(settings)
-    add_counts(settings, {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])})
-    metrics.record_gc(len(done["images"]), disk_used_ratio(settings))
+    metrics.record_gc(len(done["images"]), _gauge_reading(disk_used_ratio, settings))
+    return {"removed_images": len(done["images"]), "expired_logs": len(done["logs"])}
 
 
 def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Event) -> None:
@@ -175,21 +185,19 @@ def _pool_loop(settings: Settings, keeper: pool.PoolKeeper, stop: threading.Even
             pause = min(60.0, pause * 2)
 
 
-def _safely(settings: Settings, name: str, job):
-    """``job`` as the clock runs it: a failure is logged, not raised; every run is recorded with what it
-    counted (``add_counts`` on this thread while it ran)."""
+def _safely(settings: Settings, name: str, job: Callable[[], dict[str, int]]):
+    """``job`` as the clock runs it: what it returns is added to the running totals; a failure is logged,
+    not raised; every run is recorded with what it did."""
 
     def run():
         started, clock = time.time(), time.monotonic()
-        _run.counts = {}
         try:
-            job()
-            result = runs.summary(_run.counts)
+            counts = job()
+            add_counts(settings, counts)
+            result = runs.summary(counts)
         except Exception as exc:  # one failed run must not stop the clock
             log.warning("%s failed: %s: %s", name, exc.__class__.__name__, exc)
             result = f"failed: {exc.__class__.__name__}: {exc}"[:300]
-        finally:
-            _run.counts = None
         try:
             runs.record_run(settings, name, started, time.monotonic() - clock, result)
         except sqlite3.Error as exc:

@@ -236,7 +236,7 @@ def test_scheduler_runs_are_recorded_bounded_and_failures_said(tmp_path):
     settings = Settings(state_dir=str(tmp_path))
     for n in range(runs.KEEP + 10):
         runs.record_run(settings, "cull", float(n), 0.1, "nothing to do")
-    runner._safely(settings, "disk-gc", lambda: runner.add_counts(settings, {"removed_images": 2, "expired_logs": 0}))()
+    runner._safely(settings, "disk-gc", lambda: {"removed_images": 2, "expired_logs": 0})()
     runner._safely(settings, "reconcile", lambda: 1 / 0)()
     recent = runs.recent_runs(settings, limit=100)
     assert [r.job for r in recent].count("cull") == runs.KEEP
