@@ -14,6 +14,7 @@ import requests
 from docker import DockerClient
 
 REGISTRY_TIMEOUT = 5
+BUILT_LABEL = "repo2docker.version"  # what every image binderlite built carries, and no base image
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",

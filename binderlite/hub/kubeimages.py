@@ -16,10 +16,9 @@ import re
 
 import requests
 
-from binderlite.builds.registry import MANIFEST_TYPES, REGISTRY_TIMEOUT, split_image
+from binderlite.builds.registry import BUILT_LABEL, MANIFEST_TYPES, REGISTRY_TIMEOUT, split_image
 from binderlite.settings import Settings
 
-BUILT_LABEL = "repo2docker.version"
 _PATH = re.compile(r"[a-z0-9]+(?:[._-]+[a-z0-9]+|/[a-z0-9]+)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 

@@ -29,10 +29,10 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Callable, Integer, Unicode, default
 
+from binderlite.builds.registry import BUILT_LABEL
 from binderlite.errors import BinderliteError
 from binderlite.hub import homes
 
-BUILT_LABEL = "repo2docker.version"
 BINDER_ENV_OPTIONS = (
     "binder_ref_url",
     "binder_launch_host",

@@ -17,6 +17,7 @@ from pathlib import Path
 import docker.errors
 
 from binderlite.builds.queue import BuildQueue
+from binderlite.builds.registry import BUILT_LABEL
 from binderlite.dockerutil import docker_client, docker_root
 from binderlite.settings import Settings
 
@@ -24,7 +25,6 @@ log = logging.getLogger("binderlite.scheduler.diskgc")
 SERVICE_LOG_MAX_BYTES = 50 * 1024 * 1024
 # Pruning the dangling layers many builds left behind can take the daemon minutes on a busy machine.
 GC_DOCKER_TIMEOUT = 900
-BUILT_LABEL = "repo2docker.version"  # what every image binderlite built carries, and no base image
 
 
 def disk_percent_used(path: str) -> float:
