@@ -970,6 +970,15 @@ def _access_rules_problem(text: str) -> None:
 SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
+def human_size(size: float) -> str:
+    """A size as people read it: ``512 B``, ``214.5 KiB``, ``1.9 GiB`` (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def parse_size(text: str, name: str) -> int:
     """Bytes in a size such as ``512M``, ``2G`` or ``1048576`` (binary units, as Docker's)."""
     raw = str(text).strip().upper().removesuffix("IB").removesuffix("B")

@@ -31,6 +31,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from binderlite.builds.queue import BuildQueue
 from binderlite.hub.tokens import persistent_secret
+from binderlite.settings import human_size
 from binderlite.web import admin_actions, admin_data
 from binderlite.web.helpers import error_response, from_this_machine, get_settings
 from binderlite.web.signin import current_user
@@ -162,13 +163,7 @@ def _ago(value: datetime | float | None) -> str:
 
 
 def _size(value: int | None) -> str:
-    if value is None:
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
+    return "—" if value is None else human_size(value)
 
 
 def _when(value: float | None) -> str:

@@ -33,7 +33,7 @@ from typing import IO
 from binderlite.builds.gitcopy import copies_dir
 from binderlite.builds.packageindex import mirror_path
 from binderlite.errors import BadInputError
-from binderlite.settings import Settings
+from binderlite.settings import Settings, human_size
 
 FOLDER = "binderlite-workshop"
 CHECKSUMS = "SHA256SUMS"
@@ -222,11 +222,3 @@ class Report:
         rows += [f"  {part:<14} {'absent':>11}" for part in self.absent]
         rows.append(f"  {'total':<14} {human_size(self.total):>11}")
         return rows + [f"  {step}: {seconds:.1f} s" for step, seconds in self.seconds.items()]
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
